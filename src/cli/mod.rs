@@ -1,0 +1,98 @@
+//! Command-line interface: global options, the subcommand table and exit codes.
+//!
+//! Each subcommand lives in its own file and returns the process exit code, so the contract in
+//! DESIGN.md §3 (0 ok, 1 error, 2 changes pending) is decided in one obvious place per command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod color;
+pub mod diff;
+pub mod init;
+pub mod render;
+pub mod schema;
+pub mod validate;
+
+pub use color::ColorChoice;
+
+/// Options every subcommand understands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Root folder holding `projects/` (and the generated `proxy/` and `upstream/`).
+    #[arg(long, global = true, env = "ITSUP_ROOT", default_value = ".")]
+    pub root: PathBuf,
+    /// More output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to colour output.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "itsup", version, about = "Run a small self-hosted platform from a projects/ folder", long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Output format of machine-readable reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check projects/ against the schema and the semantic rules; report every error at once.
+    Validate(validate::Args),
+    /// Write every generated artifact (only changed files; stale generated files removed).
+    Render(render::Args),
+    /// Show what `render` would change as a unified diff.
+    Diff(diff::Args),
+    /// Print the JSON Schema of an input file.
+    Schema(schema::Args),
+    /// Scaffold a root folder (itsup.yml, schemas for editors).
+    Init(init::InitArgs),
+    /// Scaffold a new project.
+    Create(init::CreateArgs),
+    /// HAProxy agent-check server answering with gRPC health.
+    Agent(crate::agent::AgentArgs),
+    /// Runtime L7/L4 proxy and load balancer.
+    Proxy(crate::proxy::ProxyArgs),
+    /// Route labelled containers through HAProxy.
+    Watch(crate::watch::WatchArgs),
+}
+
+/// Entry point used by `main.rs`: parse, dispatch, map errors to exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let global = cli.global;
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(&global, args),
+        Command::Render(args) => render::run(&global, args),
+        Command::Diff(args) => diff::run(&global, args),
+        Command::Schema(args) => schema::run(args),
+        Command::Init(args) => init::run_init(&global, args),
+        Command::Create(args) => init::run_create(&global, args),
+        Command::Agent(args) => crate::agent::run(args),
+        Command::Proxy(args) => crate::proxy::run(args),
+        Command::Watch(args) => crate::watch::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Deploy: bring rendered stacks up through the Docker API with zero-downtime rollouts.
