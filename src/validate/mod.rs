@@ -1,1 +1,284 @@
-//! (being built)
+//! Validate: schema + semantic rules over a loaded tree, reporting every error at once.
+//!
+//! Platform files (`itsup.yml`, `traefik.yml`, `middlewares.yml`) must be valid for anything to
+//! render. Projects fail one by one: a broken project is reported and left out, the others
+//! go on to the Plan.
+
+mod diagnostic;
+mod global;
+pub mod names;
+mod rules;
+mod schema;
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use ipnet::Ipv4Net;
+use serde_json::{Map, Value};
+
+pub use diagnostic::Diagnostic;
+pub use schema::{SchemaCheck, suggest};
+
+use crate::load::{Source, Tree};
+use crate::model::{ItsupConfig, ProjectFile, schema_of};
+use crate::yaml::Pos;
+
+/// A project that passed every rule.
+#[derive(Debug, Clone)]
+pub struct ValidProject {
+    pub name: String,
+    pub file: ProjectFile,
+    pub compose: Option<Map<String, Value>>,
+}
+
+/// What the Plan is built from.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub config: ItsupConfig,
+    /// Valid projects, sorted by name.
+    pub projects: Vec<ValidProject>,
+    pub traefik_overrides: Option<Value>,
+    pub middleware_overrides: Option<Value>,
+}
+
+/// The result of validation.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `None` when a platform file is invalid: nothing can be rendered then.
+    pub validated: Option<Validated>,
+    /// Every error, sorted by file and position.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Projects left out because of errors.
+    pub broken: BTreeSet<String>,
+}
+
+impl Outcome {
+    pub fn is_valid(&self) -> bool {
+        self.diagnostics.is_empty()
+    }
+}
+
+fn project_schema() -> &'static SchemaCheck {
+    static CHECK: OnceLock<SchemaCheck> = OnceLock::new();
+    CHECK.get_or_init(|| {
+        SchemaCheck::new(schema_of::<ProjectFile>()).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+fn itsup_schema() -> &'static SchemaCheck {
+    static CHECK: OnceLock<SchemaCheck> = OnceLock::new();
+    CHECK.get_or_init(|| {
+        SchemaCheck::new(schema_of::<ItsupConfig>()).unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
+/// Validates a loaded tree.
+pub fn validate(tree: &Tree) -> Outcome {
+    let mut diagnostics = tree.diagnostics.clone();
+    let mut broken: BTreeSet<String> = tree
+        .projects
+        .iter()
+        .filter(|p| p.broken)
+        .map(|p| p.name.clone())
+        .collect();
+    let platform_errors_before = diagnostics.iter().filter(|d| d.project.is_none()).count();
+
+    let config = platform_config(tree, &mut diagnostics);
+    let traefik_overrides = mapping_file(tree.traefik.as_ref(), &mut diagnostics);
+    let middleware_overrides = mapping_file(tree.middlewares.as_ref(), &mut diagnostics);
+    let subnet: Option<Ipv4Net> = config.as_ref().and_then(|c| c.proxy.subnet.parse().ok());
+    let middleware_names: Vec<String> = middleware_overrides
+        .as_ref()
+        .and_then(|m| m.pointer("/http/middlewares"))
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let platform_ok = diagnostics.iter().filter(|d| d.project.is_none()).count()
+        == platform_errors_before
+        && platform_errors_before == 0;
+    let config = config.unwrap_or_default();
+
+    let mut valid: Vec<(ValidProject, &Source)> = Vec::new();
+    for source in &tree.projects {
+        let name = source.name.as_str();
+        let report = |diags: &mut Vec<Diagnostic>, file: &Source, at: Pos, message: String| {
+            diags.push(Diagnostic::new(&file.path, at, Some(name), message));
+        };
+        if let Some(problem) = names::project_name_problem(name) {
+            diagnostics.push(Diagnostic::new(
+                &source.file_path,
+                Pos { line: 1, col: 1 },
+                Some(name),
+                problem,
+            ));
+            broken.insert(name.to_string());
+            continue;
+        }
+        let (Some(file_src), false) = (&source.file, source.broken) else {
+            broken.insert(name.to_string());
+            continue;
+        };
+        let before = diagnostics.len();
+        let violations = project_schema().check(&file_src.doc);
+        for v in violations {
+            report(&mut diagnostics, file_src, v.pos, v.message);
+        }
+        let compose_ok = match &source.compose {
+            Some(c) => {
+                let problems = rules::compose_problems(&c.doc);
+                for p in &problems {
+                    report(&mut diagnostics, c, c.doc.pos(&p.pointer, p.key), p.message.clone());
+                }
+                problems.is_empty()
+            }
+            None => true,
+        };
+        if diagnostics.len() > before || !compose_ok {
+            broken.insert(name.to_string());
+            continue;
+        }
+        let file: ProjectFile = if file_src.doc.value.is_null() {
+            ProjectFile::default()
+        } else {
+            match serde_json::from_value(file_src.doc.value.clone()) {
+                Ok(f) => f,
+                Err(e) => {
+                    report(&mut diagnostics, file_src, Pos { line: 1, col: 1 }, e.to_string());
+                    broken.insert(name.to_string());
+                    continue;
+                }
+            }
+        };
+        let compose = source
+            .compose
+            .as_ref()
+            .and_then(|c| c.doc.value.as_object().cloned());
+        let problems = rules::project_problems(
+            name,
+            &file,
+            compose.as_ref(),
+            &config,
+            subnet,
+            &middleware_names,
+        );
+        for p in &problems {
+            let src = match (&source.compose, p.in_compose) {
+                (Some(c), true) => c,
+                _ => file_src,
+            };
+            report(&mut diagnostics, src, src.doc.pos(&p.pointer, p.key), p.message.clone());
+        }
+        if !problems.is_empty() {
+            broken.insert(name.to_string());
+            continue;
+        }
+        valid.push((
+            ValidProject {
+                name: name.to_string(),
+                file,
+                compose,
+            },
+            file_src,
+        ));
+    }
+
+    // Cross-project rules can break further projects; repeat until no new conflict appears so
+    // that a project left out never blocks another one's claim.
+    loop {
+        let projects: Vec<ValidProject> = valid.iter().map(|(p, _)| p.clone()).collect();
+        let conflicts = global::conflicts(&projects, &config);
+        if conflicts.is_empty() {
+            break;
+        }
+        let mut newly: BTreeSet<String> = BTreeSet::new();
+        for c in conflicts {
+            if let Some((_, src)) = valid.iter().find(|(p, _)| p.name == c.project) {
+                let key = c.pointer.starts_with("/egress");
+                diagnostics.push(Diagnostic::new(
+                    &src.path,
+                    src.doc.pos(&c.pointer, !key),
+                    Some(&c.project),
+                    c.message,
+                ));
+            }
+            newly.insert(c.project);
+        }
+        valid.retain(|(p, _)| !newly.contains(&p.name));
+        broken.extend(newly);
+    }
+
+    diagnostics.sort();
+    diagnostics.dedup();
+    let validated = platform_ok.then(|| Validated {
+        config,
+        projects: valid.into_iter().map(|(p, _)| p).collect(),
+        traefik_overrides,
+        middleware_overrides,
+    });
+    Outcome {
+        validated,
+        diagnostics,
+        broken,
+    }
+}
+
+fn platform_config(tree: &Tree, diagnostics: &mut Vec<Diagnostic>) -> Option<ItsupConfig> {
+    let Some(src) = &tree.itsup else {
+        return Some(ItsupConfig::default());
+    };
+    if src.doc.value.is_null() {
+        return Some(ItsupConfig::default());
+    }
+    let violations = itsup_schema().check(&src.doc);
+    if !violations.is_empty() {
+        for v in violations {
+            diagnostics.push(Diagnostic::new(&src.path, v.pos, None, v.message));
+        }
+        return None;
+    }
+    let config: ItsupConfig = match serde_json::from_value(src.doc.value.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            diagnostics.push(Diagnostic::new(&src.path, Pos::default(), None, e.to_string()));
+            return None;
+        }
+    };
+    let mut ok = true;
+    let mut fail = |pointer: &str, message: String| {
+        diagnostics.push(Diagnostic::new(&src.path, src.doc.value_pos(pointer), None, message));
+        ok = false;
+    };
+    if config.proxy.subnet.parse::<Ipv4Net>().is_err() {
+        fail("/proxy/subnet", format!("`subnet` {:?} is not an IPv4 CIDR range", config.proxy.subnet));
+    }
+    if config.proxy.http_port == config.proxy.https_port {
+        fail("/proxy/httpsPort", "`httpPort` and `httpsPort` must differ".into());
+    }
+    if let Some(p) = names::label_problem(&config.proxy.network) {
+        fail("/proxy/network", format!("`network`: {p}"));
+    }
+    if let Some(domain) = &config.traefik_domain {
+        if let Some(p) = names::domain_problem(domain) {
+            fail("/traefikDomain", format!("`traefikDomain`: {p}"));
+        }
+    }
+    ok.then_some(config)
+}
+
+/// A native Traefik override file must be a mapping (or empty).
+fn mapping_file(src: Option<&Source>, diagnostics: &mut Vec<Diagnostic>) -> Option<Value> {
+    let src = src?;
+    match &src.doc.value {
+        Value::Null => None,
+        Value::Object(_) => Some(src.doc.value.clone()),
+        _ => {
+            diagnostics.push(Diagnostic::new(
+                &src.path,
+                Pos { line: 1, col: 1 },
+                None,
+                "must be a mapping of native Traefik configuration",
+            ));
+            None
+        }
+    }
+}

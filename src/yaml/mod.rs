@@ -1,1 +1,140 @@
-//! (being built)
+//! YAML in and out: the only module that touches YAML crates.
+//!
+//! Input is read with yaml-rust2's event parser because it reports a line and column for every
+//! event; we build a `serde_json::Value` from the events plus an index from JSON pointer to
+//! position, so the schema validator (which speaks JSON pointers) and the semantic rules can both
+//! name `file:line:col`. Anchors and merge keys are expanded here, with a budget against alias
+//! bombs. Output goes through serde_yaml_ng, the maintained serde_yaml fork.
+
+mod build;
+
+use std::collections::HashMap;
+
+pub use build::MAX_ALIAS_NODES;
+
+/// A 1-based line and column in a source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+/// Where a node sits in its file: the key that introduced it (for mapping entries) and the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub key: Option<Pos>,
+    pub value: Pos,
+}
+
+/// A parsed YAML document: its value as JSON plus the position of every node.
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub value: serde_json::Value,
+    spans: HashMap<String, Span>,
+}
+
+impl Document {
+    /// Position of the node at a JSON pointer (`/ingress/0/domain`); the key when `prefer_key`.
+    /// Falls back to the nearest ancestor that has one, then to the top of the file.
+    pub fn pos(&self, pointer: &str, prefer_key: bool) -> Pos {
+        let mut p = pointer;
+        loop {
+            if let Some(span) = self.spans.get(p) {
+                return match (prefer_key, span.key) {
+                    (true, Some(k)) => k,
+                    _ => span.value,
+                };
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return Pos { line: 1, col: 1 },
+            }
+        }
+    }
+
+    /// Position of the key of a mapping entry, falling back like [`Document::pos`].
+    pub fn key_pos(&self, pointer: &str) -> Pos {
+        self.pos(pointer, true)
+    }
+
+    /// Position of a value, falling back like [`Document::pos`].
+    pub fn value_pos(&self, pointer: &str) -> Pos {
+        self.pos(pointer, false)
+    }
+}
+
+/// A YAML syntax or structure error with its position.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct YamlError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Parses one YAML document. An empty file is `null`.
+pub fn parse(text: &str) -> Result<Document, YamlError> {
+    build::parse(text)
+}
+
+/// Serialises a value as YAML (block style, keys in their given order).
+pub fn to_string(value: &serde_json::Value) -> Result<String, serde_yaml_ng::Error> {
+    serde_yaml_ng::to_string(value)
+}
+
+/// Escapes one JSON pointer segment (RFC 6901).
+pub fn escape_pointer(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_values_and_positions() {
+        let doc = parse("a: 1\nb:\n  - x\n  - \"y\"\nc: yes\nd: 08\n").expect("parse");
+        assert_eq!(doc.value, json!({"a": 1, "b": ["x", "y"], "c": "yes", "d": "08"}));
+        assert_eq!(doc.key_pos("/b"), Pos { line: 2, col: 1 });
+        assert_eq!(doc.value_pos("/b/1"), Pos { line: 4, col: 5 });
+        assert_eq!(doc.key_pos("/b/1/nothing"), Pos { line: 4, col: 5 });
+    }
+
+    #[test]
+    fn expands_anchors_and_merge_keys() {
+        let doc = parse("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  y: 3\n").expect("parse");
+        assert_eq!(doc.value["c"], json!({"y": 3, "x": 1}));
+    }
+
+    #[test]
+    fn rejects_duplicate_keys() {
+        let err = parse("a: 1\nb: 2\na: 3\n").expect_err("duplicate");
+        assert_eq!(err.pos, Pos { line: 3, col: 1 });
+        assert!(err.message.contains("duplicate key `a`"), "{}", err.message);
+    }
+
+    #[test]
+    fn stops_alias_bombs() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let err = parse(&text).expect_err("bomb");
+        assert!(err.message.contains("alias"), "{}", err.message);
+    }
+
+    #[test]
+    fn reports_syntax_errors_with_position() {
+        let err = parse("a: [1, 2\nb: 3\n").expect_err("syntax");
+        assert!(err.pos.line >= 1);
+    }
+
+    #[test]
+    fn empty_is_null_and_escapes_round_trip() {
+        assert_eq!(parse("").expect("empty").value, serde_json::Value::Null);
+        assert_eq!(escape_pointer("a/b~c"), "a~1b~0c");
+    }
+}

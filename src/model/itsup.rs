@@ -1,0 +1,189 @@
+//! `projects/itsup.yml`: platform-wide settings (itsUP v2.1 keys plus the `proxy` and `acme` blocks).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Platform-wide settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "itsup.yml")]
+pub struct ItsupConfig {
+    /// Version of this file's schema (itsUP v2.1 writes `2.1.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<String>,
+    /// Domain of the Traefik dashboard. The dashboard is only ever served behind basic auth
+    /// (users from the `TRAEFIK_DASHBOARD_USERS` secret, `user:hash` in htpasswd format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traefik_domain: Option<String>,
+    /// The LAN router's IP (kept for itsUP compatibility; informational).
+    #[serde(default, rename = "routerIP", skip_serializing_if = "Option::is_none")]
+    pub router_ip: Option<String>,
+    /// Image versions of the proxy stack's components.
+    #[serde(default)]
+    pub versions: Versions,
+    /// CrowdSec intrusion prevention beside Traefik.
+    #[serde(default)]
+    pub crowdsec: Crowdsec,
+    /// Backup settings (used by the backup job, not by the generator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<Backup>,
+    /// Alerting hook (used by the monitor, not by the generator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<Alert>,
+    /// Let's Encrypt settings of the TLS certificate resolver.
+    #[serde(default)]
+    pub acme: Acme,
+    /// Which data plane fronts the projects and on which ports and network.
+    #[serde(default)]
+    pub proxy: ProxySettings,
+}
+
+/// Image tags of the proxy stack's components.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Versions {
+    /// Traefik image tag (default `v3.6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traefik: Option<String>,
+    /// CrowdSec image tag (default `v1.7.8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crowdsec: Option<String>,
+    /// HAProxy image tag (default `2.6`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub haproxy: Option<String>,
+}
+
+/// CrowdSec settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Crowdsec {
+    /// Run CrowdSec beside the proxy.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Hub collections to install.
+    #[serde(default)]
+    pub collections: Vec<String>,
+    /// Bouncer API key (usually `${CROWDSEC_APIKEY}` from secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apikey: Option<String>,
+}
+
+/// Backup settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// Projects left out of the backup.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// S3 target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3>,
+}
+
+/// S3 bucket coordinates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3 {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+}
+
+/// Alerting hook.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    /// Command that receives the alert body on stdin.
+    pub command: String,
+}
+
+/// Let's Encrypt settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Acme {
+    /// Account e-mail for Let's Encrypt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Use Let's Encrypt's staging CA (untrusted certificates, generous rate limits).
+    #[serde(default)]
+    pub staging: bool,
+}
+
+/// The data plane in front of the projects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Traefik v3 with docker + file providers (itsUP's engine).
+    #[default]
+    Traefik,
+    /// HAProxy in master-worker mode, reloaded hitlessly.
+    Haproxy,
+    /// itsup's own runtime proxy (`itsup proxy`).
+    Itsup,
+}
+
+impl Engine {
+    /// The engine's name as written in itsup.yml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Traefik => "traefik",
+            Engine::Haproxy => "haproxy",
+            Engine::Itsup => "itsup",
+        }
+    }
+}
+
+/// Proxy engine, ports and the shared network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProxySettings {
+    /// Which proxy routes traffic: `traefik` (default), `haproxy` or `itsup`.
+    #[serde(default)]
+    pub engine: Engine,
+    /// Image of the proxy container, overriding the engine's default (e.g. a locally built one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Host port for plain HTTP.
+    #[serde(default = "default_http_port")]
+    #[schemars(range(min = 1))]
+    pub http_port: u16,
+    /// Host port for HTTPS (and TLS passthrough by SNI).
+    #[serde(default = "default_https_port")]
+    #[schemars(range(min = 1))]
+    pub https_port: u16,
+    /// Name of the Docker network shared by the proxy and every routed service.
+    #[serde(default = "default_network")]
+    pub network: String,
+    /// IPv4 subnet of that network (pinned `ipv4_address` values must lie in it).
+    #[serde(default = "default_subnet")]
+    pub subnet: String,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            engine: Engine::default(),
+            image: None,
+            http_port: default_http_port(),
+            https_port: default_https_port(),
+            network: default_network(),
+            subnet: default_subnet(),
+        }
+    }
+}
+
+fn default_http_port() -> u16 {
+    80
+}
+fn default_https_port() -> u16 {
+    443
+}
+fn default_network() -> String {
+    "proxynet".to_string()
+}
+fn default_subnet() -> String {
+    "172.20.0.0/16".to_string()
+}

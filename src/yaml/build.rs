@@ -1,0 +1,340 @@
+//! Builds a JSON value and a position index from yaml-rust2's marked events.
+//!
+//! An explicit stack (no recursion) so deeply nested input cannot overflow ours; anchors are
+//! stored once finished and cloned on alias, charging their node count to a budget.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Number, Value};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::Yaml;
+
+use super::{escape_pointer, Document, Pos, Span, YamlError};
+
+/// How many nodes alias expansion may add to one document before we call it a bomb.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+/// Deepest nesting we accept; real configuration files stay far below this.
+const MAX_DEPTH: usize = 256;
+
+enum Frame {
+    Seq {
+        items: Vec<Value>,
+        pointer: String,
+        anchor: usize,
+    },
+    Map {
+        entries: Map<String, Value>,
+        merges: Vec<(Value, Pos)>,
+        pending_key: Option<(String, Pos, bool)>,
+        pointer: String,
+        anchor: usize,
+    },
+}
+
+struct Builder {
+    stack: Vec<Frame>,
+    root: Option<Value>,
+    anchors: HashMap<usize, (Value, usize)>,
+    spans: HashMap<String, Span>,
+    alias_budget: usize,
+    error: Option<YamlError>,
+    documents: usize,
+}
+
+fn pos(mark: &Marker) -> Pos {
+    Pos {
+        line: mark.line(),
+        col: mark.col() + 1,
+    }
+}
+
+fn count_nodes(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        Value::Object(map) => 1 + map.values().map(count_nodes).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+fn resolve_scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value {
+    if let Some(tag) = tag {
+        if tag.suffix == "str" || tag.handle == "!" {
+            return Value::String(text);
+        }
+    }
+    if style != TScalarStyle::Plain {
+        return Value::String(text);
+    }
+    // Numbers are kept as numbers only when writing them back gives the same text, so a
+    // user's `0755` or `1e3` survives into generated compose files exactly as written.
+    match Yaml::from_str(&text) {
+        Yaml::Integer(i) if i.to_string() == text => Value::Number(i.into()),
+        Yaml::Real(r) => r
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .filter(|n| n.to_string() == text)
+            .map(Value::Number)
+            .unwrap_or(Value::String(text)),
+        Yaml::Boolean(b) => Value::Bool(b),
+        Yaml::Null => Value::Null,
+        _ => Value::String(text),
+    }
+}
+
+impl Builder {
+    fn fail(&mut self, at: Pos, message: String) {
+        if self.error.is_none() {
+            self.error = Some(YamlError { pos: at, message });
+        }
+    }
+
+    /// Pointer and key position for the node about to start, as seen from its parent.
+    fn child_slot(&self) -> (String, Option<Pos>) {
+        match self.stack.last() {
+            None => (String::new(), None),
+            Some(Frame::Seq { items, pointer, .. }) => (format!("{pointer}/{}", items.len()), None),
+            Some(Frame::Map {
+                pending_key: Some((k, kp, _)),
+                pointer,
+                ..
+            }) => (format!("{pointer}/{}", escape_pointer(k)), Some(*kp)),
+            Some(Frame::Map { pointer, .. }) => (pointer.clone(), None),
+        }
+    }
+
+    /// True when the parent mapping is waiting for a key rather than a value.
+    fn expecting_key(&self) -> bool {
+        matches!(
+            self.stack.last(),
+            Some(Frame::Map {
+                pending_key: None,
+                ..
+            })
+        )
+    }
+
+    fn push_value(&mut self, value: Value, at: Pos, anchor: usize) {
+        if anchor != 0 {
+            let size = count_nodes(&value);
+            self.anchors.insert(anchor, (value.clone(), size));
+        }
+        let problem = match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(value);
+                }
+                None
+            }
+            Some(Frame::Seq { items, .. }) => {
+                items.push(value);
+                None
+            }
+            Some(Frame::Map {
+                entries,
+                merges,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
+                Some((_, _, true)) => {
+                    merges.push((value, at));
+                    None
+                }
+                Some((key, key_pos, false)) => {
+                    if entries.contains_key(&key) {
+                        Some((key_pos, format!("duplicate key `{key}`")))
+                    } else {
+                        entries.insert(key, value);
+                        None
+                    }
+                }
+                None => Some((at, "a mapping value without a key".to_string())),
+            },
+        };
+        if let Some((where_, message)) = problem {
+            self.fail(where_, message);
+        }
+    }
+
+    fn start_node(&mut self, at: Pos) -> Option<String> {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(at, format!("nesting deeper than {MAX_DEPTH} levels"));
+            return None;
+        }
+        let (pointer, key) = self.child_slot();
+        self.spans.insert(pointer.clone(), Span { key, value: at });
+        Some(pointer)
+    }
+
+    fn key_from(&mut self, value: &Value, at: Pos, merge: bool) {
+        let key = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => "null".to_string(),
+            _ => {
+                self.fail(at, "mapping keys must be scalars".to_string());
+                return;
+            }
+        };
+        if let Some(Frame::Map { pending_key, .. }) = self.stack.last_mut() {
+            *pending_key = Some((key, at, merge));
+        }
+    }
+
+    fn finish_map(
+        &mut self,
+        mut entries: Map<String, Value>,
+        merges: Vec<(Value, Pos)>,
+    ) -> Map<String, Value> {
+        // Explicit keys win over merged ones wherever they appear, as YAML's merge key says.
+        for (merge, at) in merges {
+            let sources = match merge {
+                Value::Object(m) => vec![m],
+                Value::Array(items) => {
+                    let mut maps = Vec::new();
+                    for item in items {
+                        match item {
+                            Value::Object(m) => maps.push(m),
+                            _ => self.fail(at, "`<<` takes a mapping or a list of mappings".into()),
+                        }
+                    }
+                    maps
+                }
+                _ => {
+                    self.fail(at, "`<<` takes a mapping or a list of mappings".into());
+                    Vec::new()
+                }
+            };
+            for source in sources {
+                for (k, v) in source {
+                    entries.entry(k).or_insert(v);
+                }
+            }
+        }
+        entries
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.error.is_some() {
+            return;
+        }
+        let at = pos(&mark);
+        match ev {
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    self.fail(at, "only one YAML document per file is supported".into());
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                let merge = style == TScalarStyle::Plain && text == "<<";
+                let value = resolve_scalar(text, style, tag.as_ref());
+                if self.expecting_key() {
+                    self.key_from(&value, at, merge);
+                    if anchor != 0 {
+                        self.anchors.insert(anchor, (value, 1));
+                    }
+                } else if self.start_node(at).is_some() {
+                    self.push_value(value, at, anchor);
+                }
+            }
+            Event::Alias(id) => {
+                let Some((value, size)) = self.anchors.get(&id).cloned() else {
+                    self.fail(at, "alias to an unknown anchor".into());
+                    return;
+                };
+                if self.alias_budget < size {
+                    self.fail(
+                        at,
+                        format!(
+                            "alias expansion exceeds {MAX_ALIAS_NODES} nodes (a YAML alias bomb?)"
+                        ),
+                    );
+                    return;
+                }
+                self.alias_budget -= size;
+                if self.expecting_key() {
+                    self.key_from(&value, at, false);
+                } else if self.start_node(at).is_some() {
+                    self.push_value(value, at, 0);
+                }
+            }
+            Event::SequenceStart(anchor, _) => {
+                if self.expecting_key() {
+                    self.fail(at, "mapping keys must be scalars".into());
+                    return;
+                }
+                if let Some(pointer) = self.start_node(at) {
+                    self.stack.push(Frame::Seq {
+                        items: Vec::new(),
+                        pointer,
+                        anchor,
+                    });
+                }
+            }
+            Event::MappingStart(anchor, _) => {
+                if self.expecting_key() {
+                    self.fail(at, "mapping keys must be scalars".into());
+                    return;
+                }
+                if let Some(pointer) = self.start_node(at) {
+                    self.stack.push(Frame::Map {
+                        entries: Map::new(),
+                        merges: Vec::new(),
+                        pending_key: None,
+                        pointer,
+                        anchor,
+                    });
+                }
+            }
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq { items, anchor, .. }) = self.stack.pop() {
+                    self.push_value(Value::Array(items), at, anchor);
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map {
+                    entries,
+                    merges,
+                    anchor,
+                    ..
+                }) = self.stack.pop()
+                {
+                    let map = self.finish_map(entries, merges);
+                    self.push_value(Value::Object(map), at, anchor);
+                }
+            }
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+        }
+    }
+}
+
+pub(super) fn parse(text: &str) -> Result<Document, YamlError> {
+    let mut builder = Builder {
+        stack: Vec::new(),
+        root: None,
+        anchors: HashMap::new(),
+        spans: HashMap::new(),
+        alias_budget: MAX_ALIAS_NODES,
+        error: None,
+        documents: 0,
+    };
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut builder, true) {
+        return Err(YamlError {
+            pos: pos(e.marker()),
+            message: e.info().to_string(),
+        });
+    }
+    if let Some(err) = builder.error {
+        return Err(err);
+    }
+    Ok(Document {
+        value: builder.root.unwrap_or(Value::Null),
+        spans: builder.spans,
+    })
+}
