@@ -108,7 +108,9 @@ mod tests {
     #[test]
     fn expands_anchors_and_merge_keys() {
         let doc = parse("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  y: 3\n").expect("parse");
-        assert_eq!(doc.value["c"], json!({"y": 3, "x": 1}));
+        assert_eq!(doc.value["c"], json!({"x": 1, "y": 3}));
+        let keys: Vec<&String> = doc.value["c"].as_object().expect("map").keys().collect();
+        assert_eq!(keys, ["x", "y"], "merged keys stand where `<<` was");
     }
 
     #[test]
