@@ -36,20 +36,28 @@ pub async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Response<ProxyBody> {
+    // hyper refuses conflicting Content-Length values and lets Transfer-Encoding win over
+    // Content-Length (dropping the latter). Bytes after a chunked body are the classic
+    // smuggling payload, so such a connection is closed after the answer (RFC 9112 §6.3)
+    // instead of parsing them as the next request.
+    let close_after =
+        req.version() <= Version::HTTP_11 && req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut resp = proxy(shared, req, peer).await;
+    if close_after {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+async fn proxy(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
     let start = Instant::now();
     // A full Arc (not a guard) so the request keeps its config even if a reload swaps it.
     let snap = shared.snapshot.load_full();
-
-    // hyper already refuses conflicting Content-Length values and lets Transfer-Encoding win
-    // over Content-Length; a request still carrying both is refused outright (RFC 9112 §6.3).
-    if req.headers().contains_key(header::TRANSFER_ENCODING)
-        && req.headers().contains_key(header::CONTENT_LENGTH)
-    {
-        let mut resp = canned(StatusCode::BAD_REQUEST, "bad request\n");
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return resp;
-    }
 
     let host_value: Option<HeaderValue> = match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),

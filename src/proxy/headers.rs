@@ -104,29 +104,42 @@ pub fn set_forwarded(
     peer_trusted: bool,
     host: Option<&str>,
 ) {
-    let peer_text = peer.to_string();
-    let xff = match (peer_trusted, joined(headers, &X_FORWARDED_FOR)) {
-        (true, Some(prev)) => format!("{prev}, {peer_text}"),
-        _ => peer_text.clone(),
+    let mut peer_text = peer.to_string();
+    let peer_value = HeaderValue::from_str(&peer_text).ok();
+    let xff = match (
+        peer_trusted,
+        peer_trusted
+            .then(|| joined(headers, &X_FORWARDED_FOR))
+            .flatten(),
+    ) {
+        (true, Some(prev)) => HeaderValue::from_str(&format!("{prev}, {peer_text}")).ok(),
+        _ => peer_value.clone(),
     };
-    insert(headers, X_FORWARDED_FOR.clone(), &xff);
-    insert(headers, X_REAL_IP.clone(), &client.to_string());
+    set(headers, &X_FORWARDED_FOR, xff);
+    let real = if client == peer {
+        peer_value
+    } else {
+        HeaderValue::from_str(&client.to_string()).ok()
+    };
+    set(headers, &X_REAL_IP, real);
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-        match host {
-            Some(h) => insert(headers, X_FORWARDED_HOST.clone(), h),
-            None => {
-                headers.remove(&X_FORWARDED_HOST);
-            }
-        }
+        set(
+            headers,
+            &X_FORWARDED_HOST,
+            host.and_then(|h| HeaderValue::from_str(h).ok()),
+        );
     }
-    let node = match peer {
-        IpAddr::V4(_) => peer_text,
-        IpAddr::V6(_) => format!("\"[{peer_text}]\""),
-    };
-    let mut element = format!("for={node};proto=http");
+    // RFC 7239 element, built in place: for=<node>;proto=http[;host=<host>]
+    if peer.is_ipv6() {
+        peer_text = format!("\"[{peer_text}]\"");
+    }
+    let mut element = String::with_capacity(peer_text.len() + host.map_or(0, str::len) + 24);
+    element.push_str("for=");
+    element.push_str(&peer_text);
+    element.push_str(";proto=http");
     if let Some(h) = host.filter(|h| {
         h.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
@@ -134,11 +147,20 @@ pub fn set_forwarded(
         element.push_str(";host=");
         element.push_str(h);
     }
-    let forwarded = match (peer_trusted, joined(headers, &header::FORWARDED)) {
+    let forwarded = match (
+        peer_trusted,
+        peer_trusted
+            .then(|| joined(headers, &header::FORWARDED))
+            .flatten(),
+    ) {
         (true, Some(prev)) => format!("{prev}, {element}"),
         _ => element,
     };
-    insert(headers, header::FORWARDED, &forwarded);
+    set(
+        headers,
+        &header::FORWARDED,
+        HeaderValue::from_str(&forwarded).ok(),
+    );
 }
 
 fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -150,12 +172,12 @@ fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-fn insert(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    match HeaderValue::from_str(value) {
-        Ok(v) => {
-            headers.insert(name, v);
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: Option<HeaderValue>) {
+    match value {
+        Some(v) => {
+            headers.insert(name.clone(), v);
         }
-        Err(_) => {
+        None => {
             headers.remove(name);
         }
     }

@@ -100,9 +100,12 @@ async fn connection(
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
     let svc_shared = shared.clone();
+    // Boxed: hyper keeps a slot the size of the service future for every connection, and
+    // the request future is large; boxing costs one allocation per request but keeps idle
+    // keep-alive connections small.
     let svc = service_fn(move |req| {
         let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(forward::handle(shared, req, peer).await) }
+        Box::pin(async move { Ok::<_, Infallible>(forward::handle(shared, req, peer).await) })
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
