@@ -126,8 +126,9 @@ fn classify(status: tonic::Status) -> Result<Health, CheckError> {
         // The health protocol says an unregistered service is answered with NOT_FOUND.
         Code::NotFound => Ok(Health::ServiceUnknown),
         Code::Unimplemented => Err(CheckError::Unimplemented),
-        // The backend saw the grpc-timeout we sent expire: same verdict as our own deadline.
-        Code::DeadlineExceeded => Err(CheckError::Timeout),
+        // The backend saw the grpc-timeout we sent expire (tonic servers answer CANCELLED,
+        // others DEADLINE_EXCEEDED), a hair before our own timer: same verdict.
+        Code::DeadlineExceeded | Code::Cancelled => Err(CheckError::Timeout),
         code => Err(CheckError::Rpc {
             code,
             message: status.message().to_owned(),
