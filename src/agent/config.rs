@@ -28,6 +28,14 @@ pub struct AgentArgs {
     /// Drain file written by `itsup apply` ({"draining": ["host:port", ...]}) [env: ITSUP_AGENT_DRAIN_FILE]
     #[arg(long, value_name = "PATH")]
     pub drain_file: Option<PathBuf>,
+    /// Less common settings, boxed so the subcommand table's enum stays small.
+    #[command(flatten)]
+    pub tuning: Box<Tuning>,
+}
+
+/// The settings of `itsup agent` beyond the ones every deployment sets.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Tuning {
     /// PEM CA bundle trusted for `ssl` backends instead of the system roots [env: ITSUP_AGENT_CA_FILE]
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
@@ -301,7 +309,7 @@ pub fn resolve(
         "read_timeout_ms",
         r.value(
             "read_timeout_ms",
-            args.read_timeout_ms,
+            args.tuning.read_timeout_ms,
             file.read_timeout_ms,
             250,
         )?,
@@ -311,7 +319,7 @@ pub fn resolve(
         "idle_timeout_ms",
         r.value(
             "idle_timeout_ms",
-            args.idle_timeout_ms,
+            args.tuning.idle_timeout_ms,
             file.idle_timeout_ms,
             5000,
         )?,
@@ -321,7 +329,7 @@ pub fn resolve(
         "channel_idle_secs",
         r.value(
             "channel_idle_secs",
-            args.channel_idle_secs,
+            args.tuning.channel_idle_secs,
             file.channel_idle_secs,
             300,
         )?,
@@ -329,7 +337,7 @@ pub fn resolve(
     )?;
     let (max_connections, max_source) = r.value(
         "max_connections",
-        args.max_connections,
+        args.tuning.max_connections,
         file.max_connections,
         4096,
     )?;
@@ -345,19 +353,19 @@ pub fn resolve(
         .pick("drain_file", args.drain_file, file.drain_file, None)?
         .map(|(p, _)| p);
     let ca_file = r
-        .pick("ca_file", args.ca_file, file.ca_file, None)?
+        .pick("ca_file", args.tuning.ca_file, file.ca_file, None)?
         .map(|(p, _)| p);
     let log_format = r
         .value(
             "log_format",
-            args.log_format,
+            args.tuning.log_format,
             file.log_format,
             LogFormat::Json,
         )?
         .0;
     let (log_level, level_source) = r.value(
         "log_level",
-        args.log_level,
+        args.tuning.log_level,
         file.log_level,
         "info".to_owned(),
     )?;

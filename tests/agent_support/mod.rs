@@ -57,13 +57,10 @@ impl Agent {
         {
             let logs = logs.clone();
             std::thread::spawn(move || {
-                let mut tx = Some(tx);
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
                     if let Some(found) = listening(&line) {
-                        if let Some(tx) = tx.take() {
-                            let _ = tx.send(found);
-                        }
+                        let _ = tx.send(found);
                     }
                     logs.lock().expect("logs").push(line);
                 }
