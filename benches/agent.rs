@@ -224,7 +224,7 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async move {
         let (backend, _reporter) = agent_support::health_backend().await;
-        let agent = agent_support::Agent::start(&["--log-level", "warn"]);
+        let agent = agent_support::Agent::start(&[]);
         let line = format!("127.0.0.1 {} no-ssl localhost\n", backend.addr.port());
         // Warm the cached channel.
         assert_eq!(agent_support::ask(agent.addr, &line).await, "up");

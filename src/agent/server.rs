@@ -153,8 +153,10 @@ async fn answer(ctx: &Context, raw: &[u8]) -> Reply {
                 authority = %req.target.authority,
                 service = %req.service,
             );
+            let outcome = check::check(&ctx.cache, &req, deadline)
+                .instrument(span.clone())
+                .await;
             let _entered = span.enter();
-            let outcome = check::check(&ctx.cache, &req, deadline).await;
             let reply = match &outcome {
                 Ok(Health::Serving) => Reply::up(),
                 Ok(health) => Reply::down(health.reason()),
