@@ -277,3 +277,34 @@ async fn sigterm_finishes_checks_in_flight() {
         "no longer accepting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_channels_are_evicted() {
+    let (backend, _reporter) = health_backend().await;
+    let agent = Agent::start(&["--channel-idle-secs", "1"]);
+    let metrics = agent.metrics.expect("metrics bound");
+    let req = line(backend.addr.port(), "");
+    assert_eq!(ask(agent.addr, &req).await, "up");
+    assert_eq!(
+        metric(&scrape(metrics).await, "grpc_channels_active"),
+        Some(1.0)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let active = metric(&scrape(metrics).await, "grpc_channels_active");
+        if active == Some(0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "channel still cached: {active:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A new check builds a fresh channel.
+    assert_eq!(ask(agent.addr, &req).await, "up");
+    assert_eq!(
+        metric(&scrape(metrics).await, "grpc_channels_active"),
+        Some(1.0)
+    );
+}
