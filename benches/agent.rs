@@ -194,15 +194,47 @@ async fn paced(
     (stats(lat, errors, started.elapsed()), max_rss.max(rss), hwm)
 }
 
-fn row(name: &str, s: &Stats) {
+/// User+system CPU seconds used so far by process `pid` ("self" for this one).
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at state (field 3);
+    // utime and stime are fields 14 and 15, in clock ticks (100 per second on Linux).
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU spent by the agent and by this process (backend + load generator) during `f`.
+struct Cpu {
+    agent_us: f64,
+    rest_us: f64,
+}
+
+fn cpu_per_check(agent: f64, rest: f64, checks: usize) -> Cpu {
+    let n = checks.max(1) as f64;
+    Cpu {
+        agent_us: agent * 1e6 / n,
+        rest_us: rest * 1e6 / n,
+    }
+}
+
+fn row(name: &str, s: &Stats, cpu: &Cpu) {
     println!(
-        "| {name} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {} |",
+        "| {name} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {} | {:.0} | {:.0} |",
         s.checks,
         s.checks as f64 / s.elapsed.as_secs_f64(),
         s.p50.as_secs_f64() * 1000.0,
         s.p99.as_secs_f64() * 1000.0,
         s.max.as_secs_f64() * 1000.0,
-        s.errors
+        s.errors,
+        cpu.agent_us,
+        cpu.rest_us
     );
 }
 
@@ -229,17 +261,27 @@ fn main() {
         // Warm the cached channel.
         assert_eq!(agent_support::ask(agent.addr, &line).await, "up");
 
-        println!("| phase | checks | checks/s | p50 ms | p99 ms | max ms | errors |");
-        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| phase | checks | checks/s | p50 ms | p99 ms | max ms | errors | agent CPU µs/check | backend+client CPU µs/check |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|");
         let dur = Duration::from_secs(secs);
+        let pid = agent.child.id().to_string();
+        let mut mark = (cpu_secs(&pid), cpu_secs("self"));
+        let mut cpu = |checks: usize| {
+            let now = (cpu_secs(&pid), cpu_secs("self"));
+            let used = cpu_per_check(now.0 - mark.0, now.1 - mark.1, checks);
+            mark = now;
+            used
+        };
         let s = persistent(agent.addr, line.clone(), conns, dur).await;
-        row(&format!("persistent, {conns} conns"), &s);
+        row(&format!("persistent, {conns} conns"), &s, &cpu(s.checks));
         let s = persistent(agent.addr, line.clone(), 1, dur).await;
-        row("persistent, 1 conn", &s);
+        row("persistent, 1 conn", &s, &cpu(s.checks));
         let s = per_connection(agent.addr, line.clone(), conns, dur).await;
-        row(&format!("new conn per check, {conns} workers"), &s);
+        row(&format!("new conn per check, {conns} workers"), &s, &cpu(s.checks));
         let (s, max_rss, hwm) = paced(agent.addr, agent.child.id(), line.clone(), rate, dur).await;
-        row(&format!("paced {rate}/s, new conn per check"), &s);
+        row(&format!("paced {rate}/s, new conn per check"), &s, &cpu(s.checks));
         println!();
         println!(
             "agent RSS during paced run: max {:.1} MiB (VmHWM over the whole run: {:.1} MiB)",
