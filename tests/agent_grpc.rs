@@ -257,8 +257,19 @@ async fn sigterm_finishes_checks_in_flight() {
     let mut agent = Agent::start(&[]);
     let addr = agent.addr;
     let port = slow.addr.port();
+    let metrics = agent.metrics.expect("metrics bound");
     let in_flight = tokio::spawn(async move { ask(addr, &line(port, "")).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Signal only once the agent holds the connection, so the check is really in flight.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&scrape(metrics).await, "haproxy_connections_active") != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the check never reached the agent"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The backend holds the check for 600 ms; this leaves the agent time to read the line.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     agent.terminate();
     assert_eq!(
         in_flight.await.expect("join"),

@@ -94,7 +94,7 @@ async fn bad_lines_get_a_bad_request_reply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_partial_and_half_open() {
     let (backend, _reporter) = health_backend().await;
-    let mut agent = Agent::start(&["--read-timeout-ms", "200", "--idle-timeout-ms", "800"]);
+    let mut agent = Agent::start(&["--read-timeout-ms", "1000", "--idle-timeout-ms", "800"]);
     let good = format!("127.0.0.1 {} no-ssl localhost", backend.addr.port());
 
     // 10 KiB without a newline, and 10 KiB with one: refused, then closed.
@@ -106,22 +106,23 @@ async fn oversized_partial_and_half_open() {
     let reply = exchange(agent.addr, &big_line, false, Duration::from_secs(3)).await;
     assert_eq!(reply, "down #bad request: line too long\n");
 
-    // No newline, connection left open: answered after the short read deadline, then closed.
+    // No newline, connection left open: answered when the read deadline (1 s) runs out,
+    // then closed.
     let started = Instant::now();
-    let reply = exchange(agent.addr, good.as_bytes(), false, Duration::from_secs(3)).await;
+    let reply = exchange(agent.addr, good.as_bytes(), false, Duration::from_secs(5)).await;
     assert_eq!(reply, "up\n");
+    let waited = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
     );
 
-    // No newline, write side closed: answered at once.
+    // No newline, write side closed: answered at EOF, without waiting for the deadline.
     let started = Instant::now();
-    let reply = exchange(agent.addr, good.as_bytes(), true, Duration::from_secs(3)).await;
+    let reply = exchange(agent.addr, good.as_bytes(), true, Duration::from_secs(5)).await;
     assert_eq!(reply, "up\n");
     assert!(
-        started.elapsed() < Duration::from_millis(150),
+        started.elapsed() < Duration::from_millis(800),
         "{:?}",
         started.elapsed()
     );
