@@ -37,7 +37,10 @@ impl Agent {
     }
 
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Agent {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_itsup"));
+        // ITSUP_TEST_BIN runs another build of the binary (the benchmark uses it to pin one build).
+        let bin = std::env::var("ITSUP_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_itsup").to_owned());
+        let mut cmd = Command::new(bin);
         cmd.arg("agent")
             .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
             .args(extra)
