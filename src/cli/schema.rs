@@ -2,6 +2,4 @@
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
-pub fn run(_a: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("not yet")
-}
+pub fn run(_a: Args) -> anyhow::Result<i32> { anyhow::bail!("not yet") }
