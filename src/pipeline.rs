@@ -14,17 +14,21 @@ pub struct Generated {
     pub plan: Option<Plan>,
     /// Rendered files of every valid project (empty when `plan` is `None`).
     pub artifacts: Vec<Artifact>,
+    /// Every project folder found, valid or not.
+    pub project_names: Vec<String>,
 }
 
 /// Runs the generator over `root`.
 pub fn generate(root: &Path) -> anyhow::Result<Generated> {
     let tree = crate::load::load(root)?;
     let outcome = crate::validate::validate(&tree);
+    let project_names: Vec<String> = tree.projects.iter().map(|p| p.name.clone()).collect();
     let Some(validated) = &outcome.validated else {
         return Ok(Generated {
             outcome,
             plan: None,
             artifacts: Vec::new(),
+            project_names,
         });
     };
     let plan = crate::plan::build(validated);
@@ -34,5 +38,22 @@ pub fn generate(root: &Path) -> anyhow::Result<Generated> {
         outcome,
         plan: Some(plan),
         artifacts,
+        project_names,
     })
+}
+
+impl Generated {
+    /// Records the projects that validated from their own files as their last good
+    /// configuration; call after their artifacts were written.
+    pub fn save_last_good(&self, root: &Path) -> std::io::Result<()> {
+        let Some(validated) = &self.outcome.validated else {
+            return Ok(());
+        };
+        let own: Vec<&crate::validate::ValidProject> = validated
+            .projects
+            .iter()
+            .filter(|p| !self.outcome.kept.contains(&p.name))
+            .collect();
+        crate::output::last_good::save(root, &own, &self.project_names)
+    }
 }

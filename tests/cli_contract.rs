@@ -390,7 +390,10 @@ fn render_rewrites_only_changed_files() {
     let after = snapshot(root.path());
     for (path, stamp) in &before {
         let rel = path.strip_prefix(root.path()).expect("rel");
-        if rel.starts_with("upstream/beta") || rel.starts_with("projects/beta") {
+        if rel.starts_with("upstream/beta")
+            || rel.starts_with("projects/beta")
+            || rel == std::path::Path::new(".itsup/last-good/beta.json")
+        {
             continue;
         }
         assert_eq!(
@@ -905,4 +908,35 @@ fn root_without_projects_folder() {
         run.code(1);
         assert!(run.stderr.contains("projects"), "{cmdname}: {}", run.stderr);
     }
+}
+
+#[test]
+fn a_broken_project_stays_routed_with_its_last_valid_configuration() {
+    let root = Root::new();
+    root.project("good", "good.example.com");
+    root.project("typo", "typo.example.com");
+    root.itsup(&["render"]).code(0);
+    assert!(root.generated_text().contains("typo.example.com"));
+
+    root.write(
+        "projects/typo/ingress.yml",
+        "ingress:\n  - service: web\n    domian: typo.example.com\n",
+    );
+    let run = root.itsup(&["render"]);
+    run.code(1);
+    assert!(
+        run.stderr
+            .contains("still routed with their last valid configuration: typo"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        root.generated_text().contains("typo.example.com"),
+        "a typo must not drop the project's routes"
+    );
+    // Once its folder is gone, the snapshot goes too and its routes are removed.
+    std::fs::remove_dir_all(root.join("projects/typo")).expect("rm");
+    root.itsup(&["render"]).code(0);
+    assert!(!root.generated_text().contains("typo.example.com"));
+    assert!(!root.exists(".itsup/last-good/typo.json"));
 }

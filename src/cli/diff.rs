@@ -14,6 +14,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     let generated = crate::pipeline::generate(&global.root)?;
     let outcome = &generated.outcome;
     report::diagnostics(global, &outcome.diagnostics, &outcome.broken);
+    report::kept(global, &outcome.kept);
     if generated.plan.is_none() {
         return Ok(1);
     }

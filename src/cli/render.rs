@@ -16,6 +16,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     let generated = crate::pipeline::generate(&global.root)?;
     let outcome = &generated.outcome;
     report::diagnostics(global, &outcome.diagnostics, &outcome.broken);
+    report::kept(global, &outcome.kept);
     if generated.plan.is_none() {
         eprintln!("nothing written: fix the platform files first");
         return Ok(1);
@@ -23,6 +24,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     let out = args.out.unwrap_or_else(|| global.root.clone());
     let changes = crate::output::changes(&out, &generated.artifacts, &outcome.broken)?;
     crate::output::write(&out, &changes)?;
+    generated.save_last_good(&global.root)?;
     if !global.quiet {
         for c in &changes {
             let verb = match c.kind {

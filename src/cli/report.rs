@@ -44,3 +44,14 @@ pub fn stdout(text: &str) -> std::io::Result<bool> {
         Err(e) => Err(e),
     }
 }
+
+/// Says which broken projects are still routed with their last valid configuration.
+pub fn kept(global: &Global, kept: &std::collections::BTreeSet<String>) {
+    if !kept.is_empty() && !global.quiet {
+        let names: Vec<&str> = kept.iter().map(String::as_str).collect();
+        eprintln!(
+            "still routed with their last valid configuration: {}",
+            names.join(", ")
+        );
+    }
+}

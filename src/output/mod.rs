@@ -6,6 +6,7 @@
 //! never rewritten, so mtimes and file watchers stay quiet.
 
 mod diff;
+pub mod last_good;
 mod stale;
 
 use std::collections::BTreeSet;

@@ -51,6 +51,8 @@ pub struct Outcome {
     pub diagnostics: Vec<Diagnostic>,
     /// Projects left out because of errors.
     pub broken: BTreeSet<String>,
+    /// Broken projects still routed with their last good configuration.
+    pub kept: BTreeSet<String>,
 }
 
 impl Outcome {
@@ -123,6 +125,18 @@ pub fn validate(tree: &Tree) -> Outcome {
         }
     }
 
+    // A broken project keeps running as it last validated: its snapshot stands in for it.
+    let mut kept: BTreeSet<String> = BTreeSet::new();
+    for name in &broken {
+        if let Some(snapshot) = tree.last_good.get(name)
+            && tree.projects.iter().any(|p| &p.name == name)
+        {
+            valid.push(snapshot.clone());
+            kept.insert(name.clone());
+        }
+    }
+    valid.sort_by(|a, b| a.name.cmp(&b.name));
+
     // Cross-project rules can break further projects; repeat until no new conflict appears so
     // that a project left out never blocks another one's claim.
     loop {
@@ -144,6 +158,7 @@ pub fn validate(tree: &Tree) -> Outcome {
             newly.insert(c.project);
         }
         valid.retain(|p| !newly.contains(&p.name));
+        kept.retain(|p| !newly.contains(p));
         broken.extend(newly);
     }
 
@@ -159,6 +174,7 @@ pub fn validate(tree: &Tree) -> Outcome {
         validated,
         diagnostics,
         broken,
+        kept,
     }
 }
 
