@@ -12,6 +12,7 @@ mod color;
 pub mod diff;
 pub mod init;
 pub mod render;
+mod report;
 pub mod schema;
 pub mod validate;
 

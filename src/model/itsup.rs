@@ -146,6 +146,10 @@ pub struct ProxySettings {
     /// Image of the proxy container, overriding the engine's default (e.g. a locally built one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Image of the itsup binary, for `itsup agent` beside HAProxy and engine `itsup`
+    /// (default `itsup:<version of this binary>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itsup_image: Option<String>,
     /// Host port for plain HTTP.
     #[serde(default = "default_http_port")]
     #[schemars(range(min = 1))]
@@ -167,6 +171,7 @@ impl Default for ProxySettings {
         ProxySettings {
             engine: Engine::default(),
             image: None,
+            itsup_image: None,
             http_port: default_http_port(),
             https_port: default_https_port(),
             network: default_network(),

@@ -43,6 +43,8 @@ pub struct Settings {
     pub engine: Engine,
     /// Proxy image override from `proxy.image`.
     pub image: Option<String>,
+    /// Image of the itsup binary (agent, engine itsup) from `proxy.itsupImage`.
+    pub itsup_image: Option<String>,
     pub http_port: u16,
     pub https_port: u16,
     /// The shared proxy network's name.
@@ -60,6 +62,7 @@ impl Default for Settings {
         Settings {
             engine: Engine::Traefik,
             image: None,
+            itsup_image: None,
             http_port: 80,
             https_port: 443,
             network: "proxynet".into(),

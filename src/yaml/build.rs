@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value};
+use yaml_rust2::Yaml;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
-use yaml_rust2::Yaml;
 
-use super::{escape_pointer, Document, Pos, Span, YamlError};
+use super::{Document, Pos, Span, YamlError, escape_pointer};
 
 /// How many nodes alias expansion may add to one document before we call it a bomb.
 pub const MAX_ALIAS_NODES: usize = 100_000;
@@ -58,10 +58,10 @@ fn count_nodes(value: &Value) -> usize {
 }
 
 fn resolve_scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value {
-    if let Some(tag) = tag {
-        if tag.suffix == "str" || tag.handle == "!" {
-            return Value::String(text);
-        }
+    if let Some(tag) = tag
+        && (tag.suffix == "str" || tag.handle == "!")
+    {
+        return Value::String(text);
     }
     if style != TScalarStyle::Plain {
         return Value::String(text);

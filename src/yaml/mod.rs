@@ -94,7 +94,10 @@ mod tests {
     #[test]
     fn parses_values_and_positions() {
         let doc = parse("a: 1\nb:\n  - x\n  - \"y\"\nc: yes\nd: 08\n").expect("parse");
-        assert_eq!(doc.value, json!({"a": 1, "b": ["x", "y"], "c": "yes", "d": "08"}));
+        assert_eq!(
+            doc.value,
+            json!({"a": 1, "b": ["x", "y"], "c": "yes", "d": "08"})
+        );
         assert_eq!(doc.key_pos("/b"), Pos { line: 2, col: 1 });
         assert_eq!(doc.value_pos("/b/1"), Pos { line: 4, col: 5 });
         assert_eq!(doc.key_pos("/b/1/nothing"), Pos { line: 4, col: 5 });
