@@ -158,34 +158,111 @@ impl Admission {
         }
     }
 
-    /// After the old containers are gone: drained slots back to `ready`, so the addresses DNS
-    /// puts there next are served.
-    pub async fn finish(&mut self) {
-        if let Admission::Haproxy {
+    /// Once the old containers are stopped: their slots go to forced maintenance at once (HAProxy
+    /// keeps a stopped container's address until Docker DNS stops answering it, `hold valid`),
+    /// then back to `ready` when the address is gone, so the next address DNS puts there is
+    /// served. A slot whose old address outlives `timeout` stays in maintenance (safe: the next
+    /// rollout admits whatever lands there).
+    pub async fn finish(&mut self, old: &[Ipv4Addr], timeout: Duration) {
+        let Admission::Haproxy {
             runtime,
             backends,
             parked,
         } = self
-        {
-            Self::unpark(runtime, parked).await;
-            for backend in backends.iter() {
-                let Ok(slots) = runtime.slots(backend).await else {
-                    continue;
-                };
-                for slot in slots.iter().filter(|s| s.admin_state & 0x08 != 0) {
+        else {
+            return;
+        };
+        Self::unpark(runtime, parked).await;
+        let mut pending: Vec<(String, String)> = Vec::new();
+        for backend in backends.iter() {
+            let Ok(slots) = runtime.slots(backend).await else { continue };
+            for slot in slots.iter().filter(|s| s.admin_state & 0x08 != 0) {
+                let _ = runtime.set_state(backend, &slot.name, "maint").await;
+                pending.push((backend.clone(), slot.name.clone()));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+            let mut still = Vec::new();
+            for (backend, name) in pending {
+                let slots = runtime.slots(&backend).await.unwrap_or_default();
+                let stale = slots
+                    .iter()
+                    .find(|s| s.name == name)
+                    .is_some_and(|s| s.addr.is_some_and(|a| old.contains(&a)));
+                if stale {
+                    still.push((backend, name));
+                } else {
+                    let _ = runtime.set_state(&backend, &name, "ready").await;
+                }
+            }
+            pending = still;
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+
+    /// After a failure, before the new containers are removed: their slots go to maintenance
+    /// and the old containers' slots back to `ready`, so only the old ones serve.
+    pub async fn withdraw(&mut self, new: &[Ipv4Addr]) {
+        let Admission::Haproxy {
+            runtime, backends, ..
+        } = self
+        else {
+            return;
+        };
+        for backend in backends.iter() {
+            let Ok(slots) = runtime.slots(backend).await else { continue };
+            for slot in &slots {
+                if slot.addr.is_some_and(|a| new.contains(&a)) {
+                    let _ = runtime.set_state(backend, &slot.name, "maint").await;
+                } else if slot.admin_state & 0x08 != 0 {
                     let _ = runtime.set_state(backend, &slot.name, "ready").await;
                 }
             }
         }
     }
 
-    /// After a failure: undo `prepare`, leaving the old containers as they were.
-    pub async fn abort(&mut self) {
-        if let Admission::Haproxy {
-            runtime, parked, ..
+    /// After a failure, once the new containers are removed: undo `prepare` and release the
+    /// withdrawn slots when DNS has forgotten the removed addresses (bounded).
+    pub async fn abort(&mut self, new: &[Ipv4Addr], timeout: Duration) {
+        let Admission::Haproxy {
+            runtime,
+            backends,
+            parked,
         } = self
-        {
-            Self::unpark(runtime, parked).await;
+        else {
+            return;
+        };
+        let mut pending: Vec<(String, String)> = parked.drain(..).collect();
+        for backend in backends.iter() {
+            let Ok(slots) = runtime.slots(backend).await else { continue };
+            for slot in slots.iter().filter(|s| s.addr.is_some_and(|a| new.contains(&a))) {
+                if !pending.iter().any(|(b, n)| b == backend && *n == slot.name) {
+                    pending.push((backend.clone(), slot.name.clone()));
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+            let mut still = Vec::new();
+            for (backend, name) in pending {
+                let slots = runtime.slots(&backend).await.unwrap_or_default();
+                let stale = slots
+                    .iter()
+                    .find(|s| s.name == name)
+                    .is_some_and(|s| s.addr.is_some_and(|a| new.contains(&a)));
+                if stale {
+                    still.push((backend, name));
+                } else {
+                    let _ = runtime.set_state(&backend, &name, "ready").await;
+                }
+            }
+            pending = still;
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
         }
     }
 

@@ -14,6 +14,7 @@ use super::hash::{HashInputs, service_hash};
 use super::secrets::{self, Env};
 use crate::model::{Engine, Rollout};
 use crate::plan::{Plan, RolloutPlan};
+use crate::render::Artifact;
 
 /// Name of the proxy stack in reports, the state file and `io.itsup.project`.
 pub const PROXY: &str = "proxy";
@@ -70,13 +71,19 @@ pub fn proxy_compose_project(plan: &Plan) -> String {
     format!("{}-proxy", plan.settings.network)
 }
 
-/// Builds the desired state. `artifact` returns a rendered file's content by relative path.
-pub fn build<'a>(
+/// Builds the desired state from the rendered artifacts (in memory, not yet written).
+pub fn build(
     root: &Path,
     plan: &Plan,
-    artifact: impl Fn(&str) -> Option<&'a str>,
+    artifacts: &[Artifact],
     image_ids: &HashMap<String, String>,
 ) -> anyhow::Result<Desired> {
+    let artifact = |rel: &str| {
+        artifacts
+            .iter()
+            .find(|a| a.path == Path::new(rel))
+            .map(|a| a.content.as_str())
+    };
     let shared_env = secrets::env_for(root, None)?;
     let subnet = plan.settings.subnet.to_string();
     let proxy_network = plan.settings.network.clone();
@@ -239,6 +246,7 @@ fn service(
             project_dir: &root.join(dir),
             image_id,
             env,
+            mounts: dir != Path::new("proxy"),
         },
     );
     let has_healthcheck = def

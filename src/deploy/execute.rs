@@ -356,7 +356,24 @@ async fn wait_proxy_up(ctx: &Ctx, plan: &StackPlan) -> anyhow::Result<()> {
     }
     let rt = ctx.haproxy();
     let deadline = tokio::time::Instant::now() + ctx.ready_timeout;
+    let mut down_since: Option<tokio::time::Instant> = None;
     while !rt.alive().await {
+        // A proxy that exits at start (bad config, limits) restarts in a loop: say so early.
+        let containers = current(ctx, &plan.compose_project, "haproxy").await?;
+        let mut down = None;
+        for c in &containers {
+            if let docker::Health::Down(why) = docker::health(&ctx.docker, &c.id).await? {
+                down = Some(format!("{} is {why}", c.name));
+            }
+        }
+        match (&down, down_since) {
+            (Some(why), Some(since)) if since.elapsed() > Duration::from_secs(5) => {
+                anyhow::bail!("{why}; see `itsup svc proxy logs haproxy`")
+            }
+            (Some(_), None) => down_since = Some(tokio::time::Instant::now()),
+            (None, _) => down_since = None,
+            _ => {}
+        }
         if tokio::time::Instant::now() >= deadline {
             anyhow::bail!(
                 "HAProxy's admin socket did not answer within {} s",
@@ -483,25 +500,16 @@ async fn rollout(
     };
 
     line.step("parking free proxy slots");
-    admission
-        .prepare()
-        .await
-        .context("cannot prepare the proxy")?;
+    admission.prepare().await.context("cannot prepare the proxy")?;
+    let mut new_ids: Vec<String> = Vec::new();
+    let mut new_ips: Vec<Ipv4Addr> = Vec::new();
     let result = async {
         line.step("starting the new container beside the old one");
         let scale = format!("{}={}", s.service, old.len() * 2);
         ctx.compose
             .run(
                 &stack,
-                &[
-                    "up",
-                    "-d",
-                    "--no-deps",
-                    "--no-recreate",
-                    "--scale",
-                    &scale,
-                    &s.service,
-                ],
+                &["up", "-d", "--no-deps", "--no-recreate", "--scale", &scale, &s.service],
             )
             .await?;
         let new: Vec<Observed> = current(ctx, &plan.compose_project, &s.service)
@@ -509,59 +517,62 @@ async fn rollout(
             .into_iter()
             .filter(|c| !old_ids.contains(&c.id.as_str()))
             .collect();
+        new_ids = new.iter().map(|c| c.id.clone()).collect();
         if new.is_empty() {
             anyhow::bail!("compose started no new container");
         }
+        for c in &new {
+            new_ips.extend(proxy_ip(ctx, &c.id).await);
+        }
         wait_all_ready(ctx, d, &new, line).await?;
         line.step("admitting the new container at the proxy");
-        let mut ips = Vec::new();
-        for c in &new {
-            ips.extend(proxy_ip(ctx, &c.id).await);
-        }
         admission
-            .admit(&ips, ctx.ready_timeout)
+            .admit(&new_ips, ctx.ready_timeout)
             .await
             .context("the proxy did not admit the new container")?;
-        Ok(new)
+        line.step("draining the old container");
+        let mut old_addrs = Vec::new();
+        for c in &old {
+            old_addrs.push((c.id.clone(), proxy_ip(ctx, &c.id).await));
+        }
+        let drain_start = Instant::now();
+        admission
+            .drain(&ctx.docker, &old_addrs, ctx.drain_timeout)
+            .await
+            .context("cannot drain the old container")?;
+        Ok((new.len(), old_addrs, drain_start.elapsed().as_secs_f64()))
     }
     .await;
-    let new = match result {
-        Ok(new) => new,
+    let (count, old_addrs, drained) = match result {
+        Ok(done) => done,
         Err(e) => {
             // The new container goes, the old one keeps serving; then the slots are restored.
             line.step("removing the new container");
+            admission.withdraw(&new_ips).await;
             let leftovers = current(ctx, &plan.compose_project, &s.service)
                 .await
                 .unwrap_or_default();
             for c in leftovers
                 .iter()
-                .filter(|c| !old_ids.contains(&c.id.as_str()))
+                .filter(|c| !old_ids.contains(&c.id.as_str()) || new_ids.contains(&c.id))
             {
                 let _ = docker::remove(&ctx.docker, &c.id).await;
             }
-            admission.abort().await;
+            admission.abort(&new_ips, ctx.ready_timeout).await;
             return Err(e.context("rollout failed; the old container still serves"));
         }
     };
-
-    line.step("draining the old container");
-    let mut old_addrs = Vec::new();
-    for c in &old {
-        old_addrs.push((c.id.clone(), proxy_ip(ctx, &c.id).await));
-    }
-    let drain_start = Instant::now();
-    admission
-        .drain(&ctx.docker, &old_addrs, ctx.drain_timeout)
-        .await?;
-    let drained = drain_start.elapsed().as_secs_f64();
+    // Past this point the new containers serve and the old ones are drained: finishing the
+    // stop is all that is left, and its failure does not bring the old ones back.
     line.step("stopping the old container");
     for c in &old {
         docker::stop(&ctx.docker, &c.id, d.grace).await?;
         docker::remove(&ctx.docker, &c.id).await?;
     }
-    admission.finish().await;
+    line.step("waiting for the proxy to forget the old address");
+    let old_ips: Vec<Ipv4Addr> = old_addrs.iter().filter_map(|(_, ip)| *ip).collect();
+    admission.finish(&old_ips, ctx.ready_timeout).await;
     Ok(format!(
-        "start-first: {} new container(s) admitted, old drained in {drained:.1} s and removed",
-        new.len()
+        "start-first: {count} new container(s) admitted, old drained in {drained:.1} s and removed"
     ))
 }

@@ -19,6 +19,10 @@ pub struct HashInputs<'a> {
     /// Image ID of the service's image, when it is present locally.
     pub image_id: Option<&'a str>,
     pub env: &'a Env,
+    /// Whether bind-mounted files count. Not for the proxy: its mounted folders hold the
+    /// configuration (applied by reload or the file provider, never by a restart) and runtime
+    /// sockets.
+    pub mounts: bool,
 }
 
 /// Hex SHA-256 (first 24 characters: plenty to tell versions apart, short in `docker ps`).
@@ -29,7 +33,8 @@ pub fn service_hash(definition: &Value, inputs: &HashInputs<'_>) -> String {
     h.update(canonical.to_string().as_bytes());
     h.update(b"\0image\0");
     h.update(inputs.image_id.unwrap_or("").as_bytes());
-    for path in mounted_paths(definition) {
+    let paths = if inputs.mounts { mounted_paths(definition) } else { Vec::new() };
+    for path in paths {
         h.update(b"\0file\0");
         h.update(path.as_bytes());
         hash_path(&mut h, &inputs.project_dir.join(&path), 0);
@@ -168,6 +173,7 @@ mod tests {
                 project_dir: dir,
                 image_id: image,
                 env,
+                mounts: true,
             },
         )
     }

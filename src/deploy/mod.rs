@@ -23,3 +23,53 @@ pub mod progress;
 pub mod proxy;
 pub mod secrets;
 pub mod state;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use bollard::Docker;
+
+use crate::plan::Plan;
+use crate::render::Artifact;
+
+/// What apply, its dry run and status all look at: desired, running, last applied.
+pub struct Snapshot {
+    pub desired: desired::Desired,
+    /// Containers of this root's stacks only.
+    pub observed: Vec<docker::Observed>,
+    pub state: state::State,
+}
+
+/// Takes a snapshot. Containers count as this root's when they carry its `io.itsup.root`
+/// label, or carry none (started by hand with `itsup svc` before the first apply) and belong
+/// to a stack this root knows.
+pub async fn snapshot(
+    root: &Path,
+    plan: &Plan,
+    artifacts: &[Artifact],
+    docker: &Docker,
+) -> anyhow::Result<Snapshot> {
+    let state = state::State::load(root)?;
+    let (images, containers) = tokio::try_join!(docker::image_ids(docker), docker::stack_containers(docker))?;
+    let desired = desired::build(root, plan, artifacts, &images)?;
+    let me = labels::root_id(root);
+    let known: BTreeSet<&str> = desired
+        .projects
+        .iter()
+        .chain(desired.proxy.iter())
+        .map(|s| s.compose_project.as_str())
+        .chain(state.projects.keys().map(String::as_str))
+        .collect();
+    let observed = containers
+        .into_iter()
+        .filter(|c| match &c.root {
+            Some(r) => *r == me,
+            None => known.contains(c.project.as_str()),
+        })
+        .collect();
+    Ok(Snapshot {
+        desired,
+        observed,
+        state,
+    })
+}
