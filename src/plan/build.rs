@@ -23,6 +23,7 @@ pub fn build(v: &Validated) -> Plan {
         itsup_image: config.proxy.itsup_image.clone(),
         http_port: config.proxy.http_port,
         https_port: config.proxy.https_port,
+        stats_port: Some(config.proxy.stats_port),
         network: config.proxy.network.clone(),
         subnet: config
             .proxy

@@ -56,10 +56,7 @@ pub fn proxy_compose(plan: &Plan, templates: &Templates) -> Result<Artifact, Ren
         },
     });
     let value = templates.yaml("proxy-compose.yml", &ctx)?;
-    Ok(Artifact::new(
-        "proxy/docker-compose.yml",
-        &to_yaml(&value, "proxy/docker-compose.yml")?,
-    ))
+    Ok(Artifact::new("proxy/docker-compose.yml", &to_yaml(&value)))
 }
 
 /// `upstream/<project>/docker-compose.yml`, or `None` for a project without compose file.
@@ -105,8 +102,13 @@ pub fn upstream_compose(
                 }
             }
             if can_join {
+                // The project-scoped alias on egress networks too: consumers address a provider
+                // as `<project>-<service>` wherever they reach it.
+                let alias = crate::plan::service_alias(&project.name, &sp.name);
                 for net in &sp.egress_networks {
-                    attach(svc, net, Map::new());
+                    let mut cfg = Map::new();
+                    cfg.insert("aliases".into(), json!([alias]));
+                    attach(svc, net, cfg);
                     push_unique(&mut networks_used, net);
                 }
             }
@@ -138,7 +140,7 @@ pub fn upstream_compose(
         }
     }
     let path = format!("upstream/{}/docker-compose.yml", project.name);
-    let text = to_yaml(&Value::Object(compose), &path)?;
+    let text = to_yaml(&Value::Object(compose));
     Ok(Some(Artifact::new(path, &text)))
 }
 

@@ -207,6 +207,7 @@ pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, Rende
     let ctx = json!({
         "http_port": s.http_port,
         "https_port": s.https_port,
+        "stats_port": s.stats_port,
         "dns": dns,
         "slots": TEMPLATE_SLOTS,
         "https_host_chunks": chunks(&https_hosts),

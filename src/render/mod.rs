@@ -56,8 +56,6 @@ pub enum RenderError {
         message: String,
         line: usize,
     },
-    #[error("cannot serialise {what}: {message}")]
-    Serialize { what: String, message: String },
 }
 
 /// Every artifact for the Plan's engine, sorted by path.
@@ -78,9 +76,6 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
 }
 
 /// YAML text of a value, as every YAML artifact is written.
-pub fn to_yaml(value: &serde_json::Value, what: &str) -> Result<String, RenderError> {
-    crate::yaml::to_string(value).map_err(|e| RenderError::Serialize {
-        what: what.to_string(),
-        message: e.to_string(),
-    })
+pub fn to_yaml(value: &serde_json::Value) -> String {
+    crate::yaml::to_string(value)
 }

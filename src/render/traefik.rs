@@ -144,25 +144,22 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
 
     let dynamic = "proxy/traefik/dynamic";
     Ok(vec![
-        Artifact::new(
-            "proxy/traefik/traefik.yml",
-            &to_yaml(&static_cfg, "traefik.yml")?,
-        ),
+        Artifact::new("proxy/traefik/traefik.yml", &to_yaml(&static_cfg)),
         Artifact::new(
             format!("{dynamic}/routers-http.yml"),
-            &to_yaml(&prune_empty(http), "routers-http.yml")?,
+            &to_yaml(&prune_empty(http)),
         ),
         Artifact::new(
             format!("{dynamic}/routers-tcp.yml"),
-            &to_yaml(&prune_empty(tcp), "routers-tcp.yml")?,
+            &to_yaml(&prune_empty(tcp)),
         ),
         Artifact::new(
             format!("{dynamic}/routers-udp.yml"),
-            &to_yaml(&prune_empty(udp), "routers-udp.yml")?,
+            &to_yaml(&prune_empty(udp)),
         ),
         Artifact::new(
             format!("{dynamic}/middlewares.yml"),
-            &to_yaml(&prune_empty(middlewares), "middlewares.yml")?,
+            &to_yaml(&prune_empty(middlewares)),
         ),
     ])
 }
