@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 source .ci/images/lib.bash
 bin=/usr/sbin/haproxy
-sum=$(sha256sum "$bin" | cut -c1-16)
+sum=$(cat "$bin" "$0" | sha256sum | cut -c1-16)
 [ "$(image_env itsup-test/haproxy:2.6 HAPROXY_SHA)" = "$sum" ] && exit 0
 rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
