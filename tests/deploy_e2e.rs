@@ -21,7 +21,10 @@ fn deploy_rollout_under_load_then_broken_version_then_prune() {
     let dry = f.itsup_expect(&["apply", "--dry-run"], 2);
     let plan = stdout(&dry);
     assert!(plan.contains("+++ b/upstream/"), "file diff shown:\n{plan}");
-    assert!(plan.contains("haproxy") && plan.contains("create"), "{plan}");
+    assert!(
+        plan.contains("haproxy") && plan.contains("create"),
+        "{plan}"
+    );
     assert!(!f.root.join("upstream").exists(), "dry run wrote files");
     assert!(f.containers().is_empty(), "dry run started containers");
 
@@ -41,17 +44,32 @@ fn deploy_rollout_under_load_then_broken_version_then_prune() {
     let dry = f.itsup_expect(&["apply", "--dry-run"], 2);
     assert!(stdout(&dry).contains("rollout"), "{}", stdout(&dry));
     let load = Load::start(f.https_port, "app.test", Duration::from_secs(180));
-    eventually(Duration::from_secs(10), || (load.stats().ok > 20).then_some(()))
-        .expect("load loop running before the rollout");
+    eventually(Duration::from_secs(10), || {
+        (load.stats().ok > 20).then_some(())
+    })
+    .expect("load loop running before the rollout");
     let out = f.itsup_expect(&["apply"], 0);
     std::thread::sleep(Duration::from_secs(1));
     let stats = load.finish();
     assert!(stdout(&out).contains("rollout"), "{}", stdout(&out));
-    assert_eq!(stats.failed, 0, "failed requests during the rollout: {:?}", &stats.errors[..stats.errors.len().min(5)]);
-    assert!(stats.ok > 100, "too few requests to mean anything: {}", stats.ok);
+    assert_eq!(
+        stats.failed,
+        0,
+        "failed requests during the rollout: {:?}",
+        &stats.errors[..stats.errors.len().min(5)]
+    );
+    assert!(
+        stats.ok > 100,
+        "too few requests to mean anything: {}",
+        stats.ok
+    );
     assert_eq!(stats.last_body.trim(), "version=v2");
     let after = f.containers();
-    assert_eq!(after.len(), before.len(), "old container removed: {after:?}");
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "old container removed: {after:?}"
+    );
     assert_ne!(after, before, "the app container was replaced");
 
     // A broken new version fails its healthcheck: exit 1, the old one serves, no stray.
@@ -60,20 +78,37 @@ fn deploy_rollout_under_load_then_broken_version_then_prune() {
     let out = f.itsup_expect(&["apply", "--timeout", "30"], 1);
     let stats = load.finish();
     let report = stdout(&out);
-    assert!(report.contains("FAILED") && report.contains("old container still serves"), "{report}");
+    assert!(
+        report.contains("FAILED") && report.contains("old container still serves"),
+        "{report}"
+    );
     assert!(!report.contains("succeeded"), "{report}");
-    assert_eq!(stats.failed, 0, "the broken version took traffic: {:?}", &stats.errors[..stats.errors.len().min(5)]);
-    assert_eq!(f.get("app.test").expect("old still serves").trim(), "version=v2");
+    assert_eq!(
+        stats.failed,
+        0,
+        "the broken version took traffic: {:?}",
+        &stats.errors[..stats.errors.len().min(5)]
+    );
+    assert_eq!(
+        f.get("app.test").expect("old still serves").trim(),
+        "version=v2"
+    );
     assert_eq!(f.containers(), after, "no stray container left");
 
     // Disable: stop (kept), then remove the project: pruned, its network too.
     f.app_project("app", APP_V2, "");
-    f.write(&format!("projects/{app}/ingress.yml"), "enabled: false\ningress:\n  - service: web\n    domain: app.test\n    port: 8080\n");
+    f.write(
+        &format!("projects/{app}/ingress.yml"),
+        "enabled: false\ningress:\n  - service: web\n    domain: app.test\n    port: 8080\n",
+    );
     let dry = f.itsup_expect(&["apply", "--dry-run"], 2);
     assert!(stdout(&dry).contains("stop"), "{}", stdout(&dry));
     f.itsup_expect(&["apply"], 0);
     let running = deploy_support::running(&f);
-    assert!(!running.iter().any(|n| n.starts_with(&app)), "disabled project still running: {running:?}");
+    assert!(
+        !running.iter().any(|n| n.starts_with(&app)),
+        "disabled project still running: {running:?}"
+    );
     std::fs::remove_dir_all(f.root.join("projects").join(&app)).expect("remove project");
     let dry = f.itsup_expect(&["apply", "--dry-run"], 2);
     assert!(stdout(&dry).contains("prune"), "{}", stdout(&dry));
@@ -81,6 +116,10 @@ fn deploy_rollout_under_load_then_broken_version_then_prune() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
     assert_eq!(json["ok"], true);
     assert_eq!(json["stacks"][0]["services"][0]["action"], "prune");
-    assert!(!f.containers().iter().any(|n| n.starts_with(&app)), "pruned: {:?}", f.containers());
+    assert!(
+        !f.containers().iter().any(|n| n.starts_with(&app)),
+        "pruned: {:?}",
+        f.containers()
+    );
     f.itsup_expect(&["apply", "--dry-run"], 0);
 }

@@ -107,7 +107,11 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
             ready_timeout: Duration::from_secs(args.timeout),
             drain_timeout: Duration::from_secs(args.drain_timeout),
         };
-        let todo: Vec<StackPlan> = plans.iter().filter(|p| p.changes() || p.removed).cloned().collect();
+        let todo: Vec<StackPlan> = plans
+            .iter()
+            .filter(|p| p.changes() || p.removed)
+            .cloned()
+            .collect();
         let results = order::run_all(&ctx, &todo, args.parallel).await;
         save_state(root, &snap.desired, &snap.state, &plans, &results)?;
         print_results(global, &args, &results, &plans, started);
@@ -205,7 +209,12 @@ fn save_state(
     Ok(())
 }
 
-fn print_dry_run(global: &Global, args: &Args, changes: &[crate::output::Change], plans: &[StackPlan]) {
+fn print_dry_run(
+    global: &Global,
+    args: &Args,
+    changes: &[crate::output::Change],
+    plans: &[StackPlan],
+) {
     if args.format == Format::Json {
         let files: Vec<_> = changes
             .iter()
@@ -232,14 +241,32 @@ fn print_dry_run(global: &Global, args: &Args, changes: &[crate::output::Change]
         }
         out_line(&format!("{}:", p.stack));
         for s in &p.services {
-            out_line(&format!("  {:<24} {:<9} {}", s.service, s.action.as_str(), s.reason));
+            out_line(&format!(
+                "  {:<24} {:<9} {}",
+                s.service,
+                s.action.as_str(),
+                s.reason
+            ));
         }
     }
-    let n = plans.iter().flat_map(|p| &p.services).filter(|s| s.action != Action::Unchanged).count();
-    out_line(&format!("{} file(s) to change, {n} service action(s) pending", changes.len()));
+    let n = plans
+        .iter()
+        .flat_map(|p| &p.services)
+        .filter(|s| s.action != Action::Unchanged)
+        .count();
+    out_line(&format!(
+        "{} file(s) to change, {n} service action(s) pending",
+        changes.len()
+    ));
 }
 
-fn print_results(global: &Global, args: &Args, results: &[StackResult], plans: &[StackPlan], started: Instant) {
+fn print_results(
+    global: &Global,
+    args: &Args,
+    results: &[StackResult],
+    plans: &[StackPlan],
+    started: Instant,
+) {
     let secs = started.elapsed().as_secs_f64();
     if args.format == Format::Json {
         let unchanged: Vec<&str> = plans
@@ -262,8 +289,18 @@ fn print_results(global: &Global, args: &Args, results: &[StackResult], plans: &
             continue;
         }
         out_line(&format!("{}: {mark}", r.stack));
-        for s in r.services.iter().filter(|s| s.action != Action::Unchanged || !s.ok) {
-            out_line(&format!("  {:<24} {:<9} {} {}", s.service, s.action.as_str(), if s.ok { "ok" } else { "FAILED" }, s.message));
+        for s in r
+            .services
+            .iter()
+            .filter(|s| s.action != Action::Unchanged || !s.ok)
+        {
+            out_line(&format!(
+                "  {:<24} {:<9} {} {}",
+                s.service,
+                s.action.as_str(),
+                if s.ok { "ok" } else { "FAILED" },
+                s.message
+            ));
         }
     }
     if !global.quiet {
@@ -280,5 +317,7 @@ fn print_results(global: &Global, args: &Args, results: &[StackResult], plans: &
 fn out_line(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|_| out.write_all(b"\n"));
+    let _ = out
+        .write_all(text.as_bytes())
+        .and_then(|_| out.write_all(b"\n"));
 }

@@ -32,11 +32,17 @@ struct Row {
 pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     let root = &global.root;
     let generated = crate::pipeline::generate(root)?;
-    report::diagnostics(global, &generated.outcome.diagnostics, &generated.outcome.broken);
+    report::diagnostics(
+        global,
+        &generated.outcome.diagnostics,
+        &generated.outcome.broken,
+    );
     let Some(plan) = &generated.plan else {
         return Ok(1);
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let rows = runtime.block_on(async {
         let docker = docker::connect().await?;
         let snap = crate::deploy::snapshot(root, plan, &generated.artifacts, &docker).await?;
@@ -47,7 +53,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
             for s in &p.services {
                 let running: Vec<_> = s.containers.iter().filter(|c| c.running).collect();
                 let hash_match = !running.is_empty()
-                    && running.iter().all(|c| c.hash.as_deref() == Some(s.hash.as_str()));
+                    && running
+                        .iter()
+                        .all(|c| c.hash.as_deref() == Some(s.hash.as_str()));
                 let drift = match s.action {
                     Action::Prune => "removed but present",
                     Action::Stop => "disabled but running",
@@ -78,12 +86,13 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
-    println!(
-        "{:<20} {:<16} {:<9} {:<12} {:<6} {}",
-        "STACK", "SERVICE", "RUNNING", "HEALTH", "HASH", "DRIFT"
-    );
+    println!("STACK                SERVICE          RUNNING   HEALTH       HASH   DRIFT");
     for r in &rows {
-        let health = if r.health.is_empty() { "-".to_string() } else { r.health.join(",") };
+        let health = if r.health.is_empty() {
+            "-".to_string()
+        } else {
+            r.health.join(",")
+        };
         println!(
             "{:<20} {:<16} {:<9} {:<12} {:<6} {}",
             r.stack,

@@ -45,7 +45,11 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
         if let Some(problem) = crate::validate::names::project_name_problem(&args.project) {
             anyhow::bail!("{:?}: {problem}", args.project);
         }
-        Stack::project(root, &args.project, secrets::env_for(root, Some(&args.project))?)
+        Stack::project(
+            root,
+            &args.project,
+            secrets::env_for(root, Some(&args.project))?,
+        )
     };
     let Some(file) = stack.files.first() else {
         anyhow::bail!("no compose file for {}", args.project);
@@ -58,7 +62,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
         );
     }
     let compose = ComposeCli::detect()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let status = runtime.block_on(async {
         compose
             .command(&stack)

@@ -175,7 +175,9 @@ impl Admission {
         Self::unpark(runtime, parked).await;
         let mut pending: Vec<(String, String)> = Vec::new();
         for backend in backends.iter() {
-            let Ok(slots) = runtime.slots(backend).await else { continue };
+            let Ok(slots) = runtime.slots(backend).await else {
+                continue;
+            };
             for slot in slots.iter().filter(|s| s.admin_state & 0x08 != 0) {
                 let _ = runtime.set_state(backend, &slot.name, "maint").await;
                 pending.push((backend.clone(), slot.name.clone()));
@@ -213,7 +215,9 @@ impl Admission {
             return;
         };
         for backend in backends.iter() {
-            let Ok(slots) = runtime.slots(backend).await else { continue };
+            let Ok(slots) = runtime.slots(backend).await else {
+                continue;
+            };
             for slot in &slots {
                 if slot.addr.is_some_and(|a| new.contains(&a)) {
                     let _ = runtime.set_state(backend, &slot.name, "maint").await;
@@ -235,10 +239,15 @@ impl Admission {
         else {
             return;
         };
-        let mut pending: Vec<(String, String)> = parked.drain(..).collect();
+        let mut pending: Vec<(String, String)> = std::mem::take(parked);
         for backend in backends.iter() {
-            let Ok(slots) = runtime.slots(backend).await else { continue };
-            for slot in slots.iter().filter(|s| s.addr.is_some_and(|a| new.contains(&a))) {
+            let Ok(slots) = runtime.slots(backend).await else {
+                continue;
+            };
+            for slot in slots
+                .iter()
+                .filter(|s| s.addr.is_some_and(|a| new.contains(&a)))
+            {
                 if !pending.iter().any(|(b, n)| b == backend && *n == slot.name) {
                     pending.push((backend.clone(), slot.name.clone()));
                 }

@@ -500,7 +500,10 @@ async fn rollout(
     };
 
     line.step("parking free proxy slots");
-    admission.prepare().await.context("cannot prepare the proxy")?;
+    admission
+        .prepare()
+        .await
+        .context("cannot prepare the proxy")?;
     let mut new_ids: Vec<String> = Vec::new();
     let mut new_ips: Vec<Ipv4Addr> = Vec::new();
     let result = async {
@@ -509,7 +512,15 @@ async fn rollout(
         ctx.compose
             .run(
                 &stack,
-                &["up", "-d", "--no-deps", "--no-recreate", "--scale", &scale, &s.service],
+                &[
+                    "up",
+                    "-d",
+                    "--no-deps",
+                    "--no-recreate",
+                    "--scale",
+                    &scale,
+                    &s.service,
+                ],
             )
             .await?;
         let new: Vec<Observed> = current(ctx, &plan.compose_project, &s.service)

@@ -33,7 +33,11 @@ pub fn service_hash(definition: &Value, inputs: &HashInputs<'_>) -> String {
     h.update(canonical.to_string().as_bytes());
     h.update(b"\0image\0");
     h.update(inputs.image_id.unwrap_or("").as_bytes());
-    let paths = if inputs.mounts { mounted_paths(definition) } else { Vec::new() };
+    let paths = if inputs.mounts {
+        mounted_paths(definition)
+    } else {
+        Vec::new()
+    };
     for path in paths {
         h.update(b"\0file\0");
         h.update(path.as_bytes());

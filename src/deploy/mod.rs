@@ -50,7 +50,8 @@ pub async fn snapshot(
     docker: &Docker,
 ) -> anyhow::Result<Snapshot> {
     let state = state::State::load(root)?;
-    let (images, containers) = tokio::try_join!(docker::image_ids(docker), docker::stack_containers(docker))?;
+    let (images, containers) =
+        tokio::try_join!(docker::image_ids(docker), docker::stack_containers(docker))?;
     let desired = desired::build(root, plan, artifacts, &images)?;
     let me = labels::root_id(root);
     let known: BTreeSet<&str> = desired

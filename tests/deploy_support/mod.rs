@@ -28,7 +28,11 @@ pub fn random() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ COUNTER.fetch_add(1, Ordering::SeqCst).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut x = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER
+            .fetch_add(1, Ordering::SeqCst)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
     // splitmix64 finaliser
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -44,7 +48,10 @@ pub fn itsup_bin() -> &'static Path {
         std::fs::create_dir_all(&dir).expect("bin dir");
         let bin = dir.join("itsup");
         std::fs::copy(env!("CARGO_BIN_EXE_itsup"), &bin).expect("copy itsup binary");
-        let help = Command::new(&bin).args(["apply", "--help"]).output().expect("run itsup");
+        let help = Command::new(&bin)
+            .args(["apply", "--help"])
+            .output()
+            .expect("run itsup");
         assert!(
             help.status.success(),
             "the itsup binary has no `apply` (replaced by another build?): {}",
@@ -94,10 +101,16 @@ fn free_subnet() -> String {
     let used: Vec<ipnet::Ipv4Net> = docker(&["network", "ls", "-q"])
         .split_whitespace()
         .flat_map(|id| {
-            docker(&["network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", id])
-                .split_whitespace()
-                .filter_map(|s| s.parse().ok())
-                .collect::<Vec<_>>()
+            docker(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+                id,
+            ])
+            .split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .collect::<Vec<_>>()
         })
         .collect();
     for _ in 0..200 {
@@ -105,7 +118,10 @@ fn free_subnet() -> String {
         let candidate: ipnet::Ipv4Net = format!("10.{}.{}.0/24", 100 + r % 150, (r >> 8) % 256)
             .parse()
             .expect("subnet");
-        if !used.iter().any(|u| u.contains(&candidate.network()) || candidate.contains(&u.network())) {
+        if !used
+            .iter()
+            .any(|u| u.contains(&candidate.network()) || candidate.contains(&u.network()))
+        {
             return candidate.to_string();
         }
     }
@@ -126,7 +142,10 @@ impl Fixture {
     /// A root with `projects/itsup.yml` for engine haproxy on free ports.
     pub fn new() -> Fixture {
         ensure_images();
-        let dir = tempfile::Builder::new().prefix("itsupt-root-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("itsupt-root-")
+            .tempdir()
+            .expect("tempdir");
         let root = std::fs::canonicalize(dir.path()).expect("canonical root");
         let prefix = format!("itsupt-{:06x}", random() % 0xff_ffff);
         let f = Fixture {
@@ -233,7 +252,11 @@ impl Drop for Fixture {
             format!("label=io.itsup.root={}", self.root.display()),
             format!("name={}", self.prefix),
         ] {
-            ids.extend(docker(&["ps", "-aq", "--filter", &filter]).split_whitespace().map(str::to_string));
+            ids.extend(
+                docker(&["ps", "-aq", "--filter", &filter])
+                    .split_whitespace()
+                    .map(str::to_string),
+            );
         }
         ids.sort();
         ids.dedup();
@@ -242,11 +265,18 @@ impl Drop for Fixture {
             args.extend(ids.iter().map(String::as_str));
             docker(&args);
         }
-        let nets: Vec<String> = docker(&["network", "ls", "--filter", &format!("name={}", self.prefix), "--format", "{{.Name}}"])
-            .split_whitespace()
-            .filter(|n| n.contains(&self.prefix))
-            .map(str::to_string)
-            .collect();
+        let nets: Vec<String> = docker(&[
+            "network",
+            "ls",
+            "--filter",
+            &format!("name={}", self.prefix),
+            "--format",
+            "{{.Name}}",
+        ])
+        .split_whitespace()
+        .filter(|n| n.contains(&self.prefix))
+        .map(str::to_string)
+        .collect();
         for n in nets {
             docker(&["network", "rm", &n]);
         }
@@ -276,7 +306,12 @@ impl ServerCertVerifier for AnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -285,7 +320,12 @@ impl ServerCertVerifier for AnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -316,10 +356,13 @@ pub struct Client {
 
 impl Client {
     pub fn connect(port: u16) -> Result<Client, String> {
-        let sock = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(3))
-            .map_err(|e| format!("connect: {e}"))?;
-        sock.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-        sock.set_write_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+        let sock =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(3))
+                .map_err(|e| format!("connect: {e}"))?;
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        sock.set_write_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
         let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
         let conn = ClientConnection::new(tls_config(), name).map_err(|e| e.to_string())?;
         Ok(Client {
@@ -330,28 +373,40 @@ impl Client {
     /// `GET /` with `Host: host`; the body of a 200, an error otherwise.
     pub fn get(&mut self, host: &str) -> Result<String, String> {
         let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: itsup-test\r\n\r\n");
-        self.stream.get_mut().write_all(req.as_bytes()).map_err(|e| format!("write: {e}"))?;
+        self.stream
+            .get_mut()
+            .write_all(req.as_bytes())
+            .map_err(|e| format!("write: {e}"))?;
         let mut status = String::new();
-        self.stream.read_line(&mut status).map_err(|e| format!("read: {e}"))?;
+        self.stream
+            .read_line(&mut status)
+            .map_err(|e| format!("read: {e}"))?;
         if status.is_empty() {
             return Err("connection closed".into());
         }
         let mut length = 0usize;
         loop {
             let mut line = String::new();
-            self.stream.read_line(&mut line).map_err(|e| format!("read: {e}"))?;
+            self.stream
+                .read_line(&mut line)
+                .map_err(|e| format!("read: {e}"))?;
             let l = line.trim_end();
             if l.is_empty() {
                 break;
             }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().map_err(|_| "bad content-length".to_string())?;
-                }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| "bad content-length".to_string())?;
             }
         }
         let mut body = vec![0u8; length];
-        self.stream.read_exact(&mut body).map_err(|e| format!("read body: {e}"))?;
+        self.stream
+            .read_exact(&mut body)
+            .map_err(|e| format!("read body: {e}"))?;
         let body = String::from_utf8_lossy(&body).into_owned();
         if status.starts_with("HTTP/1.1 200") {
             Ok(body)
