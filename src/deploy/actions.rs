@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::desired::{Desired, DesiredService, DesiredStack, PROXY};
+use super::desired::{
+    Desired, DesiredService, DesiredStack, PROXY, PROXY_SERVICE_HAPROXY, PROXY_SERVICE_TRAEFIK,
+};
 use super::docker::Observed;
 use super::state::State;
-use crate::model::Rollout;
+use crate::model::{Engine, Rollout};
 
 /// What happens to one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,11 +103,20 @@ pub fn plan(
             .unwrap_or_default();
         let mut stack = stack_plan(proxy, &containers);
         let old_config = state.proxy.as_ref().and_then(|p| p.config.clone());
-        let all_unchanged = stack.services.iter().all(|s| s.action == Action::Unchanged);
-        if all_unchanged && desired.proxy_config.is_some() && desired.proxy_config != old_config {
-            for s in &mut stack.services {
-                s.action = Action::Reload;
-                s.reason = "configuration changed: hitless reload through the master socket".into();
+        let config_changed = desired.proxy_config.is_some() && desired.proxy_config != old_config;
+        for s in stack.services.iter_mut().filter(|_| config_changed) {
+            match (desired.engine, s.service.as_str(), s.action) {
+                (Engine::Haproxy, PROXY_SERVICE_HAPROXY, Action::Unchanged) => {
+                    s.action = Action::Reload;
+                    s.reason =
+                        "haproxy.cfg changed: hitless reload through the master socket".into();
+                }
+                (Engine::Traefik, PROXY_SERVICE_TRAEFIK, Action::Recreate) => {
+                    s.reason = "Traefik's static configuration changed (entrypoints): \
+                                Traefik restarts, dynamic routes need no restart"
+                        .into();
+                }
+                _ => {}
             }
         }
         out.push(stack);
@@ -263,5 +274,138 @@ fn stack_plan(stack: &DesiredStack, containers: &[&Observed]) -> StackPlan {
         removed: false,
         services,
         desired: Some(stack.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::deploy::state::StackState;
+    use crate::plan::RolloutPlan;
+
+    fn service(name: &str, hash: &str, strategy: Rollout) -> DesiredService {
+        DesiredService {
+            name: name.into(),
+            hash: hash.into(),
+            rollout: RolloutPlan {
+                strategy,
+                reason: "because".into(),
+            },
+            grace: Duration::from_secs(1),
+            port: None,
+            backends: Vec::new(),
+            routed: false,
+            has_healthcheck: false,
+            image: None,
+            image_missing: false,
+        }
+    }
+
+    fn stack(name: &str, enabled: bool, services: Vec<DesiredService>) -> DesiredStack {
+        DesiredStack {
+            name: name.into(),
+            compose_project: name.into(),
+            enabled,
+            depends_on: Vec::new(),
+            services,
+            env: Default::default(),
+            networks: Vec::new(),
+            compose_file: format!("upstream/{name}/docker-compose.yml"),
+        }
+    }
+
+    fn running(project: &str, service: &str, hash: &str) -> Observed {
+        Observed {
+            id: format!("{project}-{service}-{hash}"),
+            name: format!("{project}_{service}_1"),
+            project: project.into(),
+            service: service.into(),
+            hash: Some(hash.into()),
+            root: None,
+            running: true,
+            health: None,
+            status: String::new(),
+            created: 0,
+        }
+    }
+
+    fn actions(plans: &[StackPlan]) -> Vec<(String, String, Action)> {
+        plans
+            .iter()
+            .flat_map(|p| {
+                p.services
+                    .iter()
+                    .map(|s| (p.stack.clone(), s.service.clone(), s.action))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_action_from_desired_running_and_state() {
+        let desired = Desired {
+            proxy: Some(stack(
+                PROXY,
+                true,
+                vec![service("haproxy", "p1", Rollout::StopFirst)],
+            )),
+            proxy_config: Some("cfg2".into()),
+            projects: vec![
+                stack(
+                    "a",
+                    true,
+                    vec![
+                        service("new", "h1", Rollout::StartFirst),
+                        service("same", "h2", Rollout::StartFirst),
+                        service("moved", "h3", Rollout::StartFirst),
+                        service("ports", "h4", Rollout::StopFirst),
+                    ],
+                ),
+                stack("off", false, vec![service("web", "h5", Rollout::StartFirst)]),
+            ],
+            engine: Engine::Haproxy,
+        };
+        let observed = vec![
+            running(PROXY, "haproxy", "p1"),
+            running("a", "same", "h2"),
+            running("a", "moved", "old"),
+            running("a", "ports", "old"),
+            running("a", "gone", "x"),
+            running("off", "web", "h5"),
+            running("removed", "db", "y"),
+        ];
+        let mut state = State::default();
+        state.proxy = Some(StackState {
+            enabled: true,
+            services: Default::default(),
+            config: Some("cfg1".into()),
+        });
+        state.projects.insert("forgotten".into(), StackState::default());
+        let plans = plan(&desired, &observed, &state, &[]);
+        let got = actions(&plans);
+        let want = [
+            (PROXY, "haproxy", Action::Reload),
+            ("a", "new", Action::Create),
+            ("a", "same", Action::Unchanged),
+            ("a", "moved", Action::Rollout),
+            ("a", "ports", Action::Recreate),
+            ("a", "gone", Action::Prune),
+            ("off", "web", Action::Stop),
+            ("removed", "db", Action::Prune),
+        ];
+        let want: Vec<(String, String, Action)> = want
+            .iter()
+            .map(|(p, s, a)| (p.to_string(), s.to_string(), *a))
+            .collect();
+        assert_eq!(got, want);
+        let forgotten = plans.iter().find(|p| p.stack == "forgotten").expect("known from state");
+        assert!(forgotten.removed && forgotten.services.is_empty());
+        let ports = &plans[1].services[3];
+        assert!(ports.reason.contains("stop-first: because"), "{}", ports.reason);
+
+        // Targets restrict the plan; nothing else is touched.
+        let only = plan(&desired, &observed, &state, &["off".to_string()]);
+        assert_eq!(actions(&only), vec![("off".into(), "web".into(), Action::Stop)]);
     }
 }

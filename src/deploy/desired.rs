@@ -16,6 +16,11 @@ use crate::model::{Engine, Rollout};
 use crate::plan::{Plan, RolloutPlan};
 use crate::render::Artifact;
 
+/// The proxy stack's services that carry the engine (others are helpers: socket proxy,
+/// CrowdSec, the agent).
+pub const PROXY_SERVICE_HAPROXY: &str = "haproxy";
+pub const PROXY_SERVICE_TRAEFIK: &str = "traefik";
+
 /// Name of the proxy stack in reports, the state file and `io.itsup.project`.
 pub const PROXY: &str = "proxy";
 
@@ -59,7 +64,8 @@ pub struct DesiredService {
 #[derive(Debug, Clone)]
 pub struct Desired {
     pub proxy: Option<DesiredStack>,
-    /// Hash of the proxy's reloadable configuration (HAProxy); changes mean `reload`.
+    /// Hash of the proxy's configuration: HAProxy's `haproxy.cfg` (a change means `reload`) or
+    /// Traefik's static `traefik.yml` (a change restarts Traefik: new entrypoints need it).
     pub proxy_config: Option<String>,
     pub projects: Vec<DesiredStack>,
     pub engine: Engine,
@@ -101,6 +107,7 @@ pub fn build(
             for (name, def) in services_of(&compose) {
                 let mut def = def.clone();
                 if !static_config.is_empty()
+                    && name == PROXY_SERVICE_TRAEFIK
                     && let Value::Object(m) = &mut def
                 {
                     m.insert(
@@ -143,12 +150,14 @@ pub fn build(
         }
         None => None,
     };
+    let short_hash = |text: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))[..24].to_string()
+    };
     let proxy_config = match plan.settings.engine {
-        Engine::Haproxy => artifact("proxy/haproxy/haproxy.cfg").map(|cfg| {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(cfg.as_bytes()))[..24].to_string()
-        }),
-        _ => None,
+        Engine::Haproxy => artifact("proxy/haproxy/haproxy.cfg").map(short_hash),
+        Engine::Traefik => artifact("proxy/traefik/traefik.yml").map(short_hash),
+        Engine::Itsup => None,
     };
 
     let mut projects = Vec::new();
