@@ -184,6 +184,20 @@ fn deploy_egress_order_secrets_svc_and_status() {
     })
     .expect("rotated secret deployed");
     assert_eq!(body.trim(), "version=rotated-layered");
+
+    // A project with a typo is left exactly as it runs: never pruned; apply says so (exit 1).
+    let store = deploy_support::running(&f)
+        .into_iter()
+        .filter(|n| n.starts_with(&db))
+        .collect::<Vec<_>>();
+    f.write(&format!("projects/{db}/ingress.yml"), "ingres: []\n");
+    let out = f.itsup_expect(&["apply"], 1);
+    assert!(text(&out.stderr).contains(&db), "{}", text(&out.stderr));
+    let still: Vec<String> = deploy_support::running(&f)
+        .into_iter()
+        .filter(|n| n.starts_with(&db))
+        .collect();
+    assert_eq!(still, store, "the broken project's container keeps running");
 }
 
 #[test]

@@ -3,8 +3,9 @@
 //! The dry run and the real run compute the same action plan from the same snapshot (rendered
 //! files in memory, running containers, last applied state), so what the dry run prints is what
 //! apply does. Exit codes: 0 ok, 1 failure (or validation errors), 2 dry run with changes.
+//! Projects with validation errors are left exactly as they run: never pruned, never touched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -12,6 +13,7 @@ use serde_json::json;
 use super::{Format, Global, report};
 use crate::deploy::actions::{self, Action, StackPlan};
 use crate::deploy::desired::{Desired, PROXY};
+use crate::deploy::docker::Observed;
 use crate::deploy::execute::{Ctx, StackResult};
 use crate::deploy::state::{StackState, State};
 use crate::deploy::{compose::ComposeCli, docker, lock::ApplyLock, order, progress::Progress};
@@ -63,22 +65,30 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
         eprintln!("nothing applied: fix the platform files first");
         return Ok(1);
     };
-    if !outcome.is_valid() {
-        // A broken project is missing from the Plan; deploying now would prune it.
-        eprintln!("nothing applied: fix the errors above first");
-        return Ok(1);
-    }
     let changes = crate::output::changes(root, &generated.artifacts, &outcome.broken)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let docker = docker::connect().await?;
         let snap = crate::deploy::snapshot(root, plan, &generated.artifacts, &docker).await?;
-        let plans = actions::plan(&snap.desired, &snap.observed, &snap.state, &args.targets);
+        // A broken project is missing from the Plan: it is left exactly as it runs (never
+        // pruned), the others go on, and the exit code says something was wrong.
+        let plans = actions::plan(
+            &snap.desired,
+            &without(&snap.observed, &outcome.broken),
+            &state_without(&snap.state, &outcome.broken),
+            &args.targets,
+        );
         let pending = !changes.is_empty() || plans.iter().any(StackPlan::changes);
 
         if args.dry_run {
             print_dry_run(global, &args, &changes, &plans);
-            return Ok(if pending { 2 } else { 0 });
+            return Ok(if !outcome.is_valid() {
+                1
+            } else if pending {
+                2
+            } else {
+                0
+            });
         }
         crate::output::write(root, &changes)?;
         if !global.quiet && args.format == Format::Text {
@@ -94,7 +104,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
         if !plans.iter().any(StackPlan::changes) {
             print_results(global, &args, &[], &plans, started);
             save_state(root, &snap.desired, &snap.state, &plans, &[])?;
-            return Ok(0);
+            return Ok(i32::from(!outcome.is_valid()));
         }
         ensure_networks(&docker, &snap.desired, &plans).await?;
         let ctx = Ctx {
@@ -115,8 +125,29 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
         let results = order::run_all(&ctx, &todo, args.parallel).await;
         save_state(root, &snap.desired, &snap.state, &plans, &results)?;
         print_results(global, &args, &results, &plans, started);
-        Ok(if results.iter().all(|r| r.ok) { 0 } else { 1 })
+        if !outcome.broken.is_empty() {
+            let names: Vec<&str> = outcome.broken.iter().map(String::as_str).collect();
+            eprintln!("left as they run (invalid input): {}", names.join(", "));
+        }
+        Ok(i32::from(
+            !(results.iter().all(|r| r.ok) && outcome.is_valid()),
+        ))
     })
+}
+
+/// Containers of projects other than `broken`.
+fn without(observed: &[Observed], broken: &BTreeSet<String>) -> Vec<Observed> {
+    observed
+        .iter()
+        .filter(|o| !broken.contains(&o.project))
+        .cloned()
+        .collect()
+}
+
+fn state_without(state: &State, broken: &BTreeSet<String>) -> State {
+    let mut s = state.clone();
+    s.projects.retain(|name, _| !broken.contains(name));
+    s
 }
 
 /// External networks of every stack that will run, created before any `compose up`.

@@ -362,7 +362,11 @@ mod tests {
                         service("ports", "h4", Rollout::StopFirst),
                     ],
                 ),
-                stack("off", false, vec![service("web", "h5", Rollout::StartFirst)]),
+                stack(
+                    "off",
+                    false,
+                    vec![service("web", "h5", Rollout::StartFirst)],
+                ),
             ],
             engine: Engine::Haproxy,
         };
@@ -375,13 +379,17 @@ mod tests {
             running("off", "web", "h5"),
             running("removed", "db", "y"),
         ];
-        let mut state = State::default();
-        state.proxy = Some(StackState {
-            enabled: true,
-            services: Default::default(),
-            config: Some("cfg1".into()),
-        });
-        state.projects.insert("forgotten".into(), StackState::default());
+        let mut state = State {
+            proxy: Some(StackState {
+                enabled: true,
+                services: Default::default(),
+                config: Some("cfg1".into()),
+            }),
+            ..State::default()
+        };
+        state
+            .projects
+            .insert("forgotten".into(), StackState::default());
         let plans = plan(&desired, &observed, &state, &[]);
         let got = actions(&plans);
         let want = [
@@ -399,13 +407,23 @@ mod tests {
             .map(|(p, s, a)| (p.to_string(), s.to_string(), *a))
             .collect();
         assert_eq!(got, want);
-        let forgotten = plans.iter().find(|p| p.stack == "forgotten").expect("known from state");
+        let forgotten = plans
+            .iter()
+            .find(|p| p.stack == "forgotten")
+            .expect("known from state");
         assert!(forgotten.removed && forgotten.services.is_empty());
         let ports = &plans[1].services[3];
-        assert!(ports.reason.contains("stop-first: because"), "{}", ports.reason);
+        assert!(
+            ports.reason.contains("stop-first: because"),
+            "{}",
+            ports.reason
+        );
 
         // Targets restrict the plan; nothing else is touched.
         let only = plan(&desired, &observed, &state, &["off".to_string()]);
-        assert_eq!(actions(&only), vec![("off".into(), "web".into(), Action::Stop)]);
+        assert_eq!(
+            actions(&only),
+            vec![("off".into(), "web".into(), Action::Stop)]
+        );
     }
 }
