@@ -39,25 +39,37 @@ pub fn random() -> u64 {
     x ^ (x >> 31)
 }
 
-/// The `itsup` binary, copied once: the target folder is shared with other engineers' builds
-/// of the same crate name, which could replace the file while a test runs.
+/// The `itsup` binary, copied once: the target folder may be shared with builds of other
+/// branches of the same crate, and the last build's binary is what sits at the common path.
+/// When the one there is not this branch's, a `cargo build` puts this branch's back (the
+/// compiled crates are kept apart by cargo, so that is only a relink).
 pub fn itsup_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("itsupt-bin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("bin dir");
         let bin = dir.join("itsup");
-        std::fs::copy(env!("CARGO_BIN_EXE_itsup"), &bin).expect("copy itsup binary");
-        let help = Command::new(&bin)
-            .args(["apply", "--help"])
-            .output()
-            .expect("run itsup");
-        assert!(
-            help.status.success(),
-            "the itsup binary has no `apply` (replaced by another build?): {}",
-            String::from_utf8_lossy(&help.stderr)
-        );
-        bin
+        let mut last = String::new();
+        for attempt in 0..3 {
+            if attempt > 0 {
+                let status = Command::new(env!("CARGO"))
+                    .args(["build", "--quiet", "--bin", "itsup"])
+                    .current_dir(env!("CARGO_MANIFEST_DIR"))
+                    .status()
+                    .expect("cargo build");
+                assert!(status.success(), "cargo build --bin itsup failed");
+            }
+            std::fs::copy(env!("CARGO_BIN_EXE_itsup"), &bin).expect("copy itsup binary");
+            let help = Command::new(&bin)
+                .args(["apply", "--help"])
+                .output()
+                .expect("run itsup");
+            if help.status.success() {
+                return bin;
+            }
+            last = String::from_utf8_lossy(&help.stderr).into_owned();
+        }
+        panic!("the itsup binary at the shared path has no `apply`: {last}");
     })
 }
 
