@@ -271,3 +271,60 @@ fn deploy_traefik_drain_marks_the_container_unhealthy() {
         );
     });
 }
+
+#[test]
+fn deploy_stop_first_for_a_service_with_host_ports() {
+    let f = Fixture::new();
+    let name = f.name("ports");
+    let port = deploy_support::free_port();
+    let compose = |version: &str| {
+        format!(
+            "services:\n  web:\n    image: {APP_V1}\n    environment:\n      PORT: \"8080\"\n      APP_VERSION: {version}\n    ports:\n      - \"127.0.0.1:{port}:8080\"\n    healthcheck:\n      test: [\"CMD\", \"/usr/local/bin/testapp\", \"check\"]\n      interval: 1s\n      retries: 2\n    stop_grace_period: 2s\n"
+        )
+    };
+    f.write(&format!("projects/{name}/ingress.yml"), "ingress: []\n");
+    f.write(
+        &format!("projects/{name}/docker-compose.yml"),
+        &compose("one"),
+    );
+    f.itsup_expect(&["apply"], 0);
+    let direct = || {
+        let out = Command::new("curl")
+            .args(["-sf", "-m", "2", &format!("http://127.0.0.1:{port}/")])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| text(&out.stdout).trim().to_string())
+    };
+    assert_eq!(
+        eventually(Duration::from_secs(10), direct).as_deref(),
+        Some("version=one")
+    );
+
+    f.write(
+        &format!("projects/{name}/docker-compose.yml"),
+        &compose("two"),
+    );
+    let dry = f.itsup_expect(&["apply", "--dry-run"], 2);
+    let plan = text(&dry.stdout);
+    let line = plan.lines().find(|l| l.contains("web")).unwrap_or_default();
+    assert!(
+        line.contains("recreate") && line.contains("publishes host ports"),
+        "{plan}"
+    );
+    let before = f.containers();
+    f.itsup_expect(&["apply"], 0);
+    assert_eq!(
+        eventually(Duration::from_secs(10), || direct()
+            .filter(|b| b.contains("two")))
+        .as_deref(),
+        Some("version=two")
+    );
+    let after = f.containers();
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "one container, replaced: {after:?}"
+    );
+}
