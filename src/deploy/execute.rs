@@ -17,6 +17,7 @@ use super::admission::Admission;
 use super::compose::{ComposeCli, Stack};
 use super::desired::{DesiredService, DesiredStack, PROXY};
 use super::docker::{self, Observed};
+use super::drainfile;
 use super::haproxy::Runtime;
 use super::health::{self, Probe};
 use super::labels;
@@ -506,6 +507,7 @@ async fn rollout(
         .context("cannot prepare the proxy")?;
     let mut new_ids: Vec<String> = Vec::new();
     let mut new_ips: Vec<Ipv4Addr> = Vec::new();
+    let mut drain_entries: Vec<String> = Vec::new();
     let result = async {
         line.step("starting the new container beside the old one");
         let scale = format!("{}={}", s.service, old.len() * 2);
@@ -547,6 +549,14 @@ async fn rollout(
             old_addrs.push((c.id.clone(), proxy_ip(ctx, &c.id).await));
         }
         let drain_start = Instant::now();
+        if let Admission::Haproxy { .. } = admission {
+            drain_entries = old_addrs
+                .iter()
+                .filter_map(|(_, ip)| Some(format!("{}:{}", (*ip)?, d.port?)))
+                .collect();
+            // Best effort: the runtime API below is what actually drains.
+            let _ = drainfile::update(&ctx.root, &drain_entries, true);
+        }
         admission
             .drain(&ctx.docker, &old_addrs, ctx.drain_timeout)
             .await
@@ -570,6 +580,9 @@ async fn rollout(
                 let _ = docker::remove(&ctx.docker, &c.id).await;
             }
             admission.abort(&new_ips, ctx.ready_timeout).await;
+            if !drain_entries.is_empty() {
+                let _ = drainfile::update(&ctx.root, &drain_entries, false);
+            }
             return Err(e.context("rollout failed; the old container still serves"));
         }
     };
@@ -583,6 +596,9 @@ async fn rollout(
     line.step("waiting for the proxy to forget the old address");
     let old_ips: Vec<Ipv4Addr> = old_addrs.iter().filter_map(|(_, ip)| *ip).collect();
     admission.finish(&old_ips, ctx.ready_timeout).await;
+    if !drain_entries.is_empty() {
+        let _ = drainfile::update(&ctx.root, &drain_entries, false);
+    }
     Ok(format!(
         "start-first: {count} new container(s) admitted, old drained in {drained:.1} s and removed"
     ))

@@ -12,6 +12,7 @@ pub mod admission;
 pub mod compose;
 pub mod desired;
 pub mod docker;
+pub mod drainfile;
 pub mod execute;
 pub mod haproxy;
 pub mod hash;
