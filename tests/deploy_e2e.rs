@@ -71,6 +71,15 @@ fn deploy_rollout_under_load_then_broken_version_then_prune() {
         "old container removed: {after:?}"
     );
     assert_ne!(after, before, "the app container was replaced");
+    let drain: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(f.root.join(".itsup/drain.json")).expect("drain file written for the agent"),
+    )
+    .expect("drain json");
+    assert_eq!(
+        drain["draining"],
+        serde_json::json!([]),
+        "nothing left draining"
+    );
 
     // A broken new version fails its healthcheck: exit 1, the old one serves, no stray.
     f.app_project("app", APP_V2, "      APP_BROKEN: \"1\"\n");
