@@ -7,11 +7,14 @@
 
 pub mod compose;
 pub mod haproxy;
+pub mod itsup;
 pub mod merge;
 pub mod templates;
 pub mod traefik;
 
 use std::path::PathBuf;
+
+use rayon::prelude::*;
 
 use crate::model::Engine;
 use crate::plan::Plan;
@@ -64,13 +67,14 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
     match plan.settings.engine {
         Engine::Traefik => out.extend(traefik::render(plan, templates)?),
         Engine::Haproxy => out.push(haproxy::render(plan, templates)?),
-        Engine::Itsup => {}
+        Engine::Itsup => out.push(itsup::render(plan, templates)?),
     }
-    for project in &plan.projects {
-        if let Some(artifact) = compose::upstream_compose(plan, project, templates)? {
-            out.push(artifact);
-        }
-    }
+    let upstream: Vec<Option<Artifact>> = plan
+        .projects
+        .par_iter()
+        .map(|project| compose::upstream_compose(plan, project, templates))
+        .collect::<Result<_, _>>()?;
+    out.extend(upstream.into_iter().flatten());
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }

@@ -19,8 +19,8 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("routers-udp.yml", include_str!("../../tpl/routers-udp.yml")),
     ("middlewares.yml", include_str!("../../tpl/middlewares.yml")),
     (
-        "traefik-labels.yml",
-        include_str!("../../tpl/traefik-labels.yml"),
+        "traefik-labels.txt",
+        include_str!("../../tpl/traefik-labels.txt"),
     ),
     ("haproxy.cfg", include_str!("../../tpl/haproxy.cfg")),
     (
@@ -31,6 +31,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "crowdsec-acquis.yaml",
         include_str!("../../tpl/crowdsec-acquis.yaml"),
     ),
+    ("itsup-proxy.yml", include_str!("../../tpl/itsup-proxy.yml")),
 ];
 
 /// Compiled templates.
