@@ -56,8 +56,18 @@ fn deploy_concurrent_applies_wait_or_refuse() {
             .filter(|s| !s.trim().is_empty())
     })
     .expect("the first apply holds the lock");
+    // Both start while the first apply holds the lock: one waits for it, one refuses at once.
+    let waiter = Command::new(deploy_support::itsup_bin())
+        .arg("--root")
+        .arg(&f.root)
+        .args(["apply", "--lock-timeout", "120"])
+        .env("CI", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("waiting apply");
     let refused = f.itsup(&["apply", "--lock-timeout", "0"]);
-    let waiter = f.itsup(&["apply", "--lock-timeout", "120"]);
+    let waiter = waiter.wait_with_output().expect("waiting apply ends");
     let first = first.wait_with_output().expect("first apply ends");
     assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
     assert_eq!(refused.status.code(), Some(1));

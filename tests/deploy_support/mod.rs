@@ -46,6 +46,10 @@ pub fn random() -> u64 {
 pub fn itsup_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        // Pinned by hand, as the agent's tests and benchmarks allow.
+        if let Some(pinned) = std::env::var_os("ITSUP_TEST_BIN") {
+            return PathBuf::from(pinned);
+        }
         let dir = std::env::temp_dir().join(format!("itsupt-bin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("bin dir");
         let bin = dir.join("itsup");
