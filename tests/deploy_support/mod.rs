@@ -50,7 +50,20 @@ pub fn itsup_bin() -> &'static Path {
         if let Some(pinned) = std::env::var_os("ITSUP_TEST_BIN") {
             return PathBuf::from(pinned);
         }
-        let dir = std::env::temp_dir().join(format!("itsupt-bin-{}", std::process::id()));
+        // Hard links in the target folder's temp dir (same filesystem, no space used); those
+        // of test processes that are gone are removed.
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        if let Ok(entries) = std::fs::read_dir(tmp) {
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("itsupt-bin-")
+                    && !Path::new("/proc").join(pid).exists()
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = tmp.join(format!("itsupt-bin-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("bin dir");
         let bin = dir.join("itsup");
         let mut last = String::new();
@@ -63,7 +76,10 @@ pub fn itsup_bin() -> &'static Path {
                     .expect("cargo build");
                 assert!(status.success(), "cargo build --bin itsup failed");
             }
-            std::fs::copy(env!("CARGO_BIN_EXE_itsup"), &bin).expect("copy itsup binary");
+            let _ = std::fs::remove_file(&bin);
+            if std::fs::hard_link(env!("CARGO_BIN_EXE_itsup"), &bin).is_err() {
+                std::fs::copy(env!("CARGO_BIN_EXE_itsup"), &bin).expect("copy itsup binary");
+            }
             let help = Command::new(&bin)
                 .args(["apply", "--help"])
                 .output()
