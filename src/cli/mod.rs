@@ -8,12 +8,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod apply;
 mod color;
 pub mod diff;
 pub mod init;
 pub mod render;
 mod report;
 pub mod schema;
+pub mod status;
+pub mod svc;
 pub mod validate;
 
 pub use color::ColorChoice;
@@ -60,6 +63,12 @@ enum Command {
     Render(render::Args),
     /// Show what `render` would change as a unified diff.
     Diff(diff::Args),
+    /// Render, write, then deploy what changed (zero-downtime rollouts).
+    Apply(apply::Args),
+    /// Run Compose for one project's generated stack, arguments passed through.
+    Svc(svc::Args),
+    /// Desired vs running, per project and service.
+    Status(status::Args),
     /// Print the JSON Schema of an input file.
     Schema(schema::Args),
     /// Scaffold a root folder (itsup.yml, schemas for editors).
@@ -82,6 +91,9 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&global, args),
         Command::Render(args) => render::run(&global, args),
         Command::Diff(args) => diff::run(&global, args),
+        Command::Apply(args) => apply::run(&global, args),
+        Command::Svc(args) => svc::run(&global, args),
+        Command::Status(args) => status::run(&global, args),
         Command::Schema(args) => schema::run(args),
         Command::Init(args) => init::run_init(&global, args),
         Command::Create(args) => init::run_create(&global, args),

@@ -1,0 +1,367 @@
+//! The desired state: what the rendered artifacts say should run, per stack and service, with
+//! each service's content hash, rollout strategy, grace period, probe port and proxy backends.
+//! Built from the Plan and the rendered files in memory, so a dry run sees exactly what an
+//! apply would write.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::hash::{HashInputs, service_hash};
+use super::secrets::{self, Env};
+use crate::model::{Engine, Rollout};
+use crate::plan::{Plan, RolloutPlan};
+use crate::render::Artifact;
+
+/// The proxy stack's services that carry the engine (others are helpers: socket proxy,
+/// CrowdSec, the agent).
+pub const PROXY_SERVICE_HAPROXY: &str = "haproxy";
+pub const PROXY_SERVICE_TRAEFIK: &str = "traefik";
+
+/// Name of the proxy stack in reports, the state file and `io.itsup.project`.
+pub const PROXY: &str = "proxy";
+
+/// One Compose stack to run.
+#[derive(Debug, Clone)]
+pub struct DesiredStack {
+    /// itsup name (`proxy` or the project).
+    pub name: String,
+    /// Compose project name.
+    pub compose_project: String,
+    pub enabled: bool,
+    pub depends_on: Vec<String>,
+    pub services: Vec<DesiredService>,
+    /// Secrets handed to Compose.
+    pub env: Env,
+    /// External networks the stack's compose file expects, with a subnet for the proxy one.
+    pub networks: Vec<(String, Option<String>)>,
+    /// Relative path of the generated compose file.
+    pub compose_file: String,
+}
+
+/// One service to run.
+#[derive(Debug, Clone)]
+pub struct DesiredService {
+    pub name: String,
+    pub hash: String,
+    pub rollout: RolloutPlan,
+    pub grace: Duration,
+    /// Port to probe when the service has no healthcheck (its first routed port).
+    pub port: Option<u16>,
+    /// Proxy backends (HAProxy) that route to it.
+    pub backends: Vec<String>,
+    pub routed: bool,
+    pub has_healthcheck: bool,
+    pub image: Option<String>,
+    /// The image is not present locally (nothing can be pulled; compose would try).
+    pub image_missing: bool,
+}
+
+/// Everything to run.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub proxy: Option<DesiredStack>,
+    /// Hash of the proxy's configuration: HAProxy's `haproxy.cfg` (a change means `reload`) or
+    /// Traefik's static `traefik.yml` (a change restarts Traefik: new entrypoints need it).
+    pub proxy_config: Option<String>,
+    pub projects: Vec<DesiredStack>,
+    pub engine: Engine,
+}
+
+/// Compose project name of the proxy stack: derived from the proxy network so that two
+/// platforms on one host (or two test roots) never share it.
+pub fn proxy_compose_project(plan: &Plan) -> String {
+    format!("{}-proxy", plan.settings.network)
+}
+
+/// Builds the desired state from the rendered artifacts (in memory, not yet written).
+pub fn build(
+    root: &Path,
+    plan: &Plan,
+    artifacts: &[Artifact],
+    image_ids: &HashMap<String, String>,
+) -> anyhow::Result<Desired> {
+    let artifact = |rel: &str| {
+        artifacts
+            .iter()
+            .find(|a| a.path == Path::new(rel))
+            .map(|a| a.content.as_str())
+    };
+    let shared_env = secrets::env_for(root, None)?;
+    let subnet = plan.settings.subnet.to_string();
+    let proxy_network = plan.settings.network.clone();
+    let network_subnet = |name: &str| (name == proxy_network).then(|| subnet.clone());
+
+    let proxy = match artifact("proxy/docker-compose.yml") {
+        Some(text) => {
+            let compose = parse_compose(text, "proxy/docker-compose.yml")?;
+            let mut services = Vec::new();
+            let static_config = match plan.settings.engine {
+                // New entrypoints need a restart: fold the static file into the hash.
+                Engine::Traefik => artifact("proxy/traefik/traefik.yml").unwrap_or(""),
+                _ => "",
+            };
+            for (name, def) in services_of(&compose) {
+                let mut def = def.clone();
+                if !static_config.is_empty()
+                    && name == PROXY_SERVICE_TRAEFIK
+                    && let Value::Object(m) = &mut def
+                {
+                    m.insert(
+                        "x-itsup-static-config".into(),
+                        Value::String(static_config.into()),
+                    );
+                }
+                services.push(service(
+                    root,
+                    Path::new("proxy"),
+                    name,
+                    &def,
+                    RolloutPlan {
+                        strategy: Rollout::StopFirst,
+                        reason: "the proxy publishes host ports".into(),
+                    },
+                    None,
+                    Vec::new(),
+                    false,
+                    image_ids,
+                    &shared_env,
+                ));
+            }
+            Some(DesiredStack {
+                name: PROXY.into(),
+                compose_project: proxy_compose_project(plan),
+                enabled: true,
+                depends_on: Vec::new(),
+                services,
+                env: shared_env.clone(),
+                networks: external_networks(&compose)
+                    .into_iter()
+                    .map(|n| {
+                        let s = network_subnet(&n);
+                        (n, s)
+                    })
+                    .collect(),
+                compose_file: "proxy/docker-compose.yml".into(),
+            })
+        }
+        None => None,
+    };
+    let short_hash = |text: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))[..24].to_string()
+    };
+    let proxy_config = match plan.settings.engine {
+        Engine::Haproxy => artifact("proxy/haproxy/haproxy.cfg").map(short_hash),
+        Engine::Traefik => artifact("proxy/traefik/traefik.yml").map(short_hash),
+        Engine::Itsup => None,
+    };
+
+    let mut projects = Vec::new();
+    for p in &plan.projects {
+        let file = format!("upstream/{}/docker-compose.yml", p.name);
+        let Some(text) = artifact(&file) else {
+            // A host-only project has nothing to run.
+            continue;
+        };
+        let compose = parse_compose(text, &file)?;
+        let env = secrets::env_for(root, Some(&p.name))?;
+        let defs: BTreeMap<&str, &Value> = services_of(&compose).into_iter().collect();
+        let mut services = Vec::new();
+        for sp in &p.services {
+            let Some(def) = defs.get(sp.name.as_str()) else {
+                continue;
+            };
+            let mut port = None;
+            let mut backends = Vec::new();
+            let http = plan
+                .http
+                .iter()
+                .map(|r| (&r.project, &r.service, &r.backend));
+            let tcp = plan
+                .tcp
+                .iter()
+                .map(|r| (&r.project, &r.service, &r.backend));
+            for (project, service, backend) in http.chain(tcp) {
+                if *project == p.name && service.as_deref() == Some(sp.name.as_str()) {
+                    port = port.or(backend.servers.first().map(|s| s.port));
+                    if !backends.contains(&backend.name) {
+                        backends.push(backend.name.clone());
+                    }
+                }
+            }
+            services.push(service(
+                root,
+                &Path::new("upstream").join(&p.name),
+                &sp.name,
+                def,
+                sp.rollout.clone(),
+                port,
+                backends,
+                sp.proxy.is_some(),
+                image_ids,
+                &env,
+            ));
+        }
+        projects.push(DesiredStack {
+            name: p.name.clone(),
+            compose_project: p.name.clone(),
+            enabled: p.enabled,
+            depends_on: p.depends_on.clone(),
+            services,
+            env,
+            networks: external_networks(&compose)
+                .into_iter()
+                .map(|n| {
+                    let s = network_subnet(&n);
+                    (n, s)
+                })
+                .collect(),
+            compose_file: file,
+        });
+    }
+    Ok(Desired {
+        proxy,
+        proxy_config,
+        projects,
+        engine: plan.settings.engine,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn service(
+    root: &Path,
+    dir: &Path,
+    name: &str,
+    def: &Value,
+    rollout: RolloutPlan,
+    port: Option<u16>,
+    backends: Vec<String>,
+    routed: bool,
+    image_ids: &HashMap<String, String>,
+    env: &Env,
+) -> DesiredService {
+    let image = def.get("image").and_then(Value::as_str).map(str::to_string);
+    let image_id = image
+        .as_deref()
+        .and_then(|i| image_ids.get(&super::docker::normalize_ref(i)))
+        .map(String::as_str);
+    let hash = service_hash(
+        def,
+        &HashInputs {
+            project_dir: &root.join(dir),
+            image_id,
+            env,
+            mounts: dir != Path::new("proxy"),
+        },
+    );
+    let has_healthcheck = def
+        .get("healthcheck")
+        .is_some_and(|h| h.get("disable") != Some(&Value::Bool(true)));
+    DesiredService {
+        name: name.to_string(),
+        hash,
+        rollout,
+        grace: def
+            .get("stop_grace_period")
+            .and_then(Value::as_str)
+            .and_then(parse_duration)
+            .unwrap_or(Duration::from_secs(10)),
+        port,
+        backends,
+        routed,
+        has_healthcheck,
+        image_missing: image.is_some() && image_id.is_none() && def.get("build").is_none(),
+        image,
+    }
+}
+
+fn parse_compose(text: &str, file: &str) -> anyhow::Result<Value> {
+    serde_yaml_ng::from_str(text).with_context(|| format!("rendered {file} is not valid YAML"))
+}
+
+fn services_of(compose: &Value) -> Vec<(&str, &Value)> {
+    compose
+        .get("services")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.as_str(), v)).collect())
+        .unwrap_or_default()
+}
+
+/// Names of the networks a compose file declares `external: true` (deploy creates them).
+fn external_networks(compose: &Value) -> Vec<String> {
+    let Some(nets) = compose.get("networks").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    nets.iter()
+        .filter(|(_, v)| {
+            v.get("external")
+                .is_some_and(|e| e == &Value::Bool(true) || e.is_object())
+        })
+        .map(|(k, v)| {
+            v.get("name")
+                .and_then(Value::as_str)
+                .or_else(|| v.pointer("/external/name").and_then(Value::as_str))
+                .unwrap_or(k)
+                .to_string()
+        })
+        .collect()
+}
+
+/// Compose durations: `1m30s`, `10s`, `500ms`, `1h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        let (num, tail) = rest.split_at(digits);
+        let value: f64 = num.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let secs = match unit {
+            "h" => value * 3600.0,
+            "m" => value * 60.0,
+            "s" => value,
+            "ms" => value / 1000.0,
+            "us" => value / 1e6,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(secs);
+        rest = next;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("5"), None);
+    }
+
+    #[test]
+    fn finds_external_networks() {
+        let compose: Value = serde_yaml_ng::from_str(
+            "networks:\n  proxynet:\n    external: true\n  e:\n    name: egress-a-to-b-db\n    external: true\n  own: {}\n",
+        )
+        .expect("yaml");
+        assert_eq!(
+            external_networks(&compose),
+            vec!["proxynet", "egress-a-to-b-db"]
+        );
+    }
+}

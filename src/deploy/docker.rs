@@ -1,0 +1,338 @@
+//! The Docker API client (bollard): containers of itsup's stacks, health, addresses, networks,
+//! stop/remove and exec. Everything deploy observes about the engine goes through here.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use anyhow::Context;
+use bollard::Docker;
+use bollard::models::{
+    ContainerSummaryStateEnum, ExecConfig, HealthStatusEnum, Ipam, IpamConfig, NetworkCreateRequest,
+};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+use super::labels;
+
+/// Connects to the local engine and agrees on an API version it supports (this may be older
+/// than the one bollard speaks natively, e.g. Engine 20.10 = API 1.41).
+pub async fn connect() -> anyhow::Result<Docker> {
+    let docker = Docker::connect_with_local_defaults().context("cannot reach the Docker engine")?;
+    docker
+        .negotiate_version()
+        .await
+        .context("cannot reach the Docker engine (is it running, may this user use it?)")
+}
+
+/// One container of a Compose stack as Docker lists it.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub id: String,
+    pub name: String,
+    /// Compose project and service.
+    pub project: String,
+    pub service: String,
+    /// itsup's content-hash label; `None` for containers started without it.
+    pub hash: Option<String>,
+    /// The root folder it was applied from (`io.itsup.root`), when itsup started it.
+    pub root: Option<String>,
+    pub running: bool,
+    /// Docker health (`healthy`, `unhealthy`, `starting`) as the listing's status shows it.
+    pub health: Option<String>,
+    pub status: String,
+    /// Creation time (seconds), to tell old from new.
+    pub created: i64,
+}
+
+/// Every container (running or not) that Compose labelled, in creation order.
+pub async fn stack_containers(docker: &Docker) -> anyhow::Result<Vec<Observed>> {
+    let filters: HashMap<String, Vec<String>> = [(
+        "label".to_string(),
+        vec![labels::COMPOSE_PROJECT.to_string()],
+    )]
+    .into();
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .context("cannot list containers")?;
+    let mut out: Vec<Observed> = list
+        .into_iter()
+        .filter_map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            let status = c.status.unwrap_or_default();
+            let health = ["(healthy)", "(unhealthy)", "(health: starting)"]
+                .iter()
+                .find(|h| status.contains(*h))
+                .map(|h| {
+                    h.trim_matches(['(', ')'])
+                        .trim_start_matches("health: ")
+                        .to_string()
+                });
+            Some(Observed {
+                id: c.id?,
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                project: labels.get(labels::COMPOSE_PROJECT)?.clone(),
+                service: labels.get(labels::COMPOSE_SERVICE)?.clone(),
+                hash: labels.get(labels::HASH).cloned(),
+                root: labels.get(labels::ROOT).cloned(),
+                running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
+                health,
+                status,
+                created: c.created.unwrap_or_default(),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+    Ok(out)
+}
+
+/// Local image IDs by reference (`name:tag` and `name@digest`), from one listing.
+pub async fn image_ids(docker: &Docker) -> anyhow::Result<HashMap<String, String>> {
+    let images = docker
+        .list_images(Some(ListImagesOptionsBuilder::new().all(false).build()))
+        .await
+        .context("cannot list images")?;
+    let mut ids = HashMap::new();
+    for image in images {
+        for r in image.repo_tags.iter().chain(image.repo_digests.iter()) {
+            ids.insert(normalize_ref(r), image.id.clone());
+        }
+    }
+    Ok(ids)
+}
+
+/// `nginx` and `docker.io/library/nginx:latest` name the same image.
+pub fn normalize_ref(reference: &str) -> String {
+    let r = reference
+        .strip_prefix("docker.io/library/")
+        .or_else(|| reference.strip_prefix("docker.io/"))
+        .unwrap_or(reference);
+    let last = r.rsplit('/').next().unwrap_or(r);
+    if r.contains('@') || last.contains(':') {
+        r.to_string()
+    } else {
+        format!("{r}:latest")
+    }
+}
+
+/// Creates a network unless it exists. The proxy network gets its fixed subnet, since services
+/// may pin addresses in it; an existing one is left as it is.
+pub async fn ensure_network(
+    docker: &Docker,
+    name: &str,
+    subnet: Option<&str>,
+) -> anyhow::Result<bool> {
+    if docker
+        .inspect_network(
+            name,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .is_ok()
+    {
+        return Ok(false);
+    }
+    let request = NetworkCreateRequest {
+        name: name.to_string(),
+        driver: Some("bridge".into()),
+        attachable: Some(true),
+        ipam: subnet.map(|s| Ipam {
+            config: Some(vec![IpamConfig {
+                subnet: Some(s.to_string()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        labels: Some([("io.itsup.managed".to_string(), "true".to_string())].into()),
+        ..Default::default()
+    };
+    match docker.create_network(request).await {
+        Ok(_) => Ok(true),
+        // Another apply (or project) may have created it in between.
+        Err(_)
+            if docker
+                .inspect_network(
+                    name,
+                    None::<bollard::query_parameters::InspectNetworkOptions>,
+                )
+                .await
+                .is_ok() =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot create network {name}")),
+    }
+}
+
+/// Removes a network itsup created, when nothing uses it any more (errors are not fatal:
+/// a network still in use is simply kept).
+pub async fn remove_network_if_unused(docker: &Docker, name: &str) -> bool {
+    docker.remove_network(name).await.is_ok()
+}
+
+/// What a health wait needs about one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Running with a healthcheck that has not decided yet.
+    Starting,
+    Healthy,
+    Unhealthy(String),
+    /// Running without a healthcheck.
+    NoCheck,
+    /// Not running (exited, dead); the message says how.
+    Down(String),
+}
+
+/// Current health of a container.
+pub async fn health(docker: &Docker, id: &str) -> anyhow::Result<Health> {
+    let info = docker
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .with_context(|| format!("cannot inspect container {}", short(id)))?;
+    let state = info.state.unwrap_or_default();
+    if state.running != Some(true) || state.restarting == Some(true) {
+        return Ok(Health::Down(format!(
+            "not running (exit code {})",
+            state.exit_code.unwrap_or_default()
+        )));
+    }
+    let Some(h) = state.health else {
+        return Ok(Health::NoCheck);
+    };
+    Ok(match h.status {
+        Some(HealthStatusEnum::HEALTHY) => Health::Healthy,
+        Some(HealthStatusEnum::UNHEALTHY) => {
+            let last = h
+                .log
+                .and_then(|l| l.into_iter().last())
+                .and_then(|r| r.output)
+                .unwrap_or_default();
+            Health::Unhealthy(last.trim().to_string())
+        }
+        Some(HealthStatusEnum::STARTING) => Health::Starting,
+        _ => Health::NoCheck,
+    })
+}
+
+/// IPv4 addresses of a container by network name.
+pub async fn addresses(docker: &Docker, id: &str) -> anyhow::Result<HashMap<String, Ipv4Addr>> {
+    let info = docker
+        .inspect_container(
+            id,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+        .with_context(|| format!("cannot inspect container {}", short(id)))?;
+    Ok(info
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(net, ep)| Some((net, ep.ip_address?.parse().ok()?)))
+        .collect())
+}
+
+/// Stops a container, giving it `grace` between SIGTERM and SIGKILL.
+pub async fn stop(docker: &Docker, id: &str, grace: Duration) -> anyhow::Result<()> {
+    let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+    docker
+        .stop_container(id, Some(StopContainerOptionsBuilder::new().t(secs).build()))
+        .await
+        .or_else(not_modified)
+        .with_context(|| format!("cannot stop container {}", short(id)))
+}
+
+/// Removes a container (forced: it may still be running after a failed start).
+pub async fn remove(docker: &Docker, id: &str) -> anyhow::Result<()> {
+    docker
+        .remove_container(
+            id,
+            Some(
+                RemoveContainerOptionsBuilder::new()
+                    .force(true)
+                    .v(false)
+                    .build(),
+            ),
+        )
+        .await
+        .or_else(|e| match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            } => Ok(()),
+            e => Err(e),
+        })
+        .with_context(|| format!("cannot remove container {}", short(id)))
+}
+
+fn not_modified(e: bollard::errors::Error) -> Result<(), bollard::errors::Error> {
+    match e {
+        // 304: already stopped; 404: already gone. Both are the state we wanted.
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 304 | 404,
+            ..
+        } => Ok(()),
+        e => Err(e),
+    }
+}
+
+/// Runs a command in a container and returns its exit code.
+pub async fn exec(docker: &Docker, id: &str, cmd: &[&str]) -> anyhow::Result<i64> {
+    let created = docker
+        .create_exec(
+            id,
+            ExecConfig {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot exec in container {}", short(id)))?;
+    if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+        docker.start_exec(&created.id, None).await?
+    {
+        while output.next().await.is_some() {}
+    }
+    let inspect = docker.inspect_exec(&created.id).await?;
+    Ok(inspect.exit_code.unwrap_or(-1))
+}
+
+/// The first 12 characters of an ID, as `docker ps` shows it.
+pub fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// Networks Compose created for a project (not the external ones deploy created).
+pub async fn project_networks(docker: &Docker, project: &str) -> anyhow::Result<Vec<String>> {
+    let filters: HashMap<String, Vec<String>> = [(
+        "label".to_string(),
+        vec![format!("{}={project}", labels::COMPOSE_PROJECT)],
+    )]
+    .into();
+    let nets = docker
+        .list_networks(Some(
+            bollard::query_parameters::ListNetworksOptionsBuilder::new()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .context("cannot list networks")?;
+    Ok(nets.into_iter().filter_map(|n| n.name).collect())
+}

@@ -1,0 +1,605 @@
+//! Executing one stack's actions: prune, stop, create, reload, recreate (stop-first) and
+//! rollout (start-first). A stack stops at its first failure (later services may depend on
+//! it); other stacks go on. A failed rollout removes the new container and leaves the old one
+//! serving: it is reported as a failure, never as "succeeded with a rollback".
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bollard::Docker;
+use serde::Serialize;
+
+use super::actions::{Action, ServiceAction, StackPlan};
+use super::admission::Admission;
+use super::compose::{ComposeCli, Stack};
+use super::desired::{DesiredService, DesiredStack, PROXY};
+use super::docker::{self, Observed};
+use super::drainfile;
+use super::haproxy::Runtime;
+use super::health::{self, Probe};
+use super::labels;
+use super::progress::{Line, Progress};
+use crate::model::Engine;
+
+/// What every stack's execution shares.
+pub struct Ctx {
+    pub root: PathBuf,
+    pub docker: Docker,
+    pub compose: ComposeCli,
+    pub progress: Progress,
+    pub engine: Engine,
+    pub proxy_network: String,
+    /// How long a new container may take to become ready (and the proxy to admit it).
+    pub ready_timeout: Duration,
+    /// How long draining may take before the old container is stopped anyway.
+    pub drain_timeout: Duration,
+}
+
+impl Ctx {
+    fn haproxy(&self) -> Runtime {
+        Runtime::in_dir(&self.root.join("proxy/haproxy"))
+    }
+}
+
+/// The outcome of one service.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceResult {
+    pub service: String,
+    pub action: Action,
+    pub ok: bool,
+    /// What happened, or why it failed.
+    pub message: String,
+    pub seconds: f64,
+}
+
+/// The outcome of one stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackResult {
+    pub stack: String,
+    pub ok: bool,
+    pub services: Vec<ServiceResult>,
+    #[serde(skip)]
+    pub removed: bool,
+}
+
+/// Runs one stack's plan.
+pub async fn stack(ctx: &Ctx, plan: &StackPlan) -> StackResult {
+    let mut results = Vec::new();
+    let mut failed = false;
+    if let Some(desired) = &plan.desired
+        && plan.changes()
+        && let Err(e) = write_labels(ctx, desired)
+    {
+        return failed_stack(plan, &format!("{e:#}"));
+    }
+    // The order matters: free what goes away first, then bring up what is new, then swap.
+    let order = [
+        Action::Prune,
+        Action::Stop,
+        Action::Create,
+        Action::Reload,
+        Action::Recreate,
+        Action::Rollout,
+    ];
+    for kind in order {
+        let todo: Vec<&ServiceAction> = plan.services.iter().filter(|s| s.action == kind).collect();
+        if todo.is_empty() {
+            continue;
+        }
+        if failed {
+            for s in todo {
+                results.push(skipped(s));
+            }
+            continue;
+        }
+        let batch = match kind {
+            // One `compose up` for all new services, so Compose orders their depends_on.
+            Action::Create => create(ctx, plan, &todo).await,
+            _ => {
+                let mut out = Vec::new();
+                for s in todo {
+                    let r = one(ctx, plan, s).await;
+                    let stop = !r.ok;
+                    out.push(r);
+                    if stop {
+                        failed = true;
+                        break;
+                    }
+                }
+                out
+            }
+        };
+        failed |= batch.iter().any(|r| !r.ok);
+        results.extend(batch);
+    }
+    for s in plan
+        .services
+        .iter()
+        .filter(|s| s.action == Action::Unchanged)
+    {
+        results.push(ServiceResult {
+            service: s.service.clone(),
+            action: Action::Unchanged,
+            ok: true,
+            message: s.reason.clone(),
+            seconds: 0.0,
+        });
+    }
+    if plan.removed && !failed {
+        for net in docker::project_networks(&ctx.docker, &plan.compose_project)
+            .await
+            .unwrap_or_default()
+        {
+            docker::remove_network_if_unused(&ctx.docker, &net).await;
+        }
+        let _ = std::fs::remove_file(labels::override_path(&ctx.root, &plan.compose_project));
+    }
+    results.sort_by_key(|r| {
+        plan.services
+            .iter()
+            .position(|s| s.service == r.service)
+            .unwrap_or(usize::MAX)
+    });
+    StackResult {
+        stack: plan.stack.clone(),
+        ok: results.iter().all(|r| r.ok),
+        services: results,
+        removed: plan.removed,
+    }
+}
+
+fn failed_stack(plan: &StackPlan, why: &str) -> StackResult {
+    StackResult {
+        stack: plan.stack.clone(),
+        ok: false,
+        services: plan
+            .services
+            .iter()
+            .map(|s| ServiceResult {
+                service: s.service.clone(),
+                action: s.action,
+                ok: s.action == Action::Unchanged,
+                message: if s.action == Action::Unchanged {
+                    s.reason.clone()
+                } else {
+                    why.to_string()
+                },
+                seconds: 0.0,
+            })
+            .collect(),
+        removed: plan.removed,
+    }
+}
+
+fn skipped(s: &ServiceAction) -> ServiceResult {
+    ServiceResult {
+        service: s.service.clone(),
+        action: s.action,
+        ok: false,
+        message: "skipped: an earlier service of this stack failed".into(),
+        seconds: 0.0,
+    }
+}
+
+fn write_labels(ctx: &Ctx, desired: &DesiredStack) -> anyhow::Result<()> {
+    let hashes: BTreeMap<String, String> = desired
+        .services
+        .iter()
+        .map(|s| (s.name.clone(), s.hash.clone()))
+        .collect();
+    let yaml = labels::override_yaml(&ctx.root, &desired.name, &hashes);
+    labels::write_override(&ctx.root, &desired.compose_project, &yaml)
+}
+
+/// The Compose stack of a desired stack.
+pub fn compose_stack(root: &Path, desired: &DesiredStack) -> Stack {
+    let file = root.join(&desired.compose_file);
+    let dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| root.to_path_buf());
+    let mut files = vec![file];
+    let labels = labels::override_path(root, &desired.compose_project);
+    if labels.exists() {
+        files.push(labels);
+    }
+    Stack {
+        project: desired.compose_project.clone(),
+        dir,
+        files,
+        env: desired.env.clone(),
+    }
+}
+
+async fn one(ctx: &Ctx, plan: &StackPlan, s: &ServiceAction) -> ServiceResult {
+    let line = ctx
+        .progress
+        .line(&plan.stack, &s.service, s.action.as_str());
+    let start = Instant::now();
+    let outcome = match s.action {
+        Action::Prune => prune(ctx, s, &line).await,
+        Action::Stop => stop(ctx, s, &line).await,
+        Action::Reload => reload(ctx, &line).await,
+        Action::Recreate => recreate(ctx, plan, s, &line).await,
+        Action::Rollout => rollout(ctx, plan, s, &line).await,
+        Action::Create | Action::Unchanged => Ok("nothing to do".into()),
+    };
+    finish(&line, s, start, outcome)
+}
+
+fn finish(
+    line: &Line,
+    s: &ServiceAction,
+    start: Instant,
+    outcome: anyhow::Result<String>,
+) -> ServiceResult {
+    let seconds = start.elapsed().as_secs_f64();
+    match outcome {
+        Ok(message) => {
+            line.done(&format!("{message} ({seconds:.1} s)"));
+            ServiceResult {
+                service: s.service.clone(),
+                action: s.action,
+                ok: true,
+                message,
+                seconds,
+            }
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            line.fail(&message);
+            ServiceResult {
+                service: s.service.clone(),
+                action: s.action,
+                ok: false,
+                message,
+                seconds,
+            }
+        }
+    }
+}
+
+async fn prune(ctx: &Ctx, s: &ServiceAction, line: &Line) -> anyhow::Result<String> {
+    for c in &s.containers {
+        line.step(format!("stopping {}", c.name));
+        docker::stop(&ctx.docker, &c.id, Duration::from_secs(10)).await?;
+        docker::remove(&ctx.docker, &c.id).await?;
+    }
+    Ok(format!("removed {} container(s)", s.containers.len()))
+}
+
+async fn stop(ctx: &Ctx, s: &ServiceAction, line: &Line) -> anyhow::Result<String> {
+    let grace = s
+        .desired
+        .as_ref()
+        .map_or(Duration::from_secs(10), |d| d.grace);
+    let running: Vec<&Observed> = s.containers.iter().filter(|c| c.running).collect();
+    for c in &running {
+        line.step(format!("stopping {}", c.name));
+        docker::stop(&ctx.docker, &c.id, grace).await?;
+    }
+    Ok(format!("stopped {} container(s)", running.len()))
+}
+
+async fn reload(ctx: &Ctx, line: &Line) -> anyhow::Result<String> {
+    line.step("reloading HAProxy through the master socket");
+    ctx.haproxy().reload(ctx.ready_timeout).await?;
+    Ok("reloaded hitlessly".into())
+}
+
+fn desired_of(s: &ServiceAction) -> anyhow::Result<&DesiredService> {
+    s.desired
+        .as_ref()
+        .context("no desired state for the service")
+}
+
+fn stack_of(ctx: &Ctx, plan: &StackPlan) -> anyhow::Result<Stack> {
+    let desired = plan
+        .desired
+        .as_ref()
+        .context("no desired state for the stack")?;
+    Ok(compose_stack(&ctx.root, desired))
+}
+
+/// Containers of one service now, by creation time.
+async fn current(ctx: &Ctx, project: &str, service: &str) -> anyhow::Result<Vec<Observed>> {
+    Ok(docker::stack_containers(&ctx.docker)
+        .await?
+        .into_iter()
+        .filter(|c| c.project == project && c.service == service)
+        .collect())
+}
+
+async fn proxy_ip(ctx: &Ctx, id: &str) -> Option<Ipv4Addr> {
+    docker::addresses(&ctx.docker, id).await.ok().and_then(|a| {
+        a.get(&ctx.proxy_network)
+            .copied()
+            .or_else(|| a.values().next().copied())
+    })
+}
+
+async fn wait_all_ready(
+    ctx: &Ctx,
+    d: &DesiredService,
+    containers: &[Observed],
+    line: &Line,
+) -> anyhow::Result<Vec<&'static str>> {
+    let mut how = Vec::new();
+    for c in containers {
+        let probe = Probe {
+            addr: proxy_ip(ctx, &c.id).await,
+            port: d.port,
+        };
+        let judged = health::wait_ready(&ctx.docker, &c.id, probe, ctx.ready_timeout, |m| {
+            line.step(m.to_string())
+        })
+        .await
+        .with_context(|| format!("{} is not ready", c.name))?;
+        how.push(judged);
+    }
+    Ok(how)
+}
+
+/// Prepares the proxy host folders before its containers start.
+fn prepare_proxy(ctx: &Ctx, plan: &StackPlan) -> anyhow::Result<()> {
+    if plan.stack == PROXY {
+        super::proxy::prepare(&ctx.root, ctx.engine)?;
+    }
+    Ok(())
+}
+
+async fn wait_proxy_up(ctx: &Ctx, plan: &StackPlan) -> anyhow::Result<()> {
+    if plan.stack != PROXY || ctx.engine != Engine::Haproxy {
+        return Ok(());
+    }
+    let rt = ctx.haproxy();
+    let deadline = tokio::time::Instant::now() + ctx.ready_timeout;
+    let mut down_since: Option<tokio::time::Instant> = None;
+    while !rt.alive().await {
+        // A proxy that exits at start (bad config, limits) restarts in a loop: say so early.
+        let containers = current(ctx, &plan.compose_project, "haproxy").await?;
+        let mut down = None;
+        for c in &containers {
+            if let docker::Health::Down(why) = docker::health(&ctx.docker, &c.id).await? {
+                down = Some(format!("{} is {why}", c.name));
+            }
+        }
+        match (&down, down_since) {
+            (Some(why), Some(since)) if since.elapsed() > Duration::from_secs(5) => {
+                anyhow::bail!("{why}; see `itsup svc proxy logs haproxy`")
+            }
+            (Some(_), None) => down_since = Some(tokio::time::Instant::now()),
+            (None, _) => down_since = None,
+            _ => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "HAProxy's admin socket did not answer within {} s",
+                ctx.ready_timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+async fn create(ctx: &Ctx, plan: &StackPlan, todo: &[&ServiceAction]) -> Vec<ServiceResult> {
+    let start = Instant::now();
+    let lines: Vec<Line> = todo
+        .iter()
+        .map(|s| ctx.progress.line(&plan.stack, &s.service, "create"))
+        .collect();
+    let up = async {
+        prepare_proxy(ctx, plan)?;
+        let stack = stack_of(ctx, plan)?;
+        // Stopped leftovers with another hash would just be restarted by `--no-recreate`.
+        for s in todo {
+            for c in s
+                .containers
+                .iter()
+                .filter(|c| !c.running && c.hash.as_deref() != Some(s.hash.as_str()))
+            {
+                docker::remove(&ctx.docker, &c.id).await?;
+            }
+        }
+        for l in &lines {
+            l.step("compose up");
+        }
+        let mut args = vec!["up", "-d", "--no-deps", "--no-recreate"];
+        args.extend(todo.iter().map(|s| s.service.as_str()));
+        ctx.compose.run(&stack, &args).await?;
+        wait_proxy_up(ctx, plan).await
+    }
+    .await;
+    if let Err(e) = up {
+        return todo
+            .iter()
+            .zip(&lines)
+            .map(|(s, l)| finish(l, s, start, Err(anyhow::anyhow!("{e:#}"))))
+            .collect();
+    }
+    let mut out = Vec::new();
+    for (s, line) in todo.iter().zip(&lines) {
+        let outcome = async {
+            let d = desired_of(s)?;
+            let now = current(ctx, &plan.compose_project, &s.service).await?;
+            let running: Vec<Observed> = now.into_iter().filter(|c| c.running).collect();
+            if running.is_empty() {
+                anyhow::bail!("compose started no container");
+            }
+            let how = wait_all_ready(ctx, d, &running, line).await?;
+            Ok(format!(
+                "{} container(s) {}",
+                running.len(),
+                how.first().copied().unwrap_or("up")
+            ))
+        }
+        .await;
+        out.push(finish(line, s, start, outcome));
+    }
+    out
+}
+
+async fn recreate(
+    ctx: &Ctx,
+    plan: &StackPlan,
+    s: &ServiceAction,
+    line: &Line,
+) -> anyhow::Result<String> {
+    let d = desired_of(s)?;
+    prepare_proxy(ctx, plan)?;
+    let stack = stack_of(ctx, plan)?;
+    line.step("stopping the old container, starting the new one");
+    ctx.compose
+        .run(
+            &stack,
+            &["up", "-d", "--no-deps", "--force-recreate", &s.service],
+        )
+        .await?;
+    wait_proxy_up(ctx, plan).await?;
+    let now = current(ctx, &plan.compose_project, &s.service).await?;
+    let running: Vec<Observed> = now
+        .into_iter()
+        .filter(|c| c.running && c.hash.as_deref() == Some(d.hash.as_str()))
+        .collect();
+    if running.is_empty() {
+        anyhow::bail!("compose started no container with the new hash");
+    }
+    let how = wait_all_ready(ctx, d, &running, line).await?;
+    Ok(format!(
+        "stop-first: {} container(s) {} ({})",
+        running.len(),
+        how.first().copied().unwrap_or("up"),
+        d.rollout.reason
+    ))
+}
+
+async fn rollout(
+    ctx: &Ctx,
+    plan: &StackPlan,
+    s: &ServiceAction,
+    line: &Line,
+) -> anyhow::Result<String> {
+    let d = desired_of(s)?;
+    let stack = stack_of(ctx, plan)?;
+    let old: Vec<&Observed> = s.containers.iter().filter(|c| c.running).collect();
+    for c in s.containers.iter().filter(|c| !c.running) {
+        docker::remove(&ctx.docker, &c.id).await?;
+    }
+    let old_ids: Vec<&str> = old.iter().map(|c| c.id.as_str()).collect();
+    let mut admission = match (ctx.engine, d.routed) {
+        (Engine::Haproxy, true) if !d.backends.is_empty() => Admission::Haproxy {
+            runtime: ctx.haproxy(),
+            backends: d.backends.clone(),
+            parked: Vec::new(),
+        },
+        (Engine::Traefik, true) => Admission::Traefik,
+        _ => Admission::None,
+    };
+
+    line.step("parking free proxy slots");
+    admission
+        .prepare()
+        .await
+        .context("cannot prepare the proxy")?;
+    let mut new_ids: Vec<String> = Vec::new();
+    let mut new_ips: Vec<Ipv4Addr> = Vec::new();
+    let mut drain_entries: Vec<String> = Vec::new();
+    let result = async {
+        line.step("starting the new container beside the old one");
+        let scale = format!("{}={}", s.service, old.len() * 2);
+        ctx.compose
+            .run(
+                &stack,
+                &[
+                    "up",
+                    "-d",
+                    "--no-deps",
+                    "--no-recreate",
+                    "--scale",
+                    &scale,
+                    &s.service,
+                ],
+            )
+            .await?;
+        let new: Vec<Observed> = current(ctx, &plan.compose_project, &s.service)
+            .await?
+            .into_iter()
+            .filter(|c| !old_ids.contains(&c.id.as_str()))
+            .collect();
+        new_ids = new.iter().map(|c| c.id.clone()).collect();
+        if new.is_empty() {
+            anyhow::bail!("compose started no new container");
+        }
+        for c in &new {
+            new_ips.extend(proxy_ip(ctx, &c.id).await);
+        }
+        wait_all_ready(ctx, d, &new, line).await?;
+        line.step("admitting the new container at the proxy");
+        admission
+            .admit(&new_ips, ctx.ready_timeout)
+            .await
+            .context("the proxy did not admit the new container")?;
+        line.step("draining the old container");
+        let mut old_addrs = Vec::new();
+        for c in &old {
+            old_addrs.push((c.id.clone(), proxy_ip(ctx, &c.id).await));
+        }
+        let drain_start = Instant::now();
+        if let Admission::Haproxy { .. } = admission {
+            drain_entries = old_addrs
+                .iter()
+                .filter_map(|(_, ip)| Some(format!("{}:{}", (*ip)?, d.port?)))
+                .collect();
+            // Best effort: the runtime API below is what actually drains.
+            let _ = drainfile::update(&ctx.root, &drain_entries, true);
+        }
+        admission
+            .drain(&ctx.docker, &old_addrs, ctx.drain_timeout)
+            .await
+            .context("cannot drain the old container")?;
+        Ok((new.len(), old_addrs, drain_start.elapsed().as_secs_f64()))
+    }
+    .await;
+    let (count, old_addrs, drained) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            // The new container goes, the old one keeps serving; then the slots are restored.
+            line.step("removing the new container");
+            admission.withdraw(&new_ips).await;
+            let leftovers = current(ctx, &plan.compose_project, &s.service)
+                .await
+                .unwrap_or_default();
+            for c in leftovers
+                .iter()
+                .filter(|c| !old_ids.contains(&c.id.as_str()) || new_ids.contains(&c.id))
+            {
+                let _ = docker::remove(&ctx.docker, &c.id).await;
+            }
+            admission.abort(&new_ips, ctx.ready_timeout).await;
+            if !drain_entries.is_empty() {
+                let _ = drainfile::update(&ctx.root, &drain_entries, false);
+            }
+            return Err(e.context("rollout failed; the old container still serves"));
+        }
+    };
+    // Past this point the new containers serve and the old ones are drained: finishing the
+    // stop is all that is left, and its failure does not bring the old ones back.
+    line.step("stopping the old container");
+    for c in &old {
+        docker::stop(&ctx.docker, &c.id, d.grace).await?;
+        docker::remove(&ctx.docker, &c.id).await?;
+    }
+    line.step("waiting for the proxy to forget the old address");
+    let old_ips: Vec<Ipv4Addr> = old_addrs.iter().filter_map(|(_, ip)| *ip).collect();
+    admission.finish(&old_ips, ctx.ready_timeout).await;
+    if !drain_entries.is_empty() {
+        let _ = drainfile::update(&ctx.root, &drain_entries, false);
+    }
+    Ok(format!(
+        "start-first: {count} new container(s) admitted, old drained in {drained:.1} s and removed"
+    ))
+}

@@ -1,0 +1,71 @@
+//! What the proxy needs on the host before it starts: for HAProxy the runtime folder
+//! `proxy/haproxy/run/` (its sockets, reachable from the host through the directory mount) and
+//! a default certificate in `proxy/haproxy/certs/` when none is there, since HAProxy refuses a
+//! `crt` folder without one.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::model::Engine;
+
+/// Prepares the proxy's host folders. Returns what it created, for the report.
+pub fn prepare(root: &Path, engine: Engine) -> anyhow::Result<Vec<String>> {
+    let mut made = Vec::new();
+    if engine != Engine::Haproxy {
+        return Ok(made);
+    }
+    let dir = root.join("proxy/haproxy");
+    let run = dir.join("run");
+    if !run.is_dir() {
+        std::fs::create_dir_all(&run)
+            .with_context(|| format!("cannot create {}", run.display()))?;
+        made.push("proxy/haproxy/run/".into());
+    }
+    let certs = dir.join("certs");
+    std::fs::create_dir_all(&certs)
+        .with_context(|| format!("cannot create {}", certs.display()))?;
+    let has_cert = std::fs::read_dir(&certs)
+        .with_context(|| format!("cannot read {}", certs.display()))?
+        .filter_map(Result::ok)
+        .any(|e| e.path().extension().is_some_and(|x| x == "pem"));
+    if !has_cert {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .context("cannot generate the default certificate")?;
+        let pem = format!("{}{}", key.cert.pem(), key.signing_key.serialize_pem());
+        let path = certs.join("default.pem");
+        super::state::write_atomic(&path, pem.as_bytes())?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+        made.push("proxy/haproxy/certs/default.pem (self-signed)".into());
+    }
+    Ok(made)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_run_and_a_cert_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let made = prepare(dir.path(), Engine::Haproxy).expect("prepare");
+        assert_eq!(made.len(), 2);
+        let pem = std::fs::read_to_string(dir.path().join("proxy/haproxy/certs/default.pem"))
+            .expect("pem");
+        assert!(pem.contains("BEGIN CERTIFICATE") && pem.contains("PRIVATE KEY"));
+        assert!(
+            prepare(dir.path(), Engine::Haproxy)
+                .expect("again")
+                .is_empty()
+        );
+        assert!(
+            prepare(dir.path(), Engine::Traefik)
+                .expect("traefik")
+                .is_empty()
+        );
+    }
+}

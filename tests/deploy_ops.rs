@@ -1,0 +1,340 @@
+//! Deploy operations against the real Docker engine: the apply lock, egress order, secrets,
+//! `svc` passthrough, `status`, and the Traefik drain-file contract (the container side only:
+//! no Traefik image can be pulled here).
+
+mod deploy_support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use deploy_support::{APP_V1, Fixture, eventually};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn created(name: &str) -> String {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={name}"),
+            "--format",
+            "{{.ID}}",
+        ])
+        .output()
+        .expect("docker ps");
+    let id = text(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let out = Command::new("docker")
+        .args(["inspect", "-f", "{{.Created}}", &id])
+        .output()
+        .expect("docker inspect");
+    text(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn deploy_concurrent_applies_wait_or_refuse() {
+    let f = Fixture::new();
+    f.app_project("a", APP_V1, "");
+    let first = Command::new(deploy_support::itsup_bin())
+        .arg("--root")
+        .arg(&f.root)
+        .args(["apply", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("first apply");
+    let lock = f.root.join(".itsup/apply.lock");
+    eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&lock)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+    })
+    .expect("the first apply holds the lock");
+    // Both start while the first apply holds the lock: one waits for it, one refuses at once.
+    let waiter = Command::new(deploy_support::itsup_bin())
+        .arg("--root")
+        .arg(&f.root)
+        .args(["apply", "--lock-timeout", "120"])
+        .env("CI", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("waiting apply");
+    let refused = f.itsup(&["apply", "--lock-timeout", "0"]);
+    let waiter = waiter.wait_with_output().expect("waiting apply ends");
+    let first = first.wait_with_output().expect("first apply ends");
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("another itsup apply"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(waiter.status.code(), Some(0), "{}", text(&waiter.stderr));
+    assert!(
+        text(&waiter.stderr).contains("waiting for another itsup apply"),
+        "{}",
+        text(&waiter.stderr)
+    );
+    assert!(
+        text(&waiter.stdout).contains("0 stack(s) deployed")
+            || text(&waiter.stdout).contains("unchanged"),
+        "the second apply found nothing left to do: {}",
+        text(&waiter.stdout)
+    );
+}
+
+#[test]
+fn deploy_egress_order_secrets_svc_and_status() {
+    let f = Fixture::new();
+    let db = f.name("db");
+    let api = f.name("api");
+    // Provider: not routed, reached by `api` through an egress network.
+    f.write(&format!("projects/{db}/ingress.yml"), "ingress: []\n");
+    f.write(
+        &format!("projects/{db}/docker-compose.yml"),
+        &format!(
+            "services:\n  store:\n    image: {APP_V1}\n    environment:\n      PORT: \"9000\"\n"
+        ),
+    );
+    // Consumer: its version comes from a secret, layered shared → project.
+    f.write(&format!("projects/{api}/ingress.yml"), &format!("ingress:\n  - service: web\n    domain: api.test\n    port: 8080\negress:\n  - {db}:store\n"));
+    f.write(
+        &format!("projects/{api}/docker-compose.yml"),
+        &format!("services:\n  web:\n    image: {APP_V1}\n    environment:\n      PORT: \"8080\"\n      APP_VERSION: \"${{APP_TAG}}-${{SHARED_ONLY}}\"\n    healthcheck:\n      test: [\"CMD\", \"/usr/local/bin/testapp\", \"check\"]\n      interval: 1s\n      retries: 2\n"),
+    );
+    f.write("secrets/itsup.txt", "APP_TAG=shared\nSHARED_ONLY=layered\n");
+    f.write(&format!("secrets/{api}.txt"), "APP_TAG=s3cr3t-tag\n");
+
+    f.itsup_expect(&["apply", "--parallel", "4"], 0);
+    let body = eventually(Duration::from_secs(20), || f.get("api.test").ok()).expect("api answers");
+    assert_eq!(body.trim(), "version=s3cr3t-tag-layered");
+    let generated =
+        std::fs::read_to_string(f.root.join(format!("upstream/{api}/docker-compose.yml")))
+            .expect("generated");
+    assert!(
+        !generated.contains("s3cr3t"),
+        "secret value written into a generated file"
+    );
+    assert!(
+        created(&format!("{db}_store")) < created(&format!("{api}_web")),
+        "provider first"
+    );
+    let egress = format!("egress-{api}-to-{db}-store");
+    let nets = Command::new("docker")
+        .args(["network", "inspect", &egress])
+        .output()
+        .expect("inspect");
+    assert!(
+        nets.status.success(),
+        "egress network {egress} created by deploy"
+    );
+
+    // svc: passthrough with the exit code passed back; a hand-run `up -d` recreates nothing.
+    let ps = f.itsup_expect(&["svc", &api, "ps"], 0);
+    assert!(text(&ps.stdout).contains("web"), "{}", text(&ps.stdout));
+    let before = f.containers();
+    f.itsup_expect(&["svc", &api, "up", "-d"], 0);
+    assert_eq!(
+        f.containers(),
+        before,
+        "svc up -d recreated a container apply left running"
+    );
+    let failing = f.itsup(&[
+        "svc",
+        &api,
+        "exec",
+        "-T",
+        "web",
+        "/usr/bin/touch",
+        "/no/such/dir/x",
+    ]);
+    assert_eq!(
+        failing.status.code(),
+        Some(1),
+        "compose's exit code: {}",
+        text(&failing.stderr)
+    );
+
+    // status: everything matches; a changed secret shows as drift before the next apply.
+    let status = f.itsup_expect(&["status", "--format", "json"], 0);
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");
+    let rows = rows.as_array().expect("rows");
+    let web = rows
+        .iter()
+        .find(|r| r["stack"] == api.as_str() && r["service"] == "web")
+        .expect("api/web row");
+    assert_eq!(web["hash_match"], true);
+    assert_eq!(web["drift"], "ok");
+    assert_eq!(web["health"][0], "healthy");
+    assert!(
+        rows.iter()
+            .any(|r| r["stack"] == "proxy" && r["running"] == 1)
+    );
+    f.write(&format!("secrets/{api}.txt"), "APP_TAG=rotated\n");
+    let status = f.itsup_expect(&["status"], 0);
+    let table = text(&status.stdout);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&api))
+        .expect("api line");
+    assert!(
+        line.contains("outdated") && line.contains("differ"),
+        "{table}"
+    );
+    f.itsup_expect(&["apply"], 0);
+    let body = eventually(Duration::from_secs(20), || {
+        f.get("api.test").ok().filter(|b| b.contains("rotated"))
+    })
+    .expect("rotated secret deployed");
+    assert_eq!(body.trim(), "version=rotated-layered");
+
+    // A project with a typo is left exactly as it runs: never pruned; apply says so (exit 1).
+    let store = deploy_support::running(&f)
+        .into_iter()
+        .filter(|n| n.starts_with(&db))
+        .collect::<Vec<_>>();
+    f.write(&format!("projects/{db}/ingress.yml"), "ingres: []\n");
+    let out = f.itsup_expect(&["apply"], 1);
+    assert!(text(&out.stderr).contains(&db), "{}", text(&out.stderr));
+    let still: Vec<String> = deploy_support::running(&f)
+        .into_iter()
+        .filter(|n| n.starts_with(&db))
+        .collect();
+    assert_eq!(still, store, "the broken project's container keeps running");
+}
+
+#[test]
+fn deploy_traefik_drain_marks_the_container_unhealthy() {
+    use itsup::deploy::admission::Admission;
+    use itsup::deploy::docker::{self, Health};
+
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+        }
+    }
+    deploy_support::ensure_images();
+    let name = format!("itsupt-{:06x}-drain", deploy_support::random() % 0xff_ffff);
+    let _gone = Gone(name.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let d = docker::connect().await.expect("docker");
+        // Exec form: the image has no shell, so `docker run --health-cmd` (CMD-SHELL) can't work.
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(APP_V1.into()),
+            healthcheck: Some(bollard::models::HealthConfig {
+                test: Some(vec![
+                    "CMD".into(),
+                    "/usr/local/bin/testapp".into(),
+                    "check".into(),
+                ]),
+                interval: Some(500_000_000),
+                retries: Some(1),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = bollard::query_parameters::CreateContainerOptionsBuilder::new()
+            .name(&name)
+            .build();
+        let id = d
+            .create_container(Some(opts), body)
+            .await
+            .expect("create")
+            .id;
+        d.start_container(
+            &id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .expect("start");
+        let mut healthy = false;
+        for _ in 0..100 {
+            if docker::health(&d, &id).await.expect("health") == Health::Healthy {
+                healthy = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(healthy, "the app container became healthy");
+        Admission::Traefik
+            .drain(&d, &[(id.clone(), None)], Duration::from_secs(20))
+            .await
+            .expect("drain");
+        assert!(
+            matches!(
+                docker::health(&d, &id).await.expect("health"),
+                Health::Unhealthy(_)
+            ),
+            "after the drain file the healthcheck fails, so Traefik's Docker provider drops it"
+        );
+    });
+}
+
+#[test]
+fn deploy_stop_first_for_a_service_with_host_ports() {
+    let f = Fixture::new();
+    let name = f.name("ports");
+    let port = deploy_support::free_port();
+    let compose = |version: &str| {
+        format!(
+            "services:\n  web:\n    image: {APP_V1}\n    environment:\n      PORT: \"8080\"\n      APP_VERSION: {version}\n    ports:\n      - \"127.0.0.1:{port}:8080\"\n    healthcheck:\n      test: [\"CMD\", \"/usr/local/bin/testapp\", \"check\"]\n      interval: 1s\n      retries: 2\n    stop_grace_period: 2s\n"
+        )
+    };
+    f.write(&format!("projects/{name}/ingress.yml"), "ingress: []\n");
+    f.write(
+        &format!("projects/{name}/docker-compose.yml"),
+        &compose("one"),
+    );
+    f.itsup_expect(&["apply"], 0);
+    let direct = || {
+        let out = Command::new("curl")
+            .args(["-sf", "-m", "2", &format!("http://127.0.0.1:{port}/")])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| text(&out.stdout).trim().to_string())
+    };
+    assert_eq!(
+        eventually(Duration::from_secs(10), direct).as_deref(),
+        Some("version=one")
+    );
+
+    f.write(
+        &format!("projects/{name}/docker-compose.yml"),
+        &compose("two"),
+    );
+    let dry = f.itsup_expect(&["apply", "--dry-run"], 2);
+    let plan = text(&dry.stdout);
+    let line = plan.lines().find(|l| l.contains("web")).unwrap_or_default();
+    assert!(
+        line.contains("recreate") && line.contains("publishes host ports"),
+        "{plan}"
+    );
+    let before = f.containers();
+    f.itsup_expect(&["apply"], 0);
+    assert_eq!(
+        eventually(Duration::from_secs(10), || direct()
+            .filter(|b| b.contains("two")))
+        .as_deref(),
+        Some("version=two")
+    );
+    let after = f.containers();
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "one container, replaced: {after:?}"
+    );
+}

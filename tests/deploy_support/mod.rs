@@ -1,0 +1,560 @@
+//! Shared harness of the `deploy_*` tests: real Docker, real Compose, locally built images
+//! (`.ci/images/*.sh`; nothing is pulled). Every fixture gets its own root folder, name prefix
+//! (`itsupt-<random>`), proxy network, subnet and free host ports, and removes every
+//! container and network it created when dropped, even when the test failed.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+
+pub const APP_V1: &str = "itsup-test/app:v1";
+pub const APP_V2: &str = "itsup-test/app:v2";
+pub const HAPROXY: &str = "itsup-test/haproxy:2.6";
+
+/// A unique-enough random number (no registry of names to collide with: Docker tells us).
+pub fn random() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER
+            .fetch_add(1, Ordering::SeqCst)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64 finaliser
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The `itsup` binary, copied once: the target folder may be shared with builds of other
+/// branches of the same crate, and the last build's binary is what sits at the common path.
+/// When the one there is not this branch's, a `cargo build` puts this branch's back (the
+/// compiled crates are kept apart by cargo, so that is only a relink).
+pub fn itsup_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // Pinned by hand, as the agent's tests and benchmarks allow.
+        if let Some(pinned) = std::env::var_os("ITSUP_TEST_BIN") {
+            return PathBuf::from(pinned);
+        }
+        // Hard links in the target folder's temp dir (same filesystem, no space used); those
+        // of test processes that are gone are removed.
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        if let Ok(entries) = std::fs::read_dir(tmp) {
+            for e in entries.filter_map(Result::ok) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name.strip_prefix("itsupt-bin-")
+                    && !Path::new("/proc").join(pid).exists()
+                {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let dir = tmp.join(format!("itsupt-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("bin dir");
+        let bin = dir.join("itsup");
+        let mut last = String::new();
+        for attempt in 0..3 {
+            if attempt > 0 {
+                let status = Command::new(env!("CARGO"))
+                    .args(["build", "--quiet", "--bin", "itsup"])
+                    .current_dir(env!("CARGO_MANIFEST_DIR"))
+                    .status()
+                    .expect("cargo build");
+                assert!(status.success(), "cargo build --bin itsup failed");
+            }
+            let _ = std::fs::remove_file(&bin);
+            if std::fs::hard_link(env!("CARGO_BIN_EXE_itsup"), &bin).is_err() {
+                std::fs::copy(env!("CARGO_BIN_EXE_itsup"), &bin).expect("copy itsup binary");
+            }
+            let help = Command::new(&bin)
+                .args(["apply", "--help"])
+                .output()
+                .expect("run itsup");
+            if help.status.success() {
+                return bin;
+            }
+            last = String::from_utf8_lossy(&help.stderr).into_owned();
+        }
+        panic!("the itsup binary at the shared path has no `apply`: {last}");
+    })
+}
+
+/// Builds the test images when missing (the scripts are idempotent).
+pub fn ensure_images() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let present = Command::new("docker")
+            .args(["image", "inspect", APP_V1, APP_V2, HAPROXY])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if present {
+            return;
+        }
+        for script in [".ci/images/app.sh", ".ci/images/haproxy.sh"] {
+            let status = Command::new("bash")
+                .arg(script)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run image script");
+            assert!(status.success(), "{script} failed");
+        }
+    });
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("docker");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A free host port on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A /24 in 10.0.0.0/8 that no Docker network uses.
+fn free_subnet() -> String {
+    let used: Vec<ipnet::Ipv4Net> = docker(&["network", "ls", "-q"])
+        .split_whitespace()
+        .flat_map(|id| {
+            docker(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+                id,
+            ])
+            .split_whitespace()
+            .filter_map(|s| s.parse().ok())
+            .collect::<Vec<_>>()
+        })
+        .collect();
+    for _ in 0..200 {
+        let r = random();
+        let candidate: ipnet::Ipv4Net = format!("10.{}.{}.0/24", 100 + r % 150, (r >> 8) % 256)
+            .parse()
+            .expect("subnet");
+        if !used
+            .iter()
+            .any(|u| u.contains(&candidate.network()) || candidate.contains(&u.network()))
+        {
+            return candidate.to_string();
+        }
+    }
+    panic!("no free subnet in 10.100-249.x.0/24");
+}
+
+/// One test platform.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub prefix: String,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub network: String,
+}
+
+impl Fixture {
+    /// A root with `projects/itsup.yml` for engine haproxy on free ports.
+    pub fn new() -> Fixture {
+        ensure_images();
+        let dir = tempfile::Builder::new()
+            .prefix("itsupt-root-")
+            .tempdir()
+            .expect("tempdir");
+        let root = std::fs::canonicalize(dir.path()).expect("canonical root");
+        let prefix = format!("itsupt-{:06x}", random() % 0xff_ffff);
+        let f = Fixture {
+            dir,
+            root,
+            http_port: free_port(),
+            https_port: free_port(),
+            network: format!("{prefix}-net"),
+            prefix,
+        };
+        f.write(
+            "projects/itsup.yml",
+            &format!(
+                "proxy:\n  engine: haproxy\n  image: {HAPROXY}\n  httpPort: {}\n  httpsPort: {}\n  network: {}\n  subnet: {}\n",
+                f.http_port,
+                f.https_port,
+                f.network,
+                free_subnet()
+            ),
+        );
+        f
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let path = self.root.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write");
+    }
+
+    /// The project name for a short name (`web` → `itsupt-1a2b3c-web`).
+    pub fn name(&self, short: &str) -> String {
+        format!("{}-{short}", self.prefix)
+    }
+
+    /// Writes a project with the test app as service `web`, routed from `<short>.test`.
+    pub fn app_project(&self, short: &str, image: &str, extra_env: &str) -> String {
+        let name = self.name(short);
+        self.write(
+            &format!("projects/{name}/ingress.yml"),
+            &format!("ingress:\n  - service: web\n    domain: {short}.test\n    port: 8080\n"),
+        );
+        self.write(
+            &format!("projects/{name}/docker-compose.yml"),
+            &format!(
+                "services:\n  web:\n    image: {image}\n    environment:\n      PORT: \"8080\"\n{extra_env}    healthcheck:\n      test: [\"CMD\", \"/usr/local/bin/testapp\", \"check\"]\n      interval: 1s\n      timeout: 2s\n      retries: 2\n    stop_grace_period: 5s\n"
+            ),
+        );
+        name
+    }
+
+    /// Runs `itsup --root <root> ARGS`.
+    pub fn itsup(&self, args: &[&str]) -> Output {
+        Command::new(itsup_bin())
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .env_remove("ITSUP_ROOT")
+            .env("CI", "1")
+            .output()
+            .expect("run itsup")
+    }
+
+    /// Runs itsup and asserts its exit code, showing its output when it differs.
+    pub fn itsup_expect(&self, args: &[&str], code: i32) -> Output {
+        let out = self.itsup(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "itsup {args:?}\n--- stdout\n{}\n--- stderr\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Names of every container of this root (running or not).
+    pub fn containers(&self) -> Vec<String> {
+        let mut names: Vec<String> = docker(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=io.itsup.root={}", self.root.display()),
+            "--format",
+            "{{.Names}}",
+        ])
+        .lines()
+        .map(str::to_string)
+        .collect();
+        names.sort();
+        names
+    }
+
+    /// One HTTPS request through the proxy for `host`; the body.
+    pub fn get(&self, host: &str) -> Result<String, String> {
+        let mut c = Client::connect(self.https_port)?;
+        c.get(host)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let mut ids: Vec<String> = Vec::new();
+        for filter in [
+            format!("label=io.itsup.root={}", self.root.display()),
+            format!("name={}", self.prefix),
+        ] {
+            ids.extend(
+                docker(&["ps", "-aq", "--filter", &filter])
+                    .split_whitespace()
+                    .map(str::to_string),
+            );
+        }
+        ids.sort();
+        ids.dedup();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            docker(&args);
+        }
+        let nets: Vec<String> = docker(&[
+            "network",
+            "ls",
+            "--filter",
+            &format!("name={}", self.prefix),
+            "--format",
+            "{{.Name}}",
+        ])
+        .split_whitespace()
+        .filter(|n| n.contains(&self.prefix))
+        .map(str::to_string)
+        .collect();
+        for n in nets {
+            docker(&["network", "rm", &n]);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AnyCert(Arc<CryptoProvider>);
+
+// The proxy serves the self-signed default certificate deploy generated; the tests check
+// routing and availability, not the PKI.
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_config() -> Arc<ClientConfig> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let config = ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .expect("tls versions")
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// A keep-alive HTTPS/1.1 client connection to 127.0.0.1.
+pub struct Client {
+    stream: BufReader<StreamOwned<ClientConnection, TcpStream>>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Result<Client, String> {
+        let sock =
+            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(3))
+                .map_err(|e| format!("connect: {e}"))?;
+        sock.set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        sock.set_write_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+        let conn = ClientConnection::new(tls_config(), name).map_err(|e| e.to_string())?;
+        Ok(Client {
+            stream: BufReader::new(StreamOwned::new(conn, sock)),
+        })
+    }
+
+    /// `GET /` with `Host: host`; the body of a 200, an error otherwise.
+    pub fn get(&mut self, host: &str) -> Result<String, String> {
+        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: itsup-test\r\n\r\n");
+        self.stream
+            .get_mut()
+            .write_all(req.as_bytes())
+            .map_err(|e| format!("write: {e}"))?;
+        let mut status = String::new();
+        self.stream
+            .read_line(&mut status)
+            .map_err(|e| format!("read: {e}"))?;
+        if status.is_empty() {
+            return Err("connection closed".into());
+        }
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            self.stream
+                .read_line(&mut line)
+                .map_err(|e| format!("read: {e}"))?;
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| "bad content-length".to_string())?;
+            }
+        }
+        let mut body = vec![0u8; length];
+        self.stream
+            .read_exact(&mut body)
+            .map_err(|e| format!("read body: {e}"))?;
+        let body = String::from_utf8_lossy(&body).into_owned();
+        if status.starts_with("HTTP/1.1 200") {
+            Ok(body)
+        } else {
+            Err(format!("{}: {}", status.trim(), body.trim()))
+        }
+    }
+}
+
+/// What a load loop saw.
+#[derive(Debug, Default, Clone)]
+pub struct LoadStats {
+    pub ok: u64,
+    pub failed: u64,
+    pub errors: Vec<String>,
+    pub last_body: String,
+}
+
+/// Requests in a loop on keep-alive connections (a new one every 20 requests, and after any
+/// error) until stopped or `limit` passed.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<LoadStats>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(port: u16, host: &str, limit: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(LoadStats::default()));
+        let (s, st, host) = (stop.clone(), stats.clone(), host.to_string());
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut client: Option<Client> = None;
+            let mut on_conn = 0;
+            while !s.load(Ordering::SeqCst) && start.elapsed() < limit {
+                if client.is_none() || on_conn >= 20 {
+                    on_conn = 0;
+                    client = match Client::connect(port) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            let mut g = st.lock().expect("stats");
+                            g.failed += 1;
+                            g.errors.push(e);
+                            std::thread::sleep(Duration::from_millis(5));
+                            continue;
+                        }
+                    };
+                }
+                let Some(c) = client.as_mut() else { continue };
+                on_conn += 1;
+                let r = c.get(&host);
+                let mut g = st.lock().expect("stats");
+                match r {
+                    Ok(body) => {
+                        g.ok += 1;
+                        g.last_body = body;
+                    }
+                    Err(e) => {
+                        g.failed += 1;
+                        g.errors.push(e);
+                        client = None;
+                    }
+                }
+            }
+        });
+        Load {
+            stop,
+            stats,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn stats(&self) -> LoadStats {
+        self.stats.lock().expect("stats").clone()
+    }
+
+    pub fn finish(mut self) -> LoadStats {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.stats()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Polls `f` until it returns `Some` or `limit` passes.
+pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Names of this root's running containers.
+pub fn running(f: &Fixture) -> Vec<String> {
+    docker(&[
+        "ps",
+        "--filter",
+        &format!("label=io.itsup.root={}", f.root.display()),
+        "--format",
+        "{{.Names}}",
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
