@@ -1,0 +1,198 @@
+//! Runs HAProxy for the watcher: writes each config atomically, has `haproxy -c` check it, and
+//! only then makes it live, by starting HAProxy in master-worker mode or by asking its master
+//! to reload (hitless: the listeners are handed over through `expose-fd listeners`). An
+//! external HAProxy is driven the same way through its master socket.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::process::{Child, Command};
+
+/// Config file name inside the config directory.
+pub const CONFIG: &str = "haproxy.cfg";
+/// Master CLI socket of the HAProxy the watcher starts, relative to the config directory.
+pub const MASTER_SOCKET: &str = "run/master.sock";
+
+/// Where HAProxy lives and how it is reached.
+#[derive(Debug, Clone)]
+pub struct HaproxyOptions {
+    pub bin: PathBuf,
+    /// Working directory of HAProxy: the config's relative paths are relative to it.
+    pub dir: PathBuf,
+    /// Master socket of an HAProxy run by someone else; `None` to start and supervise our own.
+    pub external_master: Option<PathBuf>,
+}
+
+/// Why a config was not made live.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// `haproxy -c` refused it; the previous config keeps running.
+    #[error("haproxy -c rejected the new config (the previous one keeps running):\n{0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Owns the HAProxy process (or the link to an external one).
+#[derive(Debug)]
+pub struct Supervisor {
+    opts: HaproxyOptions,
+    child: Option<Child>,
+    /// Reloads requested since start (the initial start is not one).
+    pub reloads: u64,
+    /// Starts, including restarts after a crash.
+    pub starts: u64,
+}
+
+impl Supervisor {
+    pub fn new(opts: HaproxyOptions) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(opts.dir.join("run"))
+            .with_context(|| format!("creating {}", opts.dir.join("run").display()))?;
+        Ok(Supervisor {
+            opts,
+            child: None,
+            reloads: 0,
+            starts: 0,
+        })
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.opts.dir.join(CONFIG)
+    }
+
+    /// Checks `config` and makes it live. On rejection nothing on disk or in HAProxy changes.
+    pub async fn apply(&mut self, config: &str) -> Result<(), ApplyError> {
+        let candidate = self.opts.dir.join(format!("{CONFIG}.new"));
+        write_synced(&candidate, config)
+            .with_context(|| format!("writing {}", candidate.display()))?;
+        let check = Command::new(&self.opts.bin)
+            .args(["-c", "-q", "-f"])
+            .arg(format!("{CONFIG}.new"))
+            .current_dir(&self.opts.dir)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("running {} -c", self.opts.bin.display()))?;
+        if !check.status.success() {
+            let _ = std::fs::remove_file(&candidate);
+            let mut text = String::from_utf8_lossy(&check.stderr).into_owned();
+            text.push_str(&String::from_utf8_lossy(&check.stdout));
+            return Err(ApplyError::Rejected(text.trim().to_string()));
+        }
+        // rename(2) is atomic: HAProxy (or a restart of it) never reads a half-written file.
+        std::fs::rename(&candidate, self.config_path())
+            .with_context(|| format!("replacing {}", self.config_path().display()))?;
+        if let Some(master) = self.opts.external_master.clone() {
+            reload(&master).await?;
+            self.reloads += 1;
+        } else if self.running() {
+            reload(&self.opts.dir.join(MASTER_SOCKET)).await?;
+            self.reloads += 1;
+        } else {
+            self.start().await?;
+        }
+        Ok(())
+    }
+
+    fn running(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => true,
+            Some(Ok(Some(_)) | Err(_)) => {
+                self.child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Starts HAProxy on the live config, in master-worker mode with a master socket.
+    async fn start(&mut self) -> anyhow::Result<()> {
+        let socket = self.opts.dir.join(MASTER_SOCKET);
+        let _ = std::fs::remove_file(&socket);
+        let child = Command::new(&self.opts.bin)
+            .args(["-W", "-S"])
+            .arg(format!("{MASTER_SOCKET},mode,600"))
+            .args(["-f", CONFIG])
+            .current_dir(&self.opts.dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.opts.bin.display()))?;
+        self.child = Some(child);
+        self.starts += 1;
+        // The master socket appearing is the sign that HAProxy parsed the config and bound.
+        for _ in 0..100 {
+            if socket.exists() {
+                return Ok(());
+            }
+            if !self.running() {
+                bail!("haproxy exited right after start");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("haproxy did not open its master socket within 5 s")
+    }
+
+    /// Resolves when the supervised HAProxy exits; never for an external one or none at all.
+    pub async fn exited(&mut self) -> String {
+        match self.child.as_mut() {
+            Some(child) => {
+                let status = child.wait().await;
+                self.child = None;
+                match status {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.to_string(),
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Stops the supervised HAProxy gracefully (SIGUSR1: finish current connections), then
+    /// for good after a grace period.
+    pub async fn stop(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: plain kill(2) on our own child's pid, which has not been reaped yet.
+            unsafe {
+                libc::kill(pid, libc::SIGUSR1);
+            }
+        }
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+/// Asks an HAProxy master to reload through its CLI socket.
+pub async fn reload(master: &Path) -> anyhow::Result<()> {
+    let mut stream = UnixStream::connect(master).await.with_context(|| {
+        format!(
+            "connecting to the HAProxy master socket {}",
+            master.display()
+        )
+    })?;
+    stream.write_all(b"reload\n").await?;
+    // The master answers (or just closes) once it has re-executed; its reply is informative only.
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
+    let text = String::from_utf8_lossy(&reply);
+    if text.contains("Success=0") {
+        bail!("HAProxy master reported a failed reload: {}", text.trim());
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path` and flushes it to disk before it is renamed into place.
+fn write_synced(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
