@@ -71,7 +71,7 @@ impl Supervisor {
         write_synced(&candidate, config)
             .with_context(|| format!("writing {}", candidate.display()))?;
         let check = Command::new(&self.opts.bin)
-            .args(["-c", "-q", "-f"])
+            .args(["-c", "-f"])
             .arg(format!("{CONFIG}.new"))
             .current_dir(&self.opts.dir)
             .stdin(Stdio::null())
@@ -80,9 +80,14 @@ impl Supervisor {
             .with_context(|| format!("running {} -c", self.opts.bin.display()))?;
         if !check.status.success() {
             let _ = std::fs::remove_file(&candidate);
-            let mut text = String::from_utf8_lossy(&check.stderr).into_owned();
-            text.push_str(&String::from_utf8_lossy(&check.stdout));
-            return Err(ApplyError::Rejected(text.trim().to_string()));
+            // The version banner (NOTICE lines) says nothing about what is wrong.
+            let text = String::from_utf8_lossy(&check.stderr).into_owned()
+                + &String::from_utf8_lossy(&check.stdout);
+            let reasons: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.contains("[NOTICE]"))
+                .collect();
+            return Err(ApplyError::Rejected(reasons.join("\n")));
         }
         // rename(2) is atomic: HAProxy (or a restart of it) never reads a half-written file.
         std::fs::rename(&candidate, self.config_path())
@@ -116,7 +121,7 @@ impl Supervisor {
         let _ = std::fs::remove_file(&socket);
         let child = Command::new(&self.opts.bin)
             .args(["-W", "-S"])
-            .arg(format!("{MASTER_SOCKET},mode,600"))
+            .arg(format!("unix@{MASTER_SOCKET},mode,600"))
             .args(["-f", CONFIG])
             .current_dir(&self.opts.dir)
             .stdin(Stdio::null())
