@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod load;
 pub mod model;
 pub mod output;
+pub mod pipeline;
 pub mod plan;
 pub mod proxy;
 pub mod render;

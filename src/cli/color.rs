@@ -24,3 +24,17 @@ impl ColorChoice {
         }
     }
 }
+
+impl ColorChoice {
+    /// Same as [`ColorChoice::enabled`], for stderr.
+    pub fn enabled_stderr(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
+            }
+        }
+    }
+}

@@ -1,5 +1,41 @@
-//! `itsup diff`.
-use super::Global;
+//! `itsup diff [PROJECT…]`: what `render` would change; exit 0 none, 2 changes, 1 error.
+
+use std::path::Path;
+
+use super::{Global, report};
+
 #[derive(Debug, clap::Args)]
-pub struct Args {}
-pub fn run(_g: &Global, _a: Args) -> anyhow::Result<i32> { anyhow::bail!("not yet") }
+pub struct Args {
+    /// Only show these projects' files (`upstream/<project>/`).
+    pub projects: Vec<String>,
+}
+
+pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
+    let generated = crate::pipeline::generate(&global.root)?;
+    let outcome = &generated.outcome;
+    report::diagnostics(global, &outcome.diagnostics, &outcome.broken);
+    if generated.plan.is_none() {
+        return Ok(1);
+    }
+    let changes = crate::output::changes(&global.root, &generated.artifacts, &outcome.broken)?;
+    let in_scope = |path: &Path| {
+        args.projects.is_empty()
+            || args
+                .projects
+                .iter()
+                .any(|p| path.starts_with(Path::new("upstream").join(p)))
+    };
+    let color = global.color.enabled();
+    let mut shown = 0;
+    for change in changes.iter().filter(|c| in_scope(&c.path)) {
+        print!("{}", crate::output::unified(change, color));
+        shown += 1;
+    }
+    Ok(if !outcome.is_valid() {
+        1
+    } else if shown > 0 {
+        2
+    } else {
+        0
+    })
+}

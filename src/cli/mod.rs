@@ -13,6 +13,7 @@ pub mod diff;
 pub mod hosts;
 pub mod init;
 pub mod render;
+mod report;
 pub mod schema;
 pub mod validate;
 

@@ -1,5 +1,44 @@
-//! `itsup render`.
-use super::Global;
+//! `itsup render [--out DIR]`: write every changed artifact; report broken projects.
+
+use std::path::PathBuf;
+
+use super::{Global, report};
+use crate::output::ChangeKind;
+
 #[derive(Debug, clap::Args)]
-pub struct Args {}
-pub fn run(_g: &Global, _a: Args) -> anyhow::Result<i32> { anyhow::bail!("not yet") }
+pub struct Args {
+    /// Write into this folder instead of the root.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
+    let generated = crate::pipeline::generate(&global.root)?;
+    let outcome = &generated.outcome;
+    report::diagnostics(global, &outcome.diagnostics, &outcome.broken);
+    if generated.plan.is_none() {
+        eprintln!("nothing written: fix the platform files first");
+        return Ok(1);
+    }
+    let out = args.out.unwrap_or_else(|| global.root.clone());
+    let changes = crate::output::changes(&out, &generated.artifacts, &outcome.broken)?;
+    crate::output::write(&out, &changes)?;
+    if !global.quiet {
+        for c in &changes {
+            let verb = match c.kind {
+                ChangeKind::Create => "created",
+                ChangeKind::Modify => "updated",
+                ChangeKind::Delete => "removed",
+            };
+            println!("{verb} {}", c.path.display());
+        }
+        let unchanged = generated.artifacts.len()
+            + changes
+                .iter()
+                .filter(|c| c.kind == ChangeKind::Delete)
+                .count()
+            - changes.len();
+        println!("{} file(s) changed, {unchanged} unchanged", changes.len());
+    }
+    Ok(i32::from(!outcome.is_valid()))
+}

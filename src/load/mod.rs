@@ -64,7 +64,12 @@ pub fn load(root: &Path) -> anyhow::Result<Tree> {
 
     tree.itsup = optional(&mut tree.diagnostics, root, "projects/itsup.yml", None);
     tree.traefik = optional(&mut tree.diagnostics, root, "projects/traefik.yml", None);
-    tree.middlewares = optional(&mut tree.diagnostics, root, "projects/middlewares.yml", None);
+    tree.middlewares = optional(
+        &mut tree.diagnostics,
+        root,
+        "projects/middlewares.yml",
+        None,
+    );
 
     for entry in entries {
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
@@ -80,7 +85,9 @@ pub fn load(root: &Path) -> anyhow::Result<Tree> {
             continue;
         }
         // A symlinked folder could point anywhere (or at itself): projects are real folders.
-        let Ok(kind) = entry.file_type() else { continue };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         if !kind.is_dir() {
             if kind.is_symlink() && has_project_file(&entry.path()) {
                 tree.diagnostics.push(Diagnostic::new(
@@ -116,7 +123,12 @@ pub fn load(root: &Path) -> anyhow::Result<Tree> {
             broken = true;
         }
         let before = tree.diagnostics.len();
-        let file = optional(&mut tree.diagnostics, root, &file_path.to_string_lossy(), Some(&name));
+        let file = optional(
+            &mut tree.diagnostics,
+            root,
+            &file_path.to_string_lossy(),
+            Some(&name),
+        );
         let compose = optional(
             &mut tree.diagnostics,
             root,

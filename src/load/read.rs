@@ -15,7 +15,10 @@ pub fn read_yaml(path: &Path) -> Result<Document, (Pos, String)> {
         .symlink_metadata()
         .map_err(|e| (start, format!("cannot read: {e}")))?;
     if meta.file_type().is_symlink() {
-        return Err((start, "is a symlink; input files must be regular files".into()));
+        return Err((
+            start,
+            "is a symlink; input files must be regular files".into(),
+        ));
     }
     if !meta.is_file() {
         return Err((start, "is not a regular file".into()));

@@ -146,6 +146,10 @@ pub struct ProxySettings {
     /// Image of the proxy container, overriding the engine's default (e.g. a locally built one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// Image of the itsup binary, for `itsup agent` beside HAProxy and engine `itsup`
+    /// (default `itsup:<version of this binary>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub itsup_image: Option<String>,
     /// Host port for plain HTTP.
     #[serde(default = "default_http_port")]
     #[schemars(range(min = 1))]
@@ -154,6 +158,10 @@ pub struct ProxySettings {
     #[serde(default = "default_https_port")]
     #[schemars(range(min = 1))]
     pub https_port: u16,
+    /// Port (inside the proxy container, not published) of HAProxy's `/healthz` and `/stats`.
+    #[serde(default = "default_stats_port")]
+    #[schemars(range(min = 1))]
+    pub stats_port: u16,
     /// Name of the Docker network shared by the proxy and every routed service.
     #[serde(default = "default_network")]
     pub network: String,
@@ -167,8 +175,10 @@ impl Default for ProxySettings {
         ProxySettings {
             engine: Engine::default(),
             image: None,
+            itsup_image: None,
             http_port: default_http_port(),
             https_port: default_https_port(),
+            stats_port: default_stats_port(),
             network: default_network(),
             subnet: default_subnet(),
         }
@@ -180,6 +190,9 @@ fn default_http_port() -> u16 {
 }
 fn default_https_port() -> u16 {
     443
+}
+fn default_stats_port() -> u16 {
+    8404
 }
 fn default_network() -> String {
     "proxynet".to_string()

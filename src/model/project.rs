@@ -173,7 +173,9 @@ impl<'de> Deserialize<'de> for ProxyProtocol {
             Raw::N(2) => Ok(ProxyProtocol::V2),
             Raw::S(s) if s == "1" => Ok(ProxyProtocol::V1),
             Raw::S(s) if s == "2" => Ok(ProxyProtocol::V2),
-            _ => Err(serde::de::Error::custom("proxyprotocol must be 1, 2 or null")),
+            _ => Err(serde::de::Error::custom(
+                "proxyprotocol must be 1, 2 or null",
+            )),
         }
     }
 }

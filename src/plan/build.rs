@@ -20,8 +20,10 @@ pub fn build(v: &Validated) -> Plan {
     let settings = Settings {
         engine: config.proxy.engine,
         image: config.proxy.image.clone(),
+        itsup_image: config.proxy.itsup_image.clone(),
         http_port: config.proxy.http_port,
         https_port: config.proxy.https_port,
+        stats_port: Some(config.proxy.stats_port),
         network: config.proxy.network.clone(),
         subnet: config
             .proxy
@@ -46,13 +48,7 @@ pub fn build(v: &Validated) -> Plan {
         if enabled {
             for row in &project.file.ingress {
                 add_route(
-                    project,
-                    row,
-                    &settings,
-                    &mut names,
-                    &mut http,
-                    &mut tcp,
-                    &mut udp,
+                    project, row, &settings, &mut names, &mut http, &mut tcp, &mut udp,
                 );
             }
         }
@@ -253,10 +249,7 @@ pub fn egress_network_name(consumer: &str, provider: &str, service: &str) -> Str
 
 /// Resolves `project:service` to the provider project and its compose service. itsUP writes the
 /// service either by its compose name or without the `<project>-` prefix its services carry.
-pub fn resolve_egress<'a>(
-    projects: &'a [ValidProject],
-    target: &str,
-) -> Option<(&'a str, String)> {
+pub fn resolve_egress<'a>(projects: &'a [ValidProject], target: &str) -> Option<(&'a str, String)> {
     let (project, service) = target.split_once(':')?;
     let provider = projects.iter().find(|p| p.name == project)?;
     let services = compose_service_names(provider.compose.as_ref());

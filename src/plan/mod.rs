@@ -43,8 +43,12 @@ pub struct Settings {
     pub engine: Engine,
     /// Proxy image override from `proxy.image`.
     pub image: Option<String>,
+    /// Image of the itsup binary (agent, engine itsup) from `proxy.itsupImage`.
+    pub itsup_image: Option<String>,
     pub http_port: u16,
     pub https_port: u16,
+    /// HAProxy health/stats frontend port; `None` leaves it out (several HAProxies on one host).
+    pub stats_port: Option<u16>,
     /// The shared proxy network's name.
     pub network: String,
     pub subnet: Ipv4Net,
@@ -60,8 +64,10 @@ impl Default for Settings {
         Settings {
             engine: Engine::Traefik,
             image: None,
+            itsup_image: None,
             http_port: 80,
             https_port: 443,
+            stats_port: None,
             network: "proxynet".into(),
             subnet: Ipv4Net::new(Ipv4Addr::new(172, 20, 0, 0), 16)
                 .unwrap_or_else(|_| Ipv4Net::default()),

@@ -46,13 +46,19 @@ pub fn conflicts(projects: &[ValidProject], config: &ItsupConfig) -> Vec<Conflic
                     for host in row_hosts(row) {
                         let key = (host.clone(), path.clone(), secure);
                         if let Some(first) = http_claims.get(&key) {
-                            let shown = if path.is_empty() { host.clone() } else { format!("{host}{path}") };
+                            let shown = if path.is_empty() {
+                                host.clone()
+                            } else {
+                                format!("{host}{path}")
+                            };
                             claim("/domain", format!("{shown} is already routed by {first}"));
                         } else {
                             http_claims.insert(key, owner.clone());
                         }
                         if secure {
-                            sni_claims.entry((https, host)).or_insert_with(|| owner.clone());
+                            sni_claims
+                                .entry((https, host))
+                                .or_insert_with(|| owner.clone());
                         }
                     }
                 }
@@ -61,7 +67,10 @@ pub fn conflicts(projects: &[ValidProject], config: &ItsupConfig) -> Vec<Conflic
                     let sni = row.passthrough || row.tls.is_some();
                     if port != https {
                         if let Some(first) = port_claims.get(&(port, false)) {
-                            claim("/hostport", format!("hostport {port}/tcp is already claimed by {first}"));
+                            claim(
+                                "/hostport",
+                                format!("hostport {port}/tcp is already claimed by {first}"),
+                            );
                         } else {
                             port_claims.insert((port, false), owner.clone());
                         }
@@ -69,7 +78,10 @@ pub fn conflicts(projects: &[ValidProject], config: &ItsupConfig) -> Vec<Conflic
                     if sni {
                         for host in row_hosts(row) {
                             match sni_claims.get(&(port, host.clone())) {
-                                Some(first) => claim("/domain", format!("{host} on port {port} is already routed by {first}")),
+                                Some(first) => claim(
+                                    "/domain",
+                                    format!("{host} on port {port} is already routed by {first}"),
+                                ),
                                 None => {
                                     sni_claims.insert((port, host), owner.clone());
                                 }
@@ -80,7 +92,10 @@ pub fn conflicts(projects: &[ValidProject], config: &ItsupConfig) -> Vec<Conflic
                 Router::Udp => {
                     if let Some(port) = row.hostport {
                         if let Some(first) = port_claims.get(&(port, true)) {
-                            claim("/hostport", format!("hostport {port}/udp is already claimed by {first}"));
+                            claim(
+                                "/hostport",
+                                format!("hostport {port}/udp is already claimed by {first}"),
+                            );
                         } else {
                             port_claims.insert((port, true), owner.clone());
                         }
@@ -88,11 +103,17 @@ pub fn conflicts(projects: &[ValidProject], config: &ItsupConfig) -> Vec<Conflic
                 }
             }
             if let Some(ip) = &row.ipv4_address {
-                let who = (project.name.clone(), row.service.clone().unwrap_or_default());
+                let who = (
+                    project.name.clone(),
+                    row.service.clone().unwrap_or_default(),
+                );
                 match ip_claims.get(ip) {
                     Some(first) if *first != who => claim(
                         "/ipv4_address",
-                        format!("ipv4_address {ip} is already pinned to service `{}` of project `{}`", first.1, first.0),
+                        format!(
+                            "ipv4_address {ip} is already pinned to service `{}` of project `{}`",
+                            first.1, first.0
+                        ),
                     ),
                     Some(_) => {}
                     None => {
@@ -110,42 +131,59 @@ fn egress_conflicts(projects: &[ValidProject], out: &mut Vec<Conflict>) {
     let mut graph: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for project in projects {
         for (i, target) in project.file.egress.iter().enumerate() {
-            let Some((provider, service)) = target.split_once(':') else { continue };
+            let Some((provider, service)) = target.split_once(':') else {
+                continue;
+            };
             let report = |message: String| Conflict {
                 project: project.name.clone(),
                 pointer: format!("/egress/{i}"),
                 message,
             };
             if provider == project.name {
-                out.push(report(format!("egress {target:?} points at the project itself")));
+                out.push(report(format!(
+                    "egress {target:?} points at the project itself"
+                )));
             } else if !projects.iter().any(|p| p.name == provider) {
-                out.push(report(format!("egress {target:?}: there is no (valid) project `{provider}`")));
+                out.push(report(format!(
+                    "egress {target:?}: there is no (valid) project `{provider}`"
+                )));
             } else if resolve_egress(projects, target).is_none() {
                 out.push(report(format!(
                     "egress {target:?}: project `{provider}` has no service `{service}` (nor `{provider}-{service}`)"
                 )));
             } else {
                 graph.entry(project.name.as_str()).or_default().insert(
-                    projects.iter().find(|p| p.name == provider).map_or(provider, |p| p.name.as_str()),
+                    projects
+                        .iter()
+                        .find(|p| p.name == provider)
+                        .map_or(provider, |p| p.name.as_str()),
                 );
             }
         }
     }
     for cycle in cycles(&graph) {
         let first = cycle[0];
-        let Some(project) = projects.iter().find(|p| p.name == first) else { continue };
+        let Some(project) = projects.iter().find(|p| p.name == first) else {
+            continue;
+        };
         let index = project
             .file
             .egress
             .iter()
-            .position(|t| t.split_once(':').is_some_and(|(p, _)| p == cycle[1 % cycle.len()]))
+            .position(|t| {
+                t.split_once(':')
+                    .is_some_and(|(p, _)| p == cycle[1 % cycle.len()])
+            })
             .unwrap_or(0);
         let mut path: Vec<&str> = cycle.clone();
         path.push(first);
         out.push(Conflict {
             project: first.to_string(),
             pointer: format!("/egress/{index}"),
-            message: format!("egress cycle: {} (providers must deploy before consumers)", path.join(" → ")),
+            message: format!(
+                "egress cycle: {} (providers must deploy before consumers)",
+                path.join(" → ")
+            ),
         });
     }
 }
@@ -165,7 +203,11 @@ fn cycles<'a>(graph: &BTreeMap<&'a str, BTreeSet<&'a str>>) -> Vec<Vec<&'a str>>
             let sinks: Vec<&str> = alive
                 .iter()
                 .copied()
-                .filter(|n| !graph.get(n).is_some_and(|out| out.iter().any(|m| alive.contains(m))))
+                .filter(|n| {
+                    !graph
+                        .get(n)
+                        .is_some_and(|out| out.iter().any(|m| alive.contains(m)))
+                })
                 .collect();
             if sinks.is_empty() {
                 break;
@@ -174,7 +216,9 @@ fn cycles<'a>(graph: &BTreeMap<&'a str, BTreeSet<&'a str>>) -> Vec<Vec<&'a str>>
                 alive.remove(n);
             }
         }
-        let Some(&start) = alive.iter().next() else { return found };
+        let Some(&start) = alive.iter().next() else {
+            return found;
+        };
         let mut path: Vec<&'a str> = vec![start];
         let mut node = start;
         let cycle = loop {
@@ -192,7 +236,11 @@ fn cycles<'a>(graph: &BTreeMap<&'a str, BTreeSet<&'a str>>) -> Vec<Vec<&'a str>>
         };
         match cycle {
             Some(mut c) => {
-                let min = c.iter().enumerate().min_by_key(|(_, n)| **n).map_or(0, |(i, _)| i);
+                let min = c
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, n)| **n)
+                    .map_or(0, |(i, _)| i);
                 c.rotate_left(min);
                 alive.remove(c[0]);
                 found.push(c);

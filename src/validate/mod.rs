@@ -127,7 +127,12 @@ pub fn validate(tree: &Tree) -> Outcome {
             Some(c) => {
                 let problems = rules::compose_problems(&c.doc);
                 for p in &problems {
-                    report(&mut diagnostics, c, c.doc.pos(&p.pointer, p.key), p.message.clone());
+                    report(
+                        &mut diagnostics,
+                        c,
+                        c.doc.pos(&p.pointer, p.key),
+                        p.message.clone(),
+                    );
                 }
                 problems.is_empty()
             }
@@ -143,7 +148,12 @@ pub fn validate(tree: &Tree) -> Outcome {
             match serde_json::from_value(file_src.doc.value.clone()) {
                 Ok(f) => f,
                 Err(e) => {
-                    report(&mut diagnostics, file_src, Pos { line: 1, col: 1 }, e.to_string());
+                    report(
+                        &mut diagnostics,
+                        file_src,
+                        Pos { line: 1, col: 1 },
+                        e.to_string(),
+                    );
                     broken.insert(name.to_string());
                     continue;
                 }
@@ -166,7 +176,12 @@ pub fn validate(tree: &Tree) -> Outcome {
                 (Some(c), true) => c,
                 _ => file_src,
             };
-            report(&mut diagnostics, src, src.doc.pos(&p.pointer, p.key), p.message.clone());
+            report(
+                &mut diagnostics,
+                src,
+                src.doc.pos(&p.pointer, p.key),
+                p.message.clone(),
+            );
         }
         if !problems.is_empty() {
             broken.insert(name.to_string());
@@ -239,28 +254,47 @@ fn platform_config(tree: &Tree, diagnostics: &mut Vec<Diagnostic>) -> Option<Its
     let config: ItsupConfig = match serde_json::from_value(src.doc.value.clone()) {
         Ok(c) => c,
         Err(e) => {
-            diagnostics.push(Diagnostic::new(&src.path, Pos::default(), None, e.to_string()));
+            diagnostics.push(Diagnostic::new(
+                &src.path,
+                Pos::default(),
+                None,
+                e.to_string(),
+            ));
             return None;
         }
     };
     let mut ok = true;
     let mut fail = |pointer: &str, message: String| {
-        diagnostics.push(Diagnostic::new(&src.path, src.doc.value_pos(pointer), None, message));
+        diagnostics.push(Diagnostic::new(
+            &src.path,
+            src.doc.value_pos(pointer),
+            None,
+            message,
+        ));
         ok = false;
     };
     if config.proxy.subnet.parse::<Ipv4Net>().is_err() {
-        fail("/proxy/subnet", format!("`subnet` {:?} is not an IPv4 CIDR range", config.proxy.subnet));
+        fail(
+            "/proxy/subnet",
+            format!(
+                "`subnet` {:?} is not an IPv4 CIDR range",
+                config.proxy.subnet
+            ),
+        );
     }
     if config.proxy.http_port == config.proxy.https_port {
-        fail("/proxy/httpsPort", "`httpPort` and `httpsPort` must differ".into());
+        fail(
+            "/proxy/httpsPort",
+            "`httpPort` and `httpsPort` must differ".into(),
+        );
     }
     if let Some(p) = names::label_problem(&config.proxy.network) {
         fail("/proxy/network", format!("`network`: {p}"));
     }
-    if let Some(domain) = &config.traefik_domain {
-        if let Some(p) = names::domain_problem(domain) {
-            fail("/traefikDomain", format!("`traefikDomain`: {p}"));
-        }
+    if let Some(domain) = &config.traefik_domain
+        && let Some(p) = names::domain_problem(domain)
+    {
+        fail("/traefikDomain", format!("`traefikDomain`: {p}"));
     }
     ok.then_some(config)
 }

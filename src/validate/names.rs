@@ -6,17 +6,24 @@ use std::net::IpAddr;
 
 /// Why a domain is not a valid DNS name, or `None` when it is.
 pub fn domain_problem(name: &str) -> Option<String> {
-    if let Some(c) = name.chars().find(|c| c.is_whitespace() || "\"'`#;,\\{}()[]|&$!<>".contains(*c)) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_whitespace() || "\"'`#;,\\{}()[]|&$!<>".contains(*c))
+    {
         return Some(format!("{name:?} is not a valid domain: it contains {c:?}"));
     }
     if name.is_empty() {
         return Some("domain is empty".into());
     }
     if name.len() > 253 {
-        return Some(format!("{name:?} is not a valid domain: longer than 253 characters"));
+        return Some(format!(
+            "{name:?} is not a valid domain: longer than 253 characters"
+        ));
     }
     if name.starts_with("*.") {
-        return Some(format!("{name:?}: wildcard domains are not supported; list each name"));
+        return Some(format!(
+            "{name:?}: wildcard domains are not supported; list each name"
+        ));
     }
     if name.parse::<IpAddr>().is_ok() {
         return Some(format!("{name:?} is an IP address, not a domain"));
@@ -28,7 +35,9 @@ pub fn domain_problem(name: &str) -> Option<String> {
         }
     }
     if !name.contains('.') && name != "localhost" {
-        return Some(format!("{name:?} is not a valid domain: it needs a dot (e.g. `{name}.example.com`)"));
+        return Some(format!(
+            "{name:?} is not a valid domain: it needs a dot (e.g. `{name}.example.com`)"
+        ));
     }
     None
 }
@@ -41,8 +50,13 @@ pub fn label_problem(label: &str) -> Option<String> {
     if label.len() > 63 {
         return Some(format!("label `{label}` is longer than 63 characters"));
     }
-    if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
-        return Some(format!("label `{label}` contains {c:?} (only a-z, 0-9 and `-`)"));
+    if let Some(c) = label
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
+        return Some(format!(
+            "label `{label}` contains {c:?} (only a-z, 0-9 and `-`)"
+        ));
     }
     if label.starts_with('-') || label.ends_with('-') {
         return Some(format!("label `{label}` starts or ends with `-`"));
@@ -59,7 +73,9 @@ pub fn project_name_problem(name: &str) -> Option<String> {
         ));
     }
     if name.chars().any(|c| c.is_ascii_uppercase()) {
-        return Some(format!("project name `{name}` must be lowercase (it becomes a DNS label and a compose project name)"));
+        return Some(format!(
+            "project name `{name}` must be lowercase (it becomes a DNS label and a compose project name)"
+        ));
     }
     label_problem(name).map(|p| format!("project name `{name}` is not a DNS label: {p}"))
 }
@@ -77,7 +93,9 @@ pub fn source_range_problem(entry: &str) -> Option<String> {
     if entry.parse::<IpAddr>().is_ok() || entry.parse::<ipnet::IpNet>().is_ok() {
         return None;
     }
-    Some(format!("{entry:?} is neither an IP address nor a CIDR range"))
+    Some(format!(
+        "{entry:?} is neither an IP address nor a CIDR range"
+    ))
 }
 
 /// Why a path prefix is unusable, or `None`.
@@ -85,7 +103,10 @@ pub fn path_prefix_problem(path: &str) -> Option<String> {
     if !path.starts_with('/') {
         return Some(format!("path_prefix {path:?} must start with `/`"));
     }
-    if let Some(c) = path.chars().find(|c| c.is_whitespace() || c.is_control() || "\"'`#\\{}".contains(*c)) {
+    if let Some(c) = path
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "\"'`#\\{}".contains(*c))
+    {
         return Some(format!("path_prefix {path:?} contains {c:?}"));
     }
     None

@@ -71,10 +71,10 @@ pub fn project_problems(
     middleware_names: &[String],
 ) -> Vec<Problem> {
     let mut out = Vec::new();
-    if let Some(host) = &file.host {
-        if let Some(p) = host_problem(host) {
-            out.push(at("/host".into(), format!("`host`: {p}")));
-        }
+    if let Some(host) = &file.host
+        && let Some(p) = host_problem(host)
+    {
+        out.push(at("/host".into(), format!("`host`: {p}")));
     }
     let services = compose_service_names(compose);
     for (i, target) in file.egress.iter().enumerate() {
@@ -94,12 +94,24 @@ pub fn project_problems(
                 pointer: format!("/rollout/{}", crate::yaml::escape_pointer(service)),
                 key: true,
                 in_compose: false,
-                message: format!("rollout names service `{service}`, which the compose file does not define"),
+                message: format!(
+                    "rollout names service `{service}`, which the compose file does not define"
+                ),
             });
         }
     }
     for (i, row) in file.ingress.iter().enumerate() {
-        row_problems(&mut out, i, row, file, compose, &services, config, subnet, middleware_names);
+        row_problems(
+            &mut out,
+            i,
+            row,
+            file,
+            compose,
+            &services,
+            config,
+            subnet,
+            middleware_names,
+        );
     }
     let _ = name;
     out
@@ -151,10 +163,10 @@ fn row_problems(
         )),
         None => {}
     }
-    if let Some(domain) = &row.domain {
-        if let Some(problem) = domain_problem(domain) {
-            out.push(at(p("domain"), format!("`domain`: {problem}")));
-        }
+    if let Some(domain) = &row.domain
+        && let Some(problem) = domain_problem(domain)
+    {
+        out.push(at(p("domain"), format!("`domain`: {problem}")));
     }
     if let Some(tls) = &row.tls {
         if let Some(problem) = domain_problem(&tls.main) {
@@ -162,32 +174,50 @@ fn row_problems(
         }
         for (j, san) in tls.sans.iter().enumerate() {
             if let Some(problem) = domain_problem(san) {
-                out.push(at(p(&format!("tls/sans/{j}")), format!("`tls.sans`: {problem}")));
+                out.push(at(
+                    p(&format!("tls/sans/{j}")),
+                    format!("`tls.sans`: {problem}"),
+                ));
             }
         }
     }
     if let Some(path) = &row.path_prefix {
         if row.router != Router::Http {
-            out.push(at(p("path_prefix"), "`path_prefix` only applies to http rows (TLS SNI routing cannot see paths)".into()));
+            out.push(at(
+                p("path_prefix"),
+                "`path_prefix` only applies to http rows (TLS SNI routing cannot see paths)".into(),
+            ));
         } else if let Some(problem) = path_prefix_problem(path) {
             out.push(at(p("path_prefix"), problem));
         }
     }
     if row.strip_prefix && row.path_prefix.is_none() {
-        out.push(at(p("strip_prefix"), "`strip_prefix` needs a `path_prefix`".into()));
+        out.push(at(
+            p("strip_prefix"),
+            "`strip_prefix` needs a `path_prefix`".into(),
+        ));
     }
     if row.passthrough && row.router != Router::Tcp {
-        out.push(at(p("passthrough"), "`passthrough` only applies to tcp rows (router: tcp)".into()));
+        out.push(at(
+            p("passthrough"),
+            "`passthrough` only applies to tcp rows (router: tcp)".into(),
+        ));
     }
     if row.protocol == Protocol::Udp && row.router != Router::Udp {
-        out.push(at(p("protocol"), "`protocol: udp` needs `router: udp`".into()));
+        out.push(at(
+            p("protocol"),
+            "`protocol: udp` needs `router: udp`".into(),
+        ));
     }
     let hosts = row_hosts(row);
     let proxy = &config.proxy;
     match row.router {
         Router::Http => {
             if hosts.is_empty() {
-                out.push(at(row_ptr.clone(), "http row needs a `domain` (or `tls.main`)".into()));
+                out.push(at(
+                    row_ptr.clone(),
+                    "http row needs a `domain` (or `tls.main`)".into(),
+                ));
             }
             if row.hostport.is_some() {
                 out.push(at(p("hostport"), "`hostport` only applies to tcp and udp rows; http rows share the web entrypoints".into()));
@@ -197,9 +227,15 @@ fn row_problems(
             let port = row.hostport.unwrap_or(proxy.https_port);
             let sni = row.passthrough || row.tls.is_some();
             if port == proxy.http_port {
-                out.push(at(p("hostport"), format!("hostport {port} is the proxy's HTTP port")));
+                out.push(at(
+                    p("hostport"),
+                    format!("hostport {port} is the proxy's HTTP port"),
+                ));
             } else if sni && hosts.is_empty() {
-                out.push(at(row_ptr.clone(), "tcp row routed by SNI needs a `domain` (or `tls.main`)".into()));
+                out.push(at(
+                    row_ptr.clone(),
+                    "tcp row routed by SNI needs a `domain` (or `tls.main`)".into(),
+                ));
             } else if !sni && port == proxy.https_port {
                 out.push(at(
                     row_ptr.clone(),
@@ -209,7 +245,10 @@ fn row_problems(
         }
         Router::Udp => {
             if row.hostport.is_none() {
-                out.push(at(row_ptr.clone(), "udp row needs a `hostport` to listen on".into()));
+                out.push(at(
+                    row_ptr.clone(),
+                    "udp row needs a `hostport` to listen on".into(),
+                ));
             }
             if proxy.engine == Engine::Haproxy {
                 out.push(at(
@@ -233,22 +272,34 @@ fn row_problems(
             _ => {}
         }
         if row.service.is_none() {
-            out.push(at(p("ipv4_address"), "`ipv4_address` needs a `service` to pin".into()));
+            out.push(at(
+                p("ipv4_address"),
+                "`ipv4_address` needs a `service` to pin".into(),
+            ));
         }
     }
     for (j, entry) in row.allow_source_ips.iter().enumerate() {
         if let Some(problem) = source_range_problem(entry) {
-            out.push(at(p(&format!("allow_source_ips/{j}")), format!("`allow_source_ips`: {problem}")));
+            out.push(at(
+                p(&format!("allow_source_ips/{j}")),
+                format!("`allow_source_ips`: {problem}"),
+            ));
         }
     }
     for (j, entry) in row.dns.iter().enumerate() {
         if entry.parse::<std::net::IpAddr>().is_err() {
-            out.push(at(p(&format!("dns/{j}")), format!("`dns`: {entry:?} is not an IP address")));
+            out.push(at(
+                p(&format!("dns/{j}")),
+                format!("`dns`: {entry:?} is not an IP address"),
+            ));
         }
     }
     for (j, m) in row.middlewares.iter().enumerate() {
         if row.router != Router::Http {
-            out.push(at(p(&format!("middlewares/{j}")), "`middlewares` only apply to http rows".into()));
+            out.push(at(
+                p(&format!("middlewares/{j}")),
+                "`middlewares` only apply to http rows".into(),
+            ));
         } else if !middleware_names.contains(m) {
             out.push(at(
                 p(&format!("middlewares/{j}")),

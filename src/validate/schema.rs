@@ -64,14 +64,16 @@ impl SchemaCheck {
                     property.as_str().unwrap_or_default()
                 ),
             }],
-            ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
+            ValidationErrorKind::AnyOf { context }
+            | ValidationErrorKind::OneOfNotValid { context } => {
                 // Option<T> becomes anyOf [T, null]; the branch that is not `null` says what's wrong.
                 let best = context
                     .iter()
                     .filter(|branch| {
-                        !branch
-                            .iter()
-                            .any(|e| matches!(e.kind(), ValidationErrorKind::Type { .. }) && e.to_string().ends_with("\"null\""))
+                        !branch.iter().any(|e| {
+                            matches!(e.kind(), ValidationErrorKind::Type { .. })
+                                && e.to_string().ends_with("\"null\"")
+                        })
                     })
                     .find(|branch| !branch.is_empty());
                 match best {
@@ -82,7 +84,11 @@ impl SchemaCheck {
             ValidationErrorKind::Enum { options } => {
                 let names: Vec<String> = options
                     .as_array()
-                    .map(|a| a.iter().map(|v| v.to_string().trim_matches('"').to_string()).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|v| v.to_string().trim_matches('"').to_string())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let found = err.instance().to_string();
                 let hint = suggest(found.trim_matches('"'), &names);
@@ -111,7 +117,13 @@ impl SchemaCheck {
         }
     }
 
-    fn plain(&self, doc: &Document, pointer: &str, key: Option<&str>, err: &ValidationError<'_>) -> Violation {
+    fn plain(
+        &self,
+        doc: &Document,
+        pointer: &str,
+        key: Option<&str>,
+        err: &ValidationError<'_>,
+    ) -> Violation {
         Violation {
             pos: doc.value_pos(pointer),
             message: match key {
@@ -139,7 +151,11 @@ impl SchemaCheck {
             let seg = seg.replace("~1", "/").replace("~0", "~");
             node = match node {
                 Value::Object(m) => m.get(&seg).unwrap_or(node),
-                Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)).unwrap_or(node),
+                Value::Array(a) => seg
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| a.get(i))
+                    .unwrap_or(node),
                 _ => node,
             };
         }
@@ -174,7 +190,9 @@ mod tests {
 
     fn check(text: &str) -> Vec<Violation> {
         let doc = crate::yaml::parse(text).expect("yaml");
-        SchemaCheck::new(schema_of::<ProjectFile>()).expect("schema").check(&doc)
+        SchemaCheck::new(schema_of::<ProjectFile>())
+            .expect("schema")
+            .check(&doc)
     }
 
     #[test]
@@ -182,22 +200,43 @@ mod tests {
         let v = check("ingress:\n  - service: web\n    domian: a.example.com\n");
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].pos, Pos { line: 3, col: 5 });
-        assert_eq!(v[0].message, "unknown key `domian` (did you mean `domain`?)");
+        assert_eq!(
+            v[0].message,
+            "unknown key `domian` (did you mean `domain`?)"
+        );
     }
 
     #[test]
     fn port_range_and_types() {
-        let v = check("ingress:\n  - service: web\n    port: 70000\n    router: htp\n    passthrough: 'yes'\n");
+        let v = check(
+            "ingress:\n  - service: web\n    port: 70000\n    router: htp\n    passthrough: 'yes'\n",
+        );
         let messages: Vec<&str> = v.iter().map(|v| v.message.as_str()).collect();
-        assert!(messages.contains(&"`port` is 70000, out of the port range 1–65535"), "{messages:?}");
-        assert!(messages.iter().any(|m| m.starts_with("`router` must be one of http, tcp, udp, found \"htp\" (did you mean `http`?)")), "{messages:?}");
-        assert!(messages.iter().any(|m| m.starts_with("`passthrough`:")), "{messages:?}");
+        assert!(
+            messages.contains(&"`port` is 70000, out of the port range 1–65535"),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.starts_with(
+                "`router` must be one of http, tcp, udp, found \"htp\" (did you mean `http`?)"
+            )),
+            "{messages:?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.starts_with("`passthrough`:")),
+            "{messages:?}"
+        );
     }
 
     #[test]
     fn option_struct_reports_the_inner_problem() {
         let v = check("ingress:\n  - service: web\n    tls:\n      mian: a.b\n");
         let messages: Vec<&str> = v.iter().map(|v| v.message.as_str()).collect();
-        assert!(messages.iter().any(|m| m.contains("unknown key `mian` (did you mean `main`?)")), "{messages:?}");
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("unknown key `mian` (did you mean `main`?)")),
+            "{messages:?}"
+        );
     }
 }

@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value};
+use yaml_rust2::Yaml;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
-use yaml_rust2::Yaml;
 
-use super::{escape_pointer, Document, Pos, Span, YamlError};
+use super::{Document, Pos, Span, YamlError, escape_pointer};
 
 /// How many nodes alias expansion may add to one document before we call it a bomb.
 pub const MAX_ALIAS_NODES: usize = 100_000;
@@ -25,7 +25,7 @@ enum Frame {
     },
     Map {
         entries: Map<String, Value>,
-        merges: Vec<(Value, Pos)>,
+        merges: Vec<(Value, Pos, usize)>,
         pending_key: Option<(String, Pos, bool)>,
         pointer: String,
         anchor: usize,
@@ -58,10 +58,10 @@ fn count_nodes(value: &Value) -> usize {
 }
 
 fn resolve_scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value {
-    if let Some(tag) = tag {
-        if tag.suffix == "str" || tag.handle == "!" {
-            return Value::String(text);
-        }
+    if let Some(tag) = tag
+        && (tag.suffix == "str" || tag.handle == "!")
+    {
+        return Value::String(text);
     }
     if style != TScalarStyle::Plain {
         return Value::String(text);
@@ -138,7 +138,7 @@ impl Builder {
                 ..
             }) => match pending_key.take() {
                 Some((_, _, true)) => {
-                    merges.push((value, at));
+                    merges.push((value, at, entries.len()));
                     None
                 }
                 Some((key, key_pos, false)) => {
@@ -185,11 +185,16 @@ impl Builder {
 
     fn finish_map(
         &mut self,
-        mut entries: Map<String, Value>,
-        merges: Vec<(Value, Pos)>,
+        entries: Map<String, Value>,
+        merges: Vec<(Value, Pos, usize)>,
     ) -> Map<String, Value> {
-        // Explicit keys win over merged ones wherever they appear, as YAML's merge key says.
-        for (merge, at) in merges {
+        if merges.is_empty() {
+            return entries;
+        }
+        // Merged keys go where the `<<` stood; explicit keys win wherever they appear, and
+        // earlier merge sources win over later ones, as YAML's merge key says.
+        let mut inserts: Vec<(usize, Map<String, Value>)> = Vec::new();
+        for (merge, at, position) in merges {
             let sources = match merge {
                 Value::Object(m) => vec![m],
                 Value::Array(items) => {
@@ -207,13 +212,31 @@ impl Builder {
                     Vec::new()
                 }
             };
+            let mut block = Map::new();
             for source in sources {
                 for (k, v) in source {
-                    entries.entry(k).or_insert(v);
+                    let taken = entries.contains_key(&k)
+                        || block.contains_key(&k)
+                        || inserts.iter().any(|(_, b)| b.contains_key(&k));
+                    if !taken {
+                        block.insert(k, v);
+                    }
                 }
             }
+            inserts.push((position, block));
         }
-        entries
+        let mut out = Map::new();
+        let total = entries.len();
+        let mut explicit = entries.into_iter();
+        for i in 0..=total {
+            for (_, block) in inserts.iter_mut().filter(|(p, _)| *p == i) {
+                out.extend(std::mem::take(block));
+            }
+            if let Some((k, v)) = explicit.next() {
+                out.insert(k, v);
+            }
+        }
+        out
     }
 }
 

@@ -4,9 +4,10 @@
 //! event; we build a `serde_json::Value` from the events plus an index from JSON pointer to
 //! position, so the schema validator (which speaks JSON pointers) and the semantic rules can both
 //! name `file:line:col`. Anchors and merge keys are expanded here, with a budget against alias
-//! bombs. Output goes through serde_yaml_ng, the maintained serde_yaml fork.
+//! bombs. Output is written by [`emit`], which quotes for YAML 1.1 readers as well.
 
 mod build;
+mod emit;
 
 use std::collections::HashMap;
 
@@ -76,9 +77,10 @@ pub fn parse(text: &str) -> Result<Document, YamlError> {
     build::parse(text)
 }
 
-/// Serialises a value as YAML (block style, keys in their given order).
-pub fn to_string(value: &serde_json::Value) -> Result<String, serde_yaml_ng::Error> {
-    serde_yaml_ng::to_string(value)
+/// Serialises a value as YAML (block style, keys in their given order), quoting every string
+/// that YAML 1.1 or 1.2 could read as something else.
+pub fn to_string(value: &serde_json::Value) -> String {
+    emit::to_string(value)
 }
 
 /// Escapes one JSON pointer segment (RFC 6901).
@@ -94,7 +96,10 @@ mod tests {
     #[test]
     fn parses_values_and_positions() {
         let doc = parse("a: 1\nb:\n  - x\n  - \"y\"\nc: yes\nd: 08\n").expect("parse");
-        assert_eq!(doc.value, json!({"a": 1, "b": ["x", "y"], "c": "yes", "d": "08"}));
+        assert_eq!(
+            doc.value,
+            json!({"a": 1, "b": ["x", "y"], "c": "yes", "d": "08"})
+        );
         assert_eq!(doc.key_pos("/b"), Pos { line: 2, col: 1 });
         assert_eq!(doc.value_pos("/b/1"), Pos { line: 4, col: 5 });
         assert_eq!(doc.key_pos("/b/1/nothing"), Pos { line: 4, col: 5 });
@@ -103,7 +108,9 @@ mod tests {
     #[test]
     fn expands_anchors_and_merge_keys() {
         let doc = parse("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  y: 3\n").expect("parse");
-        assert_eq!(doc.value["c"], json!({"y": 3, "x": 1}));
+        assert_eq!(doc.value["c"], json!({"x": 1, "y": 3}));
+        let keys: Vec<&String> = doc.value["c"].as_object().expect("map").keys().collect();
+        assert_eq!(keys, ["x", "y"], "merged keys stand where `<<` was");
     }
 
     #[test]

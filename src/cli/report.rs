@@ -1,0 +1,34 @@
+//! Printing diagnostics the same way in every command.
+
+use crate::validate::Diagnostic;
+
+use super::Global;
+
+/// Prints diagnostics to stderr (`path:line:col: error: message`), then a one-line summary of
+/// which projects were left out.
+pub fn diagnostics(
+    global: &Global,
+    diags: &[Diagnostic],
+    broken: &std::collections::BTreeSet<String>,
+) {
+    let color = global.color.enabled_stderr();
+    for d in diags {
+        if color {
+            eprintln!(
+                "\x1b[1m{}:{}:{}:\x1b[0m \x1b[31;1merror:\x1b[0m {}",
+                d.file.display(),
+                d.line,
+                d.column,
+                d.message
+            );
+        } else {
+            eprintln!("{d}");
+        }
+    }
+    if !broken.is_empty() {
+        let names: Vec<&str> = broken.iter().map(String::as_str).collect();
+        eprintln!("{} error(s); left out: {}", diags.len(), names.join(", "));
+    } else if !diags.is_empty() {
+        eprintln!("{} error(s)", diags.len());
+    }
+}

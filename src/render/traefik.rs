@@ -1,0 +1,241 @@
+//! Engine traefik: the static config, the file-provider dynamic files and the container labels.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::merge::deep_merge;
+use super::{Artifact, RenderError, Templates, to_yaml};
+use crate::plan::{HttpRoute, Plan, TcpRoute, TcpTls};
+
+/// An HTTP route as the Traefik templates see it.
+#[derive(Debug, Serialize)]
+pub struct HttpView {
+    pub name: String,
+    pub rule: String,
+    pub entrypoint: &'static str,
+    pub https: bool,
+    pub cert_main: String,
+    pub cert_sans: Vec<String>,
+    pub middlewares: Vec<String>,
+    pub allowlist: Vec<String>,
+    pub strip_prefix: Option<String>,
+    pub urls: Vec<String>,
+    pub port: u16,
+    pub grpc: bool,
+}
+
+/// `Host(`a`) || Host(`b`)`, and `&& PathPrefix(`/p`)` when the route has a prefix.
+pub fn http_rule(route: &HttpRoute) -> String {
+    let hosts: Vec<String> = route.hosts.iter().map(|h| format!("Host(`{h}`)")).collect();
+    let host_part = hosts.join(" || ");
+    match &route.path_prefix {
+        Some(prefix) if hosts.len() > 1 => format!("({host_part}) && PathPrefix(`{prefix}`)"),
+        Some(prefix) => format!("{host_part} && PathPrefix(`{prefix}`)"),
+        None => host_part,
+    }
+}
+
+/// `HostSNI(`a`) || HostSNI(`b`)`, or the catch-all for plain TCP.
+pub fn sni_rule(route: &TcpRoute) -> String {
+    if route.sni.is_empty() || route.tls == TcpTls::None {
+        return "HostSNI(`*`)".into();
+    }
+    let parts: Vec<String> = route
+        .sni
+        .iter()
+        .map(|h| format!("HostSNI(`{h}`)"))
+        .collect();
+    parts.join(" || ")
+}
+
+/// The view of an HTTP route; `provider` is where its own middlewares are defined.
+pub fn http_view(route: &HttpRoute, provider: &str) -> HttpView {
+    let mut middlewares = Vec::new();
+    if !route.allow_source_ips.is_empty() {
+        middlewares.push(format!("{}-allowlist@{provider}", route.name));
+    }
+    if route.strip_prefix {
+        middlewares.push(format!("{}-strip@{provider}", route.name));
+    }
+    middlewares.extend(route.middlewares.iter().map(|m| format!("{m}@file")));
+    let scheme = if route.backend.grpc { "h2c" } else { "http" };
+    HttpView {
+        name: route.name.clone(),
+        rule: http_rule(route),
+        entrypoint: if route.https { "web-secure" } else { "web" },
+        https: route.https,
+        cert_main: route.cert_names.first().cloned().unwrap_or_default(),
+        cert_sans: route.cert_names.iter().skip(1).cloned().collect(),
+        middlewares,
+        allowlist: route.allow_source_ips.clone(),
+        strip_prefix: route
+            .strip_prefix
+            .then(|| route.path_prefix.clone())
+            .flatten(),
+        urls: route
+            .backend
+            .servers
+            .iter()
+            .map(|s| format!("{scheme}://{}:{}", s.address, s.port))
+            .collect(),
+        port: route.backend.servers.first().map_or(0, |s| s.port),
+        grpc: route.backend.grpc,
+    }
+}
+
+/// Routes that live in files rather than container labels: those to external hosts.
+fn file_routes(plan: &Plan) -> Vec<HttpView> {
+    plan.http
+        .iter()
+        .filter(|r| !r.backend.dns)
+        .map(|r| http_view(r, "file"))
+        .collect()
+}
+
+/// Static config plus the four dynamic files.
+pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, RenderError> {
+    let s = &plan.settings;
+    let mut static_cfg = templates.yaml(
+        "traefik.yml",
+        &json!({
+            "entrypoints": plan.entrypoints,
+            "network": s.network,
+            "acme": s.acme,
+            "dashboard": s.dashboard_domain.is_some(),
+            "crowdsec": s.crowdsec.enabled,
+        }),
+    )?;
+    if let Some(overrides) = &plan.traefik_overrides {
+        deep_merge(&mut static_cfg, overrides);
+    }
+
+    let routes = file_routes(plan);
+    let http = templates.yaml(
+        "routers-http.yml",
+        &json!({"dashboard_domain": s.dashboard_domain, "routes": routes}),
+    )?;
+    let mut middlewares = templates.yaml("middlewares.yml", &json!({"routes": routes}))?;
+    if let Some(overrides) = &plan.middleware_overrides {
+        deep_merge(&mut middlewares, overrides);
+    }
+    let tcp_views: Vec<Value> = plan
+        .tcp
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "entrypoint": r.entrypoint,
+                "rule": sni_rule(r),
+                "tls": r.tls,
+                "sni": r.sni,
+                "allowlist": r.allow_source_ips,
+                "addresses": addresses(&r.backend),
+                "proxy_protocol": r.proxy_protocol,
+            })
+        })
+        .collect();
+    let tcp = templates.yaml("routers-tcp.yml", &json!({"routes": tcp_views}))?;
+    let udp_views: Vec<Value> = plan
+        .udp
+        .iter()
+        .map(|r| json!({"name": r.name, "entrypoint": r.entrypoint, "addresses": addresses(&r.backend)}))
+        .collect();
+    let udp = templates.yaml("routers-udp.yml", &json!({"routes": udp_views}))?;
+
+    let dynamic = "proxy/traefik/dynamic";
+    Ok(vec![
+        Artifact::new("proxy/traefik/traefik.yml", &to_yaml(&static_cfg)),
+        Artifact::new(
+            format!("{dynamic}/routers-http.yml"),
+            &to_yaml(&prune_empty(http)),
+        ),
+        Artifact::new(
+            format!("{dynamic}/routers-tcp.yml"),
+            &to_yaml(&prune_empty(tcp)),
+        ),
+        Artifact::new(
+            format!("{dynamic}/routers-udp.yml"),
+            &to_yaml(&prune_empty(udp)),
+        ),
+        Artifact::new(
+            format!("{dynamic}/middlewares.yml"),
+            &to_yaml(&prune_empty(middlewares)),
+        ),
+    ])
+}
+
+fn addresses(backend: &crate::plan::Backend) -> Vec<String> {
+    backend
+        .servers
+        .iter()
+        .map(|s| format!("{}:{}", s.address, s.port))
+        .collect()
+}
+
+/// Drops empty maps and nulls left by templates with nothing to list: Traefik rejects a
+/// `services:` with no value, and an empty file is valid.
+fn prune_empty(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let kept: serde_json::Map<String, Value> = map
+                .into_iter()
+                .map(|(k, v)| (k, prune_empty(v)))
+                .filter(|(_, v)| !(v.is_null() || v.as_object().is_some_and(|m| m.is_empty())))
+                .collect();
+            Value::Object(kept)
+        }
+        other => other,
+    }
+}
+
+/// Traefik labels for one container carrying `routes` (all routed to it).
+pub fn labels(
+    plan: &Plan,
+    routes: &[&HttpRoute],
+    templates: &Templates,
+) -> Result<Value, RenderError> {
+    let views: Vec<HttpView> = routes.iter().map(|r| http_view(r, "docker")).collect();
+    templates.yaml(
+        "traefik-labels.yml",
+        &json!({"network": plan.settings.network, "routes": views}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Backend, Server};
+
+    fn route(hosts: &[&str], prefix: Option<&str>) -> HttpRoute {
+        HttpRoute {
+            name: "p-web-80".into(),
+            project: "p".into(),
+            service: Some("web".into()),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            path_prefix: prefix.map(str::to_string),
+            strip_prefix: false,
+            https: true,
+            cert_names: hosts.iter().map(|h| h.to_string()).collect(),
+            allow_source_ips: vec![],
+            middlewares: vec![],
+            backend: Backend {
+                name: "p-web-80".into(),
+                servers: vec![Server {
+                    address: "p-web".into(),
+                    port: 80,
+                }],
+                dns: true,
+                grpc: false,
+            },
+        }
+    }
+
+    #[test]
+    fn rules_never_mix_sni_and_paths() {
+        assert_eq!(http_rule(&route(&["a.io"], None)), "Host(`a.io`)");
+        assert_eq!(
+            http_rule(&route(&["a.io", "b.io"], Some("/api"))),
+            "(Host(`a.io`) || Host(`b.io`)) && PathPrefix(`/api`)"
+        );
+    }
+}
