@@ -14,7 +14,10 @@ const SICK_FLAG: &str = "/tmp/sick";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let port = args.get(2).and_then(|p| p.parse::<u16>().ok()).unwrap_or(8080);
+    let port = args
+        .get(2)
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(8080);
     let reply = std::env::var("REPLY").unwrap_or_else(|_| {
         std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_string())

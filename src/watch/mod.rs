@@ -133,6 +133,8 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
         Duration::from_millis(args.debounce_ms),
         Duration::from_millis(args.max_wait_ms),
     );
+    // Templates are embedded: the watcher renders exactly what `itsup render` would.
+    let templates = crate::render::Templates::embedded().context("loading the HAProxy template")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let mut live_config: Option<String> = None;
     let mut shown: Option<Outcome> = None;
@@ -152,7 +154,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
                 };
                 let (plan, outcome) = routes::build(&containers, &opts);
                 let mut error = None;
-                match crate::render::haproxy::render_config(&plan) {
+                match crate::render::haproxy::render_config(&plan, &templates) {
                     Err(e) => error = Some(format!("rendering the HAProxy config failed: {e}")),
                     Ok(config) if live_config.as_ref() != Some(&config) => {
                         match supervisor.apply(&config).await {

@@ -182,7 +182,10 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
             dns: false,
             grpc: false,
         };
+        // A route without a server in rotation stays out of the Plan: HAProxy then answers 503
+        // for the host (no backend matches), and the renderer never sees an empty backend.
         match key.mode {
+            _ if servers.is_empty() => {}
             Mode::Http => http.push(HttpRoute {
                 name,
                 project: project.clone(),
@@ -434,6 +437,43 @@ mod tests {
             .collect();
         assert_eq!(addrs, ["172.30.1.1", "172.30.2.2"]);
         assert_eq!(out.routes[0].out_of_rotation, ["app_web_3", "app_web_4"]);
+    }
+
+    #[test]
+    fn a_route_without_healthy_servers_stays_out_of_the_plan() {
+        let mut sick = svc("app", "web", 1, "1", &[]);
+        sick.health = Health::Unhealthy;
+        let (plan, out) = build(&[sick], &opts());
+        assert!(plan.http.is_empty());
+        assert_eq!(out.routes.len(), 1);
+        assert!(out.routes[0].servers.is_empty());
+        assert!(out.to_string().contains("(no healthy server)"));
+    }
+
+    #[test]
+    fn the_shared_renderer_routes_by_host_and_sni() -> Result<(), crate::render::RenderError> {
+        let cs = [
+            svc("a", "web", 1, "1", &[]),
+            svc("a", "web", 2, "2", &[]),
+            svc(
+                "a",
+                "db",
+                3,
+                "3",
+                &[("itsup.tls", "passthrough"), ("itsup.port", "5432")],
+            ),
+        ];
+        let (plan, _) = build(&cs, &opts());
+        let templates = crate::render::Templates::embedded()?;
+        let cfg = crate::render::haproxy::render_config(&plan, &templates)?;
+        assert!(cfg.contains("bind :8080"), "{cfg}");
+        assert!(cfg.contains("web.a.localhost"), "{cfg}");
+        assert!(cfg.contains("server s1 172.30.1.1:80 check"), "{cfg}");
+        assert!(cfg.contains("server s2 172.30.2.2:80 check"), "{cfg}");
+        assert!(cfg.contains("bind :8443"), "{cfg}");
+        assert!(cfg.contains("req_ssl_sni -i db.a.localhost"), "{cfg}");
+        assert!(!cfg.contains("resolvers docker"), "{cfg}");
+        Ok(())
     }
 
     #[test]
