@@ -4,7 +4,7 @@
 //! `watch_testsrv http PORT` answers every HTTP request with `$REPLY` (default: the hostname,
 //! so replicas tell themselves apart); `watch_testsrv tls PORT` accepts TLS with a self-signed
 //! certificate, writes `$REPLY` and then echoes lines; `health` exits non-zero once `sick` has
-//! run, which is how a test turns a container unhealthy (the image has no shell).
+//! run (until `well`), which is how a test turns a container unhealthy (the image has no shell).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -34,8 +34,9 @@ fn main() {
         },
         Some("health") => i32::from(std::path::Path::new(SICK_FLAG).exists()),
         Some("sick") => i32::from(std::fs::write(SICK_FLAG, b"1").is_err()),
+        Some("well") => i32::from(std::fs::remove_file(SICK_FLAG).is_err()),
         _ => {
-            eprintln!("usage: watch_testsrv http|tls PORT | health | sick");
+            eprintln!("usage: watch_testsrv http|tls PORT | health | sick | well");
             2
         }
     };

@@ -119,7 +119,13 @@ impl Supervisor {
     async fn start(&mut self) -> anyhow::Result<()> {
         let socket = self.opts.dir.join(MASTER_SOCKET);
         let _ = std::fs::remove_file(&socket);
-        let child = Command::new(&self.opts.bin)
+        let mut command = Command::new(&self.opts.bin);
+        if let Some(maxconn) = maxconn_cap() {
+            // `-n` beats the config's `maxconn`, and survives reloads (the master re-executes
+            // itself with the same arguments).
+            command.arg("-n").arg(maxconn.to_string());
+        }
+        let child = command
             .args(["-W", "-S"])
             .arg(format!("unix@{MASTER_SOCKET},mode,600"))
             .args(["-f", CONFIG])
@@ -174,6 +180,24 @@ impl Supervisor {
             let _ = child.kill().await;
         }
     }
+}
+
+/// A connection limit HAProxy can honour under this process's hard open-files limit. HAProxy
+/// needs about two descriptors per connection and refuses to start when the config's `maxconn`
+/// would exceed the hard limit (common in containers and CI, where it cannot be raised).
+fn maxconn_cap() -> Option<u64> {
+    const WANTED: u64 = 20_000;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    let hard: u64 = limit.rlim_max;
+    let fits = hard.saturating_sub(200) / 2;
+    (fits < WANTED).then_some(fits.max(100))
 }
 
 /// Asks an HAProxy master to reload through its CLI socket.
