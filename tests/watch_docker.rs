@@ -421,6 +421,72 @@ fn churn_of_fifty_containers_ends_in_exact_routing_with_few_reloads() {
     );
 }
 
+#[test]
+fn an_external_haproxy_is_reloaded_through_its_master_socket() {
+    let run = Run::new();
+    let dir = run.tmp.path().join("haproxy");
+    std::fs::create_dir_all(dir.join("run")).expect("config dir");
+    // Someone else's HAProxy, on a placeholder config, reading the directory the watcher writes.
+    std::fs::write(
+        dir.join("haproxy.cfg"),
+        format!(
+            "global\n    master-worker\n    stats socket unix@run/admin.sock mode 600 level admin expose-fd listeners\n\
+             defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\
+             frontend placeholder\n    bind 127.0.0.1:{}\n",
+            free_port()
+        ),
+    )
+    .expect("placeholder config");
+    let haproxy = Command::new("haproxy")
+        .args([
+            "-W",
+            "-n",
+            "4000",
+            "-S",
+            "unix@run/master.sock",
+            "-f",
+            "haproxy.cfg",
+        ])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start haproxy");
+    let _haproxy = KillOnDrop(haproxy);
+    eventually("master socket", Duration::from_secs(5), || {
+        if dir.join("run/master.sock").exists() {
+            Ok(())
+        } else {
+            Err("no socket yet".to_string())
+        }
+    });
+    let socket = dir.join("run/master.sock");
+    let w = Watcher::start(&run, &["--master-socket", &socket.to_string_lossy()]);
+    let project = format!("{}-e", run.id);
+    let mut labels = compose_labels(&project, "web");
+    labels.push(("itsup.enable", "true"));
+    run.start("web", IMAGE, &labels, &[("REPLY", "external")], &[]);
+    let host = format!("web.{project}.localhost");
+    let (body, _) = eventually(
+        "routed by the external HAProxy",
+        Duration::from_secs(10),
+        || answer(&w, &host),
+    );
+    assert_eq!(body, "external");
+    let status = w.status().expect("status");
+    assert!(status["reloads"].as_u64().unwrap_or(0) >= 2, "{status:#}");
+}
+
+/// Kills a child this test started (by its own handle) when the test ends, even on failure.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs `f` over `items` on `threads` threads; results in input order.
 fn parallel<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let chunk = items.len().div_ceil(threads).max(1);

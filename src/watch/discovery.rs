@@ -145,6 +145,17 @@ pub async fn follow(
     const MAX_BACKOFF: Duration = Duration::from_secs(8);
     let mut backoff = MIN_BACKOFF;
     loop {
+        // Subscribing to a dead engine fails at once; waiting for a ping keeps the retry loop
+        // from spinning (and from nudging rescans that cannot succeed).
+        if let Err(e) = docker.ping().await {
+            tracing::warn!("docker engine unreachable ({e}); retrying in {backoff:?}");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            if tx.is_closed() {
+                return;
+            }
+            continue;
+        }
         let filters: HashMap<String, Vec<String>> = HashMap::from([(
             "type".to_string(),
             vec!["container".into(), "network".into()],

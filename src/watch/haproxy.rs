@@ -170,15 +170,24 @@ impl Supervisor {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-            // SAFETY: plain kill(2) on our own child's pid, which has not been reaped yet.
-            unsafe {
-                libc::kill(pid, libc::SIGUSR1);
+        let deadline = tokio::time::Instant::now() + grace;
+        // Resent every second: a signal that lands while the master is re-executing itself
+        // after a reload is lost.
+        while tokio::time::Instant::now() < deadline {
+            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                // SAFETY: plain kill(2) on our own child's pid, which has not been reaped yet.
+                unsafe {
+                    libc::kill(pid, libc::SIGUSR1);
+                }
+            }
+            if tokio::time::timeout(Duration::from_secs(1), child.wait())
+                .await
+                .is_ok()
+            {
+                return;
             }
         }
-        if tokio::time::timeout(grace, child.wait()).await.is_err() {
-            let _ = child.kill().await;
-        }
+        let _ = child.kill().await;
     }
 }
 
@@ -224,4 +233,71 @@ fn write_synced(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = std::fs::File::create(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid_config() -> anyhow::Result<String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        Ok(format!(
+            "global\n    master-worker\n    stats socket unix@run/admin.sock mode 600 level admin expose-fd listeners\n\
+             defaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\n\
+             frontend web\n    bind 127.0.0.1:{port}\n"
+        ))
+    }
+
+    fn haproxy_installed() -> bool {
+        std::process::Command::new("haproxy")
+            .arg("-v")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    #[tokio::test]
+    async fn a_rejected_config_is_never_made_live() -> anyhow::Result<()> {
+        assert!(
+            haproxy_installed(),
+            "haproxy is required (.ci/setup.sh installs it)"
+        );
+        let dir = tempfile::tempdir()?;
+        let mut sup = Supervisor::new(HaproxyOptions {
+            bin: "haproxy".into(),
+            dir: dir.path().to_path_buf(),
+            external_master: None,
+        })?;
+        let err = sup.apply("frontend web\n    bind :notaport\n").await;
+        match err {
+            Err(ApplyError::Rejected(reason)) => assert!(reason.contains("ALERT"), "{reason}"),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        assert!(
+            !sup.config_path().exists(),
+            "nothing may be written in place"
+        );
+        assert!(!dir.path().join("haproxy.cfg.new").exists());
+
+        let valid = valid_config()?;
+        sup.apply(&valid).await?;
+        assert_eq!(std::fs::read_to_string(sup.config_path())?, valid);
+        assert_eq!((sup.starts, sup.reloads), (1, 0));
+        // A bad config while running leaves the running one (and its file) alone.
+        assert!(sup.apply("bogus\n").await.is_err());
+        assert_eq!(std::fs::read_to_string(sup.config_path())?, valid);
+        sup.apply(&format!("{valid}# changed\n")).await?;
+        assert_eq!((sup.starts, sup.reloads), (1, 1));
+        sup.stop(Duration::from_secs(5)).await;
+        Ok(())
+    }
+
+    #[test]
+    fn the_connection_cap_fits_the_descriptor_limit() {
+        if let Some(cap) = maxconn_cap() {
+            assert!(cap >= 100);
+            assert!(cap < 20_000);
+        }
+    }
 }
