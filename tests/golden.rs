@@ -48,8 +48,10 @@ fn fixtures_match_golden() {
         };
         for engine in engines.split_whitespace() {
             let rendered = render_tree(&dir.join("projects"), engine);
-            if engine == "haproxy" {
-                haproxy_check(&rendered);
+            match engine {
+                "haproxy" => haproxy_check(&rendered),
+                "itsup" => itsup_proxy_check(&rendered),
+                _ => {}
             }
             compare_or_update(
                 &rendered,

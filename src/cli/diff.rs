@@ -27,8 +27,11 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     };
     let color = global.color.enabled();
     let mut shown = 0;
+    let mut reader_gone = false;
     for change in changes.iter().filter(|c| in_scope(&c.path)) {
-        print!("{}", crate::output::unified(change, color));
+        if !reader_gone {
+            reader_gone = !report::stdout(&crate::output::unified(change, color))?;
+        }
         shown += 1;
     }
     Ok(if !outcome.is_valid() {

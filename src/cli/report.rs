@@ -32,3 +32,15 @@ pub fn diagnostics(
         eprintln!("{} error(s)", diags.len());
     }
 }
+
+/// Writes to stdout; `Ok(false)` when the reader went away (`itsup diff | head`), which is not
+/// an error worth a message.
+pub fn stdout(text: &str) -> std::io::Result<bool> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
+    }
+}

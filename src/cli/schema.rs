@@ -1,4 +1,4 @@
-//! `itsup schema [project|itsup]`: the JSON Schema of an input file, for editors and CI.
+//! `itsup schema [project|itsup|proxy]`: the JSON Schema of an input file, for editors and CI.
 
 use clap::ValueEnum;
 
@@ -12,6 +12,8 @@ pub enum Which {
     Project,
     /// `projects/itsup.yml`.
     Itsup,
+    /// `proxy.yml` of `itsup proxy`.
+    Proxy,
 }
 
 #[derive(Debug, clap::Args)]
@@ -25,6 +27,7 @@ pub fn schema_text(which: Which) -> anyhow::Result<String> {
     let schema = match which {
         Which::Project => schema_of::<ProjectFile>(),
         Which::Itsup => schema_of::<ItsupConfig>(),
+        Which::Proxy => crate::proxy::config::schema(),
     };
     Ok(serde_json::to_string_pretty(&schema)?)
 }

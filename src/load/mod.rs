@@ -73,12 +73,15 @@ pub fn load(root: &Path) -> anyhow::Result<Tree> {
 
     for entry in entries {
         let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            tree.diagnostics.push(Diagnostic::new(
-                Path::new("projects").join(entry.file_name()),
-                Pos::default(),
-                None,
-                "project folder name is not UTF-8",
-            ));
+            let lossy = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() && has_project_file(&entry.path()) {
+                tree.diagnostics.push(Diagnostic::new(
+                    Path::new("projects").join(&lossy),
+                    Pos::default(),
+                    Some(&lossy),
+                    "project folder name is not UTF-8",
+                ));
+            }
             continue;
         };
         if name.starts_with('.') || name == "tpl" {
@@ -96,6 +99,14 @@ pub fn load(root: &Path) -> anyhow::Result<Tree> {
                     Some(&name),
                     "project folder is a symlink; projects must be real folders inside projects/",
                 ));
+                // Broken, not gone: its generated files must survive until it is fixed.
+                tree.projects.push(ProjectSource {
+                    file_path: Path::new("projects").join(&name),
+                    name,
+                    file: None,
+                    compose: None,
+                    broken: true,
+                });
             }
             continue;
         }

@@ -85,7 +85,8 @@ pub fn row_hosts(row: &Ingress) -> Vec<String> {
         .iter()
         .flat_map(|t| std::iter::once(&t.main).chain(t.sans.iter()));
     for name in row.domain.iter().chain(tls_names) {
-        let name = name.to_ascii_lowercase();
+        // DNS names are case-insensitive and `a.com.` is `a.com`: one spelling per host.
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
         if !hosts.contains(&name) {
             hosts.push(name);
         }

@@ -1,10 +1,161 @@
-//! `itsup proxy`: the runtime L7/L4 proxy and load balancer that serves a Plan directly.
+//! `itsup proxy`: the runtime L7 proxy and load balancer that serves a Plan directly.
+//!
+//! Layout: [`config`] (file format, schema, checks) is compiled by [`state`] into a
+//! [`routing`] table and clusters with a [`lb`] balancer each; [`listener`] accepts clients and
+//! hands requests to [`forward`], which uses the [`pool`] of upstream connections, the
+//! per-server [`breaker`] and the [`headers`] rules. [`health`] runs active checks,
+//! [`reload`] watches the config, [`admin`] serves the runtime API, [`metrics`] and the
+//! [`status_page`], and [`access_log`] writes the JSON log.
+
+pub mod access_log;
+pub mod admin;
+pub mod body;
+pub mod breaker;
+pub mod clock;
+pub mod config;
+pub mod forward;
+pub mod headers;
+pub mod health;
+pub mod lb;
+pub mod listener;
+pub mod metrics;
+pub mod pool;
+pub mod reload;
+pub mod routing;
+pub mod server;
+pub mod state;
+pub mod status_page;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+pub use config::{ProxyConfig, schema};
 
 /// Command-line arguments of `itsup proxy`.
 #[derive(Debug, clap::Args)]
-pub struct ProxyArgs {}
+pub struct ProxyArgs {
+    /// Config file (YAML; its JSON Schema comes from `--print-schema`). Its directory is
+    /// watched and the file reloaded on change; SIGHUP reloads too.
+    #[arg(
+        long,
+        short = 'c',
+        env = "ITSUP_PROXY_CONFIG",
+        required_unless_present = "print_schema"
+    )]
+    pub config: Option<PathBuf>,
+    /// Admin API address (overrides `admin.address` in the file).
+    #[arg(long, env = "ITSUP_PROXY_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Worker threads; 1 runs everything on a single-threaded runtime. Default: one per CPU.
+    #[arg(long, env = "ITSUP_PROXY_THREADS")]
+    pub threads: Option<usize>,
+    /// Validate the config file and exit (0 valid, 1 invalid).
+    #[arg(long)]
+    pub check: bool,
+    /// Print the JSON Schema of the config file and exit.
+    #[arg(long)]
+    pub print_schema: bool,
+}
 
-/// Runs the proxy until it is told to stop.
-pub fn run(_args: ProxyArgs) -> anyhow::Result<i32> {
-    anyhow::bail!("itsup proxy is not built yet")
+/// Runs the proxy until SIGTERM/SIGINT, then drains. Returns the exit code.
+pub fn run(args: ProxyArgs) -> anyhow::Result<i32> {
+    if args.print_schema {
+        println!("{}", serde_json::to_string_pretty(&schema())?);
+        return Ok(0);
+    }
+    let path = args.config.clone().context("--config is required")?;
+    let cfg = config::load(&path)?;
+    if args.check {
+        println!("{}: ok", path.display());
+        return Ok(0);
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ITSUP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(serve(cfg, path, args.admin_listen))
+}
+
+async fn serve(
+    cfg: ProxyConfig,
+    path: PathBuf,
+    admin_override: Option<SocketAddr>,
+) -> anyhow::Result<i32> {
+    let shared = state::Shared::new(cfg.clone(), &path);
+    let settings = listener::ConnSettings::from_config(&cfg);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    for l in &cfg.listeners {
+        let sock = TcpListener::bind(&l.address)
+            .await
+            .with_context(|| format!("binding {}", l.address))?;
+        eprintln!("itsup proxy: listening on {}", sock.local_addr()?);
+        tokio::spawn(listener::serve(
+            sock,
+            shared.clone(),
+            settings.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    let admin_addr = admin_override
+        .map(|a| a.to_string())
+        .or_else(|| cfg.admin.as_ref().map(|a| a.address.clone()));
+    if let Some(addr) = admin_addr {
+        let sock = TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding admin {addr}"))?;
+        eprintln!("itsup proxy: admin on {}", sock.local_addr()?);
+        tokio::spawn(admin::serve(sock, shared.clone()));
+    }
+    let _watcher = reload::watch(shared.clone())?;
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    let drain = Duration::from_millis(shared.snapshot.load().config.timeouts.shutdown_drain_ms);
+    tracing::info!(
+        drain_ms = drain.as_millis() as u64,
+        "shutting down, draining connections"
+    );
+    let _ = stop_tx.send(true);
+    let deadline = Instant::now() + drain;
+    while shared.metrics.active_connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = shared.metrics.active_connections.load(Ordering::Relaxed);
+    if left > 0 {
+        tracing::warn!(
+            connections = left,
+            "drain time over, closing remaining connections"
+        );
+    }
+    Ok(0)
 }

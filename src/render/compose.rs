@@ -37,9 +37,11 @@ pub fn proxy_compose(plan: &Plan, templates: &Templates) -> Result<Artifact, Ren
         ),
         Engine::Itsup => itsup_image(plan),
     };
+    // The itsup proxy serves plain HTTP only (validate refuses tcp/udp rows for it).
     let ports: Vec<String> = plan
         .entrypoints
         .iter()
+        .filter(|e| s.engine != Engine::Itsup || e.name == "web")
         .map(|e| format!("{0}:{0}{1}", e.port, if e.udp { "/udp" } else { "" }))
         .collect();
     let ctx = json!({

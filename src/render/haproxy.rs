@@ -108,8 +108,21 @@ fn regex_escape(text: &str) -> String {
     out
 }
 
+/// Static servers named by host name resolve through Docker's DNS at run time: with plain libc
+/// resolution HAProxy refuses to start while a name does not resolve.
+fn needs_resolver(backend: &Backend) -> bool {
+    !backend.dns
+        && backend
+            .servers
+            .iter()
+            .any(|s| s.address.parse::<std::net::IpAddr>().is_err())
+}
+
 fn server_opts(backend: &Backend, proxy_protocol: Option<u8>, http: bool) -> String {
     let mut opts = String::new();
+    if needs_resolver(backend) {
+        opts.push_str(" resolvers docker init-addr last,libc,none resolve-prefer ipv4");
+    }
     match proxy_protocol {
         Some(1) => opts.push_str(" send-proxy"),
         Some(_) => opts.push_str(" send-proxy-v2"),
@@ -203,7 +216,12 @@ pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, Rende
         });
     }
     backends.retain(|b| !b.servers.is_empty());
-    let dns = backends.iter().any(|b| b.dns);
+    let dns = plan
+        .http
+        .iter()
+        .map(|r| &r.backend)
+        .chain(plan.tcp.iter().map(|r| &r.backend))
+        .any(|b| b.dns || needs_resolver(b));
     let ctx = json!({
         "http_port": s.http_port,
         "https_port": s.https_port,

@@ -7,6 +7,7 @@
 
 pub mod compose;
 pub mod haproxy;
+pub mod itsup;
 pub mod merge;
 pub mod templates;
 pub mod traefik;
@@ -64,7 +65,7 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
     match plan.settings.engine {
         Engine::Traefik => out.extend(traefik::render(plan, templates)?),
         Engine::Haproxy => out.push(haproxy::render(plan, templates)?),
-        Engine::Itsup => {}
+        Engine::Itsup => out.push(itsup::render(plan, templates)?),
     }
     for project in &plan.projects {
         if let Some(artifact) = compose::upstream_compose(plan, project, templates)? {

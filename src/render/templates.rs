@@ -31,6 +31,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         "crowdsec-acquis.yaml",
         include_str!("../../tpl/crowdsec-acquis.yaml"),
     ),
+    ("itsup-proxy.yml", include_str!("../../tpl/itsup-proxy.yml")),
 ];
 
 /// Compiled templates.

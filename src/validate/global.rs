@@ -16,10 +16,18 @@ pub struct Conflict {
 }
 
 /// Every cross-project problem among `projects` (already sorted by name).
-pub fn conflicts(projects: &[ValidProject], config: &ItsupConfig) -> Vec<Conflict> {
+/// `all_names` holds every project folder, broken ones included: egress to a project that exists
+/// but is broken is reported on that project, not on its consumers.
+pub fn conflicts(
+    projects: &[ValidProject],
+    all_names: &BTreeSet<String>,
+    config: &ItsupConfig,
+) -> Vec<Conflict> {
     let mut out = Vec::new();
     let mut http_claims: HashMap<(String, String, bool), String> = HashMap::new();
-    let mut sni_claims: HashMap<(u16, String), String> = HashMap::new();
+    // (port, name) → (owner, claimed by an https route): several https routes may share a host
+    // (different paths), but a tcp SNI route shares it with nobody.
+    let mut sni_claims: HashMap<(u16, String), (String, bool)> = HashMap::new();
     let mut port_claims: HashMap<(u16, bool), String> = HashMap::new();
     let mut ip_claims: HashMap<String, (String, String)> = HashMap::new();
     if let Some(dashboard) = &config.traefik_domain {
@@ -56,9 +64,18 @@ pub fn conflicts(projects: &[ValidProject], config: &ItsupConfig) -> Vec<Conflic
                             http_claims.insert(key, owner.clone());
                         }
                         if secure {
-                            sni_claims
-                                .entry((https, host))
-                                .or_insert_with(|| owner.clone());
+                            match sni_claims.get(&(https, host.clone())) {
+                                Some((first, false)) => claim(
+                                    "/domain",
+                                    format!(
+                                        "{host} on port {https} is already routed by SNI by {first}"
+                                    ),
+                                ),
+                                Some((_, true)) => {}
+                                None => {
+                                    sni_claims.insert((https, host), (owner.clone(), true));
+                                }
+                            }
                         }
                     }
                 }
@@ -78,12 +95,12 @@ pub fn conflicts(projects: &[ValidProject], config: &ItsupConfig) -> Vec<Conflic
                     if sni {
                         for host in row_hosts(row) {
                             match sni_claims.get(&(port, host.clone())) {
-                                Some(first) => claim(
+                                Some((first, _)) => claim(
                                     "/domain",
                                     format!("{host} on port {port} is already routed by {first}"),
                                 ),
                                 None => {
-                                    sni_claims.insert((port, host), owner.clone());
+                                    sni_claims.insert((port, host), (owner.clone(), false));
                                 }
                             }
                         }
@@ -123,11 +140,15 @@ pub fn conflicts(projects: &[ValidProject], config: &ItsupConfig) -> Vec<Conflic
             }
         }
     }
-    egress_conflicts(projects, &mut out);
+    egress_conflicts(projects, all_names, &mut out);
     out
 }
 
-fn egress_conflicts(projects: &[ValidProject], out: &mut Vec<Conflict>) {
+fn egress_conflicts(
+    projects: &[ValidProject],
+    all_names: &BTreeSet<String>,
+    out: &mut Vec<Conflict>,
+) {
     let mut graph: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for project in projects {
         for (i, target) in project.file.egress.iter().enumerate() {
@@ -144,9 +165,11 @@ fn egress_conflicts(projects: &[ValidProject], out: &mut Vec<Conflict>) {
                     "egress {target:?} points at the project itself"
                 )));
             } else if !projects.iter().any(|p| p.name == provider) {
-                out.push(report(format!(
-                    "egress {target:?}: there is no (valid) project `{provider}`"
-                )));
+                if !all_names.contains(provider) {
+                    out.push(report(format!(
+                        "egress {target:?}: there is no project `{provider}`"
+                    )));
+                }
             } else if resolve_egress(projects, target).is_none() {
                 out.push(report(format!(
                     "egress {target:?}: project `{provider}` has no service `{service}` (nor `{provider}-{service}`)"

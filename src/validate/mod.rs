@@ -98,6 +98,7 @@ pub fn validate(tree: &Tree) -> Outcome {
         && platform_errors_before == 0;
     let config = config.unwrap_or_default();
 
+    let all_names: BTreeSet<String> = tree.projects.iter().map(|p| p.name.clone()).collect();
     let mut valid: Vec<(ValidProject, &Source)> = Vec::new();
     for source in &tree.projects {
         let name = source.name.as_str();
@@ -119,7 +120,12 @@ pub fn validate(tree: &Tree) -> Outcome {
             continue;
         };
         let before = diagnostics.len();
-        let violations = project_schema().check(&file_src.doc);
+        // An empty file is a project with defaults: nothing routed yet.
+        let violations = if file_src.doc.value.is_null() {
+            Vec::new()
+        } else {
+            project_schema().check(&file_src.doc)
+        };
         for v in violations {
             report(&mut diagnostics, file_src, v.pos, v.message);
         }
@@ -201,7 +207,7 @@ pub fn validate(tree: &Tree) -> Outcome {
     // that a project left out never blocks another one's claim.
     loop {
         let projects: Vec<ValidProject> = valid.iter().map(|(p, _)| p.clone()).collect();
-        let conflicts = global::conflicts(&projects, &config);
+        let conflicts = global::conflicts(&projects, &all_names, &config);
         if conflicts.is_empty() {
             break;
         }

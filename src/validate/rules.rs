@@ -211,6 +211,7 @@ fn row_problems(
     }
     let hosts = row_hosts(row);
     let proxy = &config.proxy;
+    engine_problems(out, i, row, proxy.engine);
     match row.router {
         Router::Http => {
             if hosts.is_empty() {
@@ -307,6 +308,37 @@ fn row_problems(
                     "middleware `{m}` is not defined in projects/middlewares.yml (http.middlewares){}",
                     super::schema::suggest(m, middleware_names)
                 ),
+            ));
+        }
+    }
+}
+
+/// Features an engine cannot honour are errors, never silently dropped: an allowlist that is
+/// not applied would expose what the operator meant to protect.
+fn engine_problems(out: &mut Vec<Problem>, i: usize, row: &Ingress, engine: Engine) {
+    let p = |key: &str| format!("/ingress/{i}/{key}");
+    if engine != Engine::Traefik && !row.middlewares.is_empty() {
+        out.push(at(
+            p("middlewares"),
+            format!(
+                "`middlewares` are Traefik middlewares; engine {} cannot apply them",
+                engine.as_str()
+            ),
+        ));
+    }
+    if engine == Engine::Itsup {
+        if row.router != Router::Http {
+            out.push(at(
+                p("router"),
+                "engine itsup routes HTTP only; use engine traefik or haproxy for tcp/udp rows"
+                    .into(),
+            ));
+        }
+        if !row.allow_source_ips.is_empty() {
+            out.push(at(
+                p("allow_source_ips"),
+                "engine itsup has no source allowlist; use engine traefik or haproxy for this row"
+                    .into(),
             ));
         }
     }

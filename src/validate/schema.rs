@@ -65,6 +65,13 @@ impl SchemaCheck {
                 ),
             }],
             ValidationErrorKind::AnyOf { context }
+            | ValidationErrorKind::OneOfNotValid { context }
+                if const_options(context).is_some() =>
+            {
+                let names = const_options(context).unwrap_or_default();
+                vec![self.enum_violation(doc, &pointer, key, err, &names)]
+            }
+            ValidationErrorKind::AnyOf { context }
             | ValidationErrorKind::OneOfNotValid { context } => {
                 // Option<T> becomes anyOf [T, null]; the branch that is not `null` says what's wrong.
                 let best = context
@@ -90,16 +97,7 @@ impl SchemaCheck {
                             .collect()
                     })
                     .unwrap_or_default();
-                let found = err.instance().to_string();
-                let hint = suggest(found.trim_matches('"'), &names);
-                vec![Violation {
-                    pos: doc.value_pos(&pointer),
-                    message: format!(
-                        "`{}` must be one of {}, found {found}{hint}",
-                        key.unwrap_or("value"),
-                        names.join(", ")
-                    ),
-                }]
+                vec![self.enum_violation(doc, &pointer, key, err, &names)]
             }
             ValidationErrorKind::Minimum { .. } | ValidationErrorKind::Maximum { .. }
                 if key.is_some_and(|k| k.contains("port") || k.ends_with("Port")) =>
@@ -114,6 +112,26 @@ impl SchemaCheck {
                 }]
             }
             _ => vec![self.plain(doc, &pointer, key, err)],
+        }
+    }
+
+    fn enum_violation(
+        &self,
+        doc: &Document,
+        pointer: &str,
+        key: Option<&str>,
+        err: &ValidationError<'_>,
+        names: &[String],
+    ) -> Violation {
+        let found = err.instance().to_string();
+        let hint = suggest(found.trim_matches('"'), names);
+        Violation {
+            pos: doc.value_pos(pointer),
+            message: format!(
+                "`{}` must be one of {}, found {found}{hint}",
+                key.unwrap_or("value"),
+                names.join(", ")
+            ),
         }
     }
 
@@ -166,6 +184,22 @@ impl SchemaCheck {
     }
 }
 
+/// schemars writes an enum with documented variants as `oneOf` of `const`s: when every branch
+/// failed only on its constant, the options are those constants.
+fn const_options(context: &[Vec<ValidationError<'static>>]) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for branch in context {
+        let [only] = branch.as_slice() else {
+            return None;
+        };
+        let ValidationErrorKind::Constant { expected_value } = only.kind() else {
+            return None;
+        };
+        names.push(expected_value.as_str()?.to_string());
+    }
+    (!names.is_empty()).then_some(names)
+}
+
 fn last_key(pointer: &str) -> Option<&str> {
     pointer
         .rsplit('/')
@@ -174,9 +208,17 @@ fn last_key(pointer: &str) -> Option<&str> {
 
 /// ` (did you mean `x`?)` when a known name is close enough to the unknown one.
 pub fn suggest(unknown: &str, known: &[String]) -> String {
+    // Jaro-Winkler for longer names; an edit distance of one (swaps count as one) catches
+    // typos in short names such as `wbe` for `web`.
     known
         .iter()
-        .map(|k| (strsim::jaro_winkler(unknown, k), k))
+        .map(|k| {
+            let close = strsim::osa_distance(unknown, k) <= 1;
+            (
+                strsim::jaro_winkler(unknown, k) + if close { 1.0 } else { 0.0 },
+                k,
+            )
+        })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, k)| format!(" (did you mean `{k}`?)"))

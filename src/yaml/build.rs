@@ -167,6 +167,24 @@ impl Builder {
         Some(pointer)
     }
 
+    /// yaml-rust2 marks a block mapping where its first key's `:` is; people read a mapping as
+    /// starting at its first key, so that is where errors about the whole mapping point.
+    fn place_mapping_at_first_key(&mut self, at: Pos) {
+        if let Some(Frame::Map {
+            entries,
+            merges,
+            pointer,
+            ..
+        }) = self.stack.last()
+            && entries.is_empty()
+            && merges.is_empty()
+            && let Some(span) = self.spans.get_mut(pointer)
+            && at < span.value
+        {
+            span.value = at;
+        }
+    }
+
     fn key_from(&mut self, value: &Value, at: Pos, merge: bool) {
         let key = match value {
             Value::String(s) => s.clone(),
@@ -257,6 +275,7 @@ impl MarkedEventReceiver for Builder {
                 let merge = style == TScalarStyle::Plain && text == "<<";
                 let value = resolve_scalar(text, style, tag.as_ref());
                 if self.expecting_key() {
+                    self.place_mapping_at_first_key(at);
                     self.key_from(&value, at, merge);
                     if anchor != 0 {
                         self.anchors.insert(anchor, (value, 1));

@@ -169,3 +169,19 @@ fn which_haproxy() -> PathBuf {
     }
     panic!("haproxy not found: install it (apt-get install haproxy) or run .ci/setup.sh");
 }
+
+/// Runs `itsup proxy --check` (the running proxy's own parser) on a rendered proxy.yml.
+pub fn itsup_proxy_check(rendered: &Rendered) {
+    let config = rendered.root().join("proxy/itsup/proxy.yml");
+    let out = Command::new(env!("CARGO_BIN_EXE_itsup"))
+        .args(["proxy", "--check", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run itsup proxy --check");
+    assert!(
+        out.status.success(),
+        "itsup proxy --check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

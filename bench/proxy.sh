@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Benchmarks `itsup proxy` against HAProxy 2.6 and nginx, all single-threaded and in front of
+# the same nginx backend, in one run on this machine:
+#   wrk -t1 -c50 (tiny body) through: nginx direct, itsup proxy (--threads 1),
+#   HAProxy (nbthread 1), nginx (1 worker); then the RSS of itsup holding 1000 idle
+#   keep-alive client connections.
+# Everything listens on 127.0.0.1 ephemeral ports and stops on exit.
+# Usage: bench/proxy.sh [duration, default 10s]   (env ITSUP_BIN to skip the release build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10s}
+CONNS=50
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
+BIN=${ITSUP_BIN:-}
+if [ -z "$BIN" ]; then
+  cargo build --release --bin itsup >&2
+  BIN=$CARGO_TARGET_DIR/release/itsup
+fi
+for tool in wrk haproxy nginx python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (run .ci/setup.sh)" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "port $1 did not open" >&2; exit 1
+}
+
+BACKEND=$(free_port); NGINX_PROXY=$(free_port); HAPROXY=$(free_port); ITSUP=$(free_port); ADMIN=$(free_port)
+
+nginx_conf() { # name, body of the http block
+  mkdir -p "$WORK/$1"
+  cat >"$WORK/$1/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+user root;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/$1/body;
+  proxy_temp_path $WORK/$1/proxy;
+  keepalive_requests 1000000;
+  $2
+}
+CONF
+}
+
+nginx_conf backend "server { listen 127.0.0.1:$BACKEND; location / { default_type text/plain; return 200 'ok'; } }"
+nginx_conf proxy "upstream be { server 127.0.0.1:$BACKEND; keepalive 128; }
+  server { listen 127.0.0.1:$NGINX_PROXY; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+cat >"$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$HAPROXY
+  default_backend be
+backend be
+  server s1 127.0.0.1:$BACKEND
+CONF
+cat >"$WORK/proxy.yml" <<CONF
+listeners: [{address: "127.0.0.1:$ITSUP"}]
+admin: {address: "127.0.0.1:$ADMIN"}
+routes: [{cluster: be}]
+clusters:
+  be:
+    servers: [{address: "127.0.0.1:$BACKEND"}]
+CONF
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+nginx -c "$WORK/backend/nginx.conf" -p "$WORK/backend" & PIDS+=($!)
+nginx -c "$WORK/proxy/nginx.conf" -p "$WORK/proxy" & PIDS+=($!)
+haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 & PIDS+=($!)
+ITSUP_LOG=warn "$BIN" proxy --config "$WORK/proxy.yml" --threads 1 2>"$WORK/itsup.log" & ITSUP_PID=$!; PIDS+=($ITSUP_PID)
+for p in $BACKEND $NGINX_PROXY $HAPROXY $ITSUP; do wait_port "$p"; done
+
+to_ms() { # wrk latency like 1.23ms / 850.00us / 1.01s
+  awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
+}
+declare -A RPS P99
+run() { # label port
+  wrk -t1 -c$CONNS -d2s "http://127.0.0.1:$2/" >/dev/null 2>&1 # warm-up (pools, caches)
+  local out; out=$(wrk -t1 -c$CONNS -d"$DURATION" --latency "http://127.0.0.1:$2/")
+  if echo "$out" | grep -q "Non-2xx\|Socket errors"; then echo "$out" >&2; fi
+  RPS[$1]=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+  P99[$1]=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+  printf '%-14s %12s req/s   p99 %8s ms\n' "$1" "${RPS[$1]}" "${P99[$1]}"
+}
+
+echo "wrk -t1 -c$CONNS -d$DURATION, tiny body, all on $(nproc) cores of $(uname -n)"
+run nginx-direct "$BACKEND"
+run itsup "$ITSUP"
+run haproxy "$HAPROXY"
+run nginx-proxy "$NGINX_PROXY"
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo
+echo "itsup / haproxy throughput: $(ratio "${RPS[itsup]}" "${RPS[haproxy]}")x  (target >= 1.00)"
+echo "itsup / haproxy p99:        $(ratio "${P99[itsup]}" "${P99[haproxy]}")x  (target <= 1.50)"
+echo "itsup / nginx throughput:   $(ratio "${RPS[itsup]}" "${RPS[nginx-proxy]}")x"
+
+# RSS with 1000 idle keep-alive client connections (each has served one request).
+python3 - "$ITSUP" "$ITSUP_PID" <<'PY'
+import socket, sys, time
+port, pid = int(sys.argv[1]), sys.argv[2]
+def rss():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+before = rss()
+socks = []
+for _ in range(1000):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+    socks.append(s)
+for s in socks:
+    data = b""
+    while b"\r\n\r\nok" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise SystemExit("connection closed early")
+        data += chunk
+time.sleep(1)
+after = rss()
+print(f"itsup RSS: {before:.1f} MB idle, {after:.1f} MB with 1000 idle keep-alive connections (target < 30 MB)")
+PY

@@ -1,0 +1,189 @@
+//! Body types on both sides of the proxy.
+//!
+//! `UpBody` is what goes upstream: the client's streaming body, or nothing (used to re-send a
+//! bodiless idempotent request). `ProxyBody` is what goes back to the client: the upstream
+//! body, which on its last frame hands the upstream connection back to the pool and on drop
+//! releases the in-flight slot and writes the access log line, or a small canned body.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use super::access_log::Entry;
+use super::pool::Conn;
+use super::server::ServerState;
+
+pub enum UpBody {
+    Incoming(Incoming),
+    Empty,
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Self::Incoming(b) => Pin::new(b).poll_frame(cx),
+            Self::Empty => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Incoming(b) => b.is_end_stream(),
+            Self::Empty => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Incoming(b) => b.size_hint(),
+            Self::Empty => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// What has to happen when a proxied response finishes.
+#[derive(Default)]
+pub struct Tail {
+    /// Connection to return to the pool once the body is complete.
+    pub conn: Option<Conn>,
+    /// Server whose in-flight counter this response holds (and whose pool gets `conn`).
+    pub server: Option<Arc<ServerState>>,
+    /// Access log line to complete with the byte count.
+    pub log: Option<Box<Entry>>,
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            server.release_inflight();
+        }
+    }
+}
+
+enum Kind {
+    Upstream(Incoming),
+    Full(Option<Bytes>),
+}
+
+pub struct ProxyBody {
+    kind: Kind,
+    bytes: u64,
+    tail: Option<Box<Tail>>,
+}
+
+impl ProxyBody {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Self {
+            kind: Kind::Full(Some(bytes.into())),
+            bytes: 0,
+            tail: None,
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self {
+            kind: Kind::Full(None),
+            bytes: 0,
+            tail: None,
+        }
+    }
+
+    pub fn upstream(body: Incoming, tail: Option<Box<Tail>>) -> Self {
+        let mut this = Self {
+            kind: Kind::Upstream(body),
+            bytes: 0,
+            tail,
+        };
+        if let Kind::Upstream(b) = &this.kind
+            && b.is_end_stream()
+        {
+            this.finish();
+        }
+        this
+    }
+
+    /// Attaches bookkeeping to a canned body (used for error answers that still log).
+    pub fn with_tail(mut self, tail: Option<Box<Tail>>) -> Self {
+        self.tail = tail;
+        self
+    }
+
+    /// The upstream body is complete: the connection may serve the next request.
+    fn finish(&mut self) {
+        if let Some(tail) = self.tail.as_mut()
+            && let (Some(conn), Some(server)) = (tail.conn.take(), tail.server.as_ref())
+        {
+            server.pool.put(conn);
+        }
+    }
+}
+
+impl Drop for ProxyBody {
+    fn drop(&mut self) {
+        if let Some(tail) = self.tail.as_mut()
+            && let Some(mut entry) = tail.log.take()
+        {
+            entry.bytes = self.bytes;
+            entry.emit();
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        match &mut this.kind {
+            Kind::Full(data) => Poll::Ready(data.take().map(|d| {
+                this.bytes += d.len() as u64;
+                Ok(Frame::data(d))
+            })),
+            Kind::Upstream(body) => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                let ended = match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(d) = frame.data_ref() {
+                            this.bytes += d.len() as u64;
+                        }
+                        body.is_end_stream()
+                    }
+                    Poll::Ready(None) => true,
+                    _ => false,
+                };
+                if ended {
+                    this.finish();
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(d) => d.is_none(),
+            Kind::Upstream(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Upstream(b) => b.size_hint(),
+        }
+    }
+}

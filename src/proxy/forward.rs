@@ -1,0 +1,459 @@
+//! The request path: route, pick a server, forward over a pooled connection, apply the retry
+//! rules and hand back the upstream response.
+//!
+//! Retry rules: a request that never reached an upstream (connect failure, or a pooled
+//! connection that refused it before anything was written) is retried on another server
+//! whatever its method, because its body is still here. Once a request went out, only
+//! idempotent requests without a body are re-sent (rebuilt from a copy of the head); a body
+//! already sent is never sent again. A response timeout is not retried.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Body, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::upgrade::OnUpgrade;
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::TokioIo;
+
+use super::access_log::Entry;
+use super::body::{ProxyBody, Tail, UpBody};
+use super::clock::{now_ms, unix_ms};
+use super::config::{AllDownPolicy, UpstreamProtocol};
+use super::headers;
+use super::lb::{Balancer, IndexSet, PickCtx};
+use super::pool::{Conn, ConnectError};
+use super::routing;
+use super::server::{Eligibility, ServerState};
+use super::state::{ClusterRt, RouteRt, Shared};
+
+/// Entry point from the listener: one call per client request.
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    // hyper refuses conflicting Content-Length values and lets Transfer-Encoding win over
+    // Content-Length (dropping the latter). Bytes after a chunked body are the classic
+    // smuggling payload, so such a connection is closed after the answer (RFC 9112 §6.3)
+    // instead of parsing them as the next request.
+    let close_after =
+        req.version() <= Version::HTTP_11 && req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut resp = proxy(shared, req, peer).await;
+    if close_after {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+async fn proxy(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ProxyBody> {
+    let start = Instant::now();
+    // A full Arc (not a guard) so the request keeps its config even if a reload swaps it.
+    let snap = shared.snapshot.load_full();
+
+    let host_value: Option<HeaderValue> = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    };
+    let host = host_value.as_ref().and_then(|v| v.to_str().ok());
+    let peer_ip = peer.ip();
+    let client = headers::client_ip(peer_ip, req.headers(), |ip| snap.is_trusted(ip));
+    let mut log = snap.access_log.as_ref().filter(|l| l.sample()).map(|sink| {
+        Box::new(Entry {
+            sink: sink.clone(),
+            start,
+            time_ms: unix_ms(),
+            client,
+            method: req.method().as_str().to_string(),
+            host: host.unwrap_or("").to_string(),
+            path: req.uri().path().to_string(),
+            status: 0,
+            bytes: 0,
+            upstream: None,
+            route: None,
+            retries: 0,
+        })
+    });
+
+    let Some(found) = snap.table.find(host, req.uri().path()) else {
+        snap.no_route.observe(404, start.elapsed());
+        return finish_error(StatusCode::NOT_FOUND, "no route\n", log);
+    };
+    let route = &snap.routes[found.route];
+    let cluster = &snap.clusters[route.cluster];
+    if let Some(entry) = log.as_mut() {
+        entry.route = Some(route.name.to_string());
+    }
+
+    let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+    let mut req = req;
+    let on_client_upgrade = if upgrade {
+        req.extensions_mut().remove::<OnUpgrade>()
+    } else {
+        None
+    };
+
+    if let Some(uri) = upstream_uri(req.uri(), route, found.prefix_len, cluster.protocol, host) {
+        *req.uri_mut() = uri;
+    }
+    *req.version_mut() = match cluster.protocol {
+        UpstreamProtocol::Http1 => Version::HTTP_11,
+        UpstreamProtocol::H2c => Version::HTTP_2,
+    };
+    {
+        let h = req.headers_mut();
+        headers::strip_hop_by_hop(h, upgrade);
+        headers::set_forwarded(h, peer_ip, client, snap.is_trusted(peer_ip), host);
+        if cluster.protocol == UpstreamProtocol::Http1
+            && !h.contains_key(header::HOST)
+            && let Some(v) = host_value.clone()
+        {
+            h.insert(header::HOST, v);
+        }
+    }
+
+    let pinned = match &cluster.balancer {
+        Balancer::StickyCookie(s) => Some(s.pinned(req.headers())),
+        _ => None,
+    };
+    let replayable = is_idempotent(req.method()) && req.body().is_end_stream() && !upgrade;
+    let saved = (replayable && route.retries > 0).then(|| {
+        (
+            req.method().clone(),
+            req.uri().clone(),
+            req.version(),
+            req.headers().clone(),
+        )
+    });
+    let mut pending = Some(req.map(UpBody::Incoming));
+    let mut tried = IndexSet::default();
+    let mut attempts: u32 = 0;
+    let mut last_error = (StatusCode::SERVICE_UNAVAILABLE, "no server available\n");
+
+    loop {
+        let req = match pending.take() {
+            Some(r) => r,
+            None => match &saved {
+                Some(head) => rebuild(head),
+                None => break,
+            },
+        };
+        let Some((idx, server)) = choose(
+            cluster,
+            client,
+            req.headers(),
+            pinned.flatten(),
+            &tried,
+            attempts == 0,
+        ) else {
+            break;
+        };
+        tried.insert(idx);
+        let claim = Claim(Some(server.clone()));
+        if attempts > 0 {
+            shared.metrics.retries_total.fetch_add(1, Ordering::Relaxed);
+        }
+        attempts += 1;
+        let conn = match server
+            .pool
+            .acquire(
+                &server.address,
+                server.socket_addr,
+                cluster.protocol,
+                route.connect_timeout,
+            )
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(server = %server.address, error = %e, "upstream connect failed");
+                record_failure(&server, cluster);
+                last_error = match e {
+                    ConnectError::Timeout => {
+                        (StatusCode::GATEWAY_TIMEOUT, "upstream connect timeout\n")
+                    }
+                    _ => (StatusCode::BAD_GATEWAY, "bad gateway\n"),
+                };
+                pending = Some(req);
+                if attempts > route.retries {
+                    break;
+                }
+                continue;
+            }
+        };
+        match send(conn, req, route.response_timeout).await {
+            Sent::Response(mut resp, conn) => {
+                let status = resp.status();
+                if status.is_server_error() && cluster.breaker.on_5xx {
+                    record_failure(&server, cluster);
+                } else {
+                    server.breaker.record_success();
+                }
+                route.metrics.observe(status.as_u16(), start.elapsed());
+                if let Some(entry) = log.as_mut() {
+                    entry.status = status.as_u16();
+                    entry.upstream = Some(server.address.clone());
+                    entry.retries = attempts - 1;
+                }
+                let upstream_upgrade = (status == StatusCode::SWITCHING_PROTOCOLS
+                    && on_client_upgrade.is_some())
+                .then(|| hyper::upgrade::on(&mut resp));
+                let set_cookie = match (&cluster.balancer, pinned) {
+                    (Balancer::StickyCookie(s), Some(p)) if p != Some(idx) => s.set_cookie(idx),
+                    _ => None,
+                };
+                let (mut parts, body) = resp.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers, upstream_upgrade.is_some());
+                if let Some(cookie) = set_cookie {
+                    parts.headers.append(header::SET_COOKIE, cookie);
+                }
+                if let (Some(up), Some(down)) = (upstream_upgrade, on_client_upgrade) {
+                    tokio::spawn(tunnel(down, up, claim, shared.clone()));
+                    let tail = Box::new(Tail {
+                        conn: None,
+                        server: None,
+                        log,
+                    });
+                    return Response::from_parts(parts, ProxyBody::empty().with_tail(Some(tail)));
+                }
+                let tail = Box::new(Tail {
+                    conn,
+                    server: claim.disarm(),
+                    log,
+                });
+                return Response::from_parts(parts, ProxyBody::upstream(body, Some(tail)));
+            }
+            Sent::Refused(req) => {
+                // The pooled connection died before taking the request: nothing was written.
+                pending = Some(req);
+                last_error = (StatusCode::BAD_GATEWAY, "bad gateway\n");
+            }
+            Sent::Failed(e) => {
+                tracing::debug!(server = %server.address, error = %e, "upstream request failed");
+                record_failure(&server, cluster);
+                last_error = (StatusCode::BAD_GATEWAY, "bad gateway\n");
+                if saved.is_none() {
+                    break;
+                }
+            }
+            Sent::TimedOut => {
+                record_failure(&server, cluster);
+                last_error = (StatusCode::GATEWAY_TIMEOUT, "upstream timeout\n");
+                break;
+            }
+        }
+        if attempts > route.retries {
+            break;
+        }
+    }
+    let (status, body) = last_error;
+    route.metrics.observe(status.as_u16(), start.elapsed());
+    if let Some(entry) = log.as_mut() {
+        entry.retries = attempts.saturating_sub(1);
+    }
+    finish_error(status, body, log)
+}
+
+/// Picks a server for one attempt and claims it. Pinned (sticky) first, then the
+/// algorithm, then, when the cluster fails open and nothing is eligible, anything not in
+/// maintenance or drain.
+fn choose(
+    cluster: &ClusterRt,
+    client: std::net::IpAddr,
+    headers: &HeaderMap,
+    pinned: Option<usize>,
+    tried: &IndexSet,
+    first: bool,
+) -> Option<(usize, Arc<ServerState>)> {
+    let now = now_ms();
+    let servers = &cluster.servers;
+    if first
+        && let Some(i) = pinned
+        && let Some(s) = servers.get(i)
+        && s.try_claim(Eligibility::Pinned, now)
+    {
+        return Some((i, s.clone()));
+    }
+    let ctx = PickCtx {
+        client_ip: client,
+        headers,
+    };
+    let accept = |how: Eligibility| {
+        move |i: usize| !tried.contains(i) && servers.get(i).is_some_and(|s| s.try_claim(how, now))
+    };
+    let picked = cluster
+        .balancer
+        .pick(servers, &ctx, &mut accept(Eligibility::Normal))
+        .or_else(|| {
+            let none_up = !servers.iter().any(|s| s.eligible(Eligibility::Normal, now));
+            (cluster.when_all_down == AllDownPolicy::FailOpen && none_up)
+                .then(|| {
+                    cluster
+                        .balancer
+                        .pick(servers, &ctx, &mut accept(Eligibility::FailOpen))
+                })
+                .flatten()
+        })?;
+    Some((picked, servers[picked].clone()))
+}
+
+fn record_failure(server: &ServerState, cluster: &ClusterRt) {
+    server.failures_total.fetch_add(1, Ordering::Relaxed);
+    if server.breaker.record_failure(&cluster.breaker) {
+        tracing::warn!(cluster = %cluster.name, server = %server.address, "circuit opened, server ejected");
+    }
+}
+
+/// Holds one in-flight slot of a server until disarmed or dropped.
+struct Claim(Option<Arc<ServerState>>);
+
+impl Claim {
+    fn disarm(mut self) -> Option<Arc<ServerState>> {
+        self.0.take()
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            s.release_inflight();
+        }
+    }
+}
+
+enum Sent {
+    Response(Response<Incoming>, Option<Conn>),
+    Refused(Request<UpBody>),
+    Failed(hyper::Error),
+    TimedOut,
+}
+
+async fn send(conn: Conn, req: Request<UpBody>, timeout: Duration) -> Sent {
+    macro_rules! attempt {
+        ($sender:ident, $wrap:path) => {{
+            let fut = $sender.try_send_request(req);
+            match tokio::time::timeout(timeout, fut).await {
+                Err(_) => Sent::TimedOut,
+                Ok(Ok(resp)) => Sent::Response(resp, Some($wrap($sender))),
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(req) => Sent::Refused(req),
+                    None => Sent::Failed(e.into_error()),
+                },
+            }
+        }};
+    }
+    match conn {
+        Conn::H1(mut sender) => attempt!(sender, Conn::H1),
+        Conn::H2(mut sender) => attempt!(sender, Conn::H2),
+    }
+}
+
+fn rebuild(head: &(Method, Uri, Version, HeaderMap)) -> Request<UpBody> {
+    let mut req = Request::new(UpBody::Empty);
+    *req.method_mut() = head.0.clone();
+    *req.uri_mut() = head.1.clone();
+    *req.version_mut() = head.2;
+    *req.headers_mut() = head.3.clone();
+    req
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The URI to send upstream, or `None` when the incoming one can be reused untouched:
+/// origin-form for HTTP/1.1 (prefix stripped when asked), absolute for h2c.
+fn upstream_uri(
+    uri: &Uri,
+    route: &RouteRt,
+    prefix_len: usize,
+    protocol: UpstreamProtocol,
+    host: Option<&str>,
+) -> Option<Uri> {
+    let needs_strip = route.strip_prefix && prefix_len > 0;
+    let absolute = uri.scheme().is_some() || uri.authority().is_some();
+    let wants_absolute = protocol == UpstreamProtocol::H2c;
+    if !needs_strip && absolute == wants_absolute {
+        return None;
+    }
+    let path = if needs_strip {
+        routing::strip(uri.path(), prefix_len)
+    } else {
+        uri.path()
+    };
+    let mut text = String::with_capacity(path.len() + 64);
+    if wants_absolute {
+        text.push_str("http://");
+        text.push_str(host.unwrap_or("localhost"));
+    }
+    text.push_str(path);
+    if let Some(q) = uri.query() {
+        text.push('?');
+        text.push_str(q);
+    }
+    text.parse().ok()
+}
+
+/// Copies bytes both ways between an upgraded client and upstream connection. It holds no
+/// config, so it survives reloads.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, claim: Claim, shared: Arc<Shared>) {
+    let (Ok(c), Ok(u)) = (client.await, upstream.await) else {
+        return;
+    };
+    shared
+        .metrics
+        .active_tunnels
+        .fetch_add(1, Ordering::Relaxed);
+    let mut c = TokioIo::new(c);
+    let mut u = TokioIo::new(u);
+    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+    shared
+        .metrics
+        .active_tunnels
+        .fetch_sub(1, Ordering::Relaxed);
+    drop(claim);
+}
+
+/// A small plain-text answer generated by the proxy itself.
+pub fn canned(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn finish_error(
+    status: StatusCode,
+    body: &'static str,
+    log: Option<Box<Entry>>,
+) -> Response<ProxyBody> {
+    let mut log = log;
+    if let Some(entry) = log.as_mut() {
+        entry.status = status.as_u16();
+    }
+    let resp = canned(status, body);
+    match log {
+        Some(entry) => resp.map(|b| {
+            b.with_tail(Some(Box::new(Tail {
+                conn: None,
+                server: None,
+                log: Some(entry),
+            })))
+        }),
+        None => resp,
+    }
+}

@@ -1,0 +1,149 @@
+//! Upstream connections: an idle pool of HTTP/1.1 keep-alive connections per server, or one
+//! shared multiplexed h2c connection.
+//!
+//! Connecting happens before the request is handed over, so a connect failure provably means
+//! the request never reached the server and can be retried anywhere, even a POST.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use super::body::UpBody;
+use super::config::UpstreamProtocol;
+
+/// Idle connections kept per server; more are closed when released.
+const MAX_IDLE: usize = 1024;
+
+pub enum Conn {
+    H1(http1::SendRequest<UpBody>),
+    H2(http2::SendRequest<UpBody>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("resolving {0}: {1}")]
+    Resolve(String, std::io::Error),
+    #[error("{0} resolves to no address")]
+    NoAddress(String),
+    #[error("connect timed out")]
+    Timeout,
+    #[error("connect: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake: {0}")]
+    Handshake(#[from] hyper::Error),
+}
+
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<Vec<http1::SendRequest<UpBody>>>,
+    h2: Mutex<Option<http2::SendRequest<UpBody>>>,
+}
+
+impl Pool {
+    /// A ready connection: a pooled one when possible, else a fresh one.
+    pub async fn acquire(
+        &self,
+        address: &str,
+        fixed: Option<SocketAddr>,
+        protocol: UpstreamProtocol,
+        connect_timeout: Duration,
+    ) -> Result<Conn, ConnectError> {
+        match protocol {
+            UpstreamProtocol::Http1 => {
+                loop {
+                    let candidate = self.idle.lock().ok().and_then(|mut v| v.pop());
+                    let Some(mut sender) = candidate else { break };
+                    if sender.is_closed() {
+                        continue;
+                    }
+                    // Released right after the last body frame, the dispatcher may not have
+                    // flagged itself idle yet; this resolves as soon as it does.
+                    if sender.ready().await.is_ok() {
+                        return Ok(Conn::H1(sender));
+                    }
+                }
+                let stream = connect(address, fixed, connect_timeout).await?;
+                let (sender, conn) = http1::Builder::new()
+                    .handshake(TokioIo::new(stream))
+                    .await?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.with_upgrades().await {
+                        tracing::debug!(error = %e, "upstream connection ended");
+                    }
+                });
+                Ok(Conn::H1(sender))
+            }
+            UpstreamProtocol::H2c => {
+                if let Some(sender) = self.h2.lock().ok().and_then(|g| g.clone())
+                    && !sender.is_closed()
+                {
+                    return Ok(Conn::H2(sender));
+                }
+                let stream = connect(address, fixed, connect_timeout).await?;
+                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(TokioIo::new(stream))
+                    .await?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "upstream h2 connection ended");
+                    }
+                });
+                if let Ok(mut slot) = self.h2.lock() {
+                    *slot = Some(sender.clone());
+                }
+                Ok(Conn::H2(sender))
+            }
+        }
+    }
+
+    /// Returns a connection whose response is complete.
+    pub fn put(&self, conn: Conn) {
+        if let Conn::H1(sender) = conn
+            && !sender.is_closed()
+            && let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(sender);
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+}
+
+/// Opens a TCP connection with TCP_NODELAY, trying each resolved address in turn.
+pub async fn connect(
+    address: &str,
+    fixed: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
+    let attempt = async {
+        let addrs: Vec<SocketAddr> = match fixed {
+            Some(a) => vec![a],
+            None => tokio::net::lookup_host(address)
+                .await
+                .map_err(|e| ConnectError::Resolve(address.to_string(), e))?
+                .collect(),
+        };
+        let mut last = ConnectError::NoAddress(address.to_string());
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    return Ok(stream);
+                }
+                Err(e) => last = ConnectError::Io(e),
+            }
+        }
+        Err(last)
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| ConnectError::Timeout)?
+}
