@@ -122,7 +122,7 @@ networks:
     let hosts_file = run.tmp.path().join("hosts");
     std::fs::write(&hosts_file, "127.0.0.1 localhost\n").expect("hosts file");
     for expected in ["updated", "already up to date"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_itsup"))
+        let out = Command::new(itsup_bin())
             .args(["hosts", "--network", &run.network, "--file"])
             .arg(&hosts_file)
             .output()

@@ -196,7 +196,7 @@ impl Watcher {
         let log = run.tmp.path().join("watch.log");
         let out = File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_itsup"))
+        let child = Command::new(itsup_bin())
             .args(["watch", "--network", &run.network])
             .args([
                 "--http-port",
@@ -243,6 +243,14 @@ impl Watcher {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// The binary under test. `ITSUP_TEST_BIN` overrides Cargo's path, for machines where several
+/// worktrees share one target directory (and so one `target/debug/itsup`).
+pub fn itsup_bin() -> PathBuf {
+    std::env::var_os("ITSUP_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_itsup")))
 }
 
 impl Drop for Watcher {
