@@ -195,7 +195,6 @@ impl Supervisor {
 /// needs about two descriptors per connection and refuses to start when the config's `maxconn`
 /// would exceed the hard limit (common in containers and CI, where it cannot be raised).
 fn maxconn_cap() -> Option<u64> {
-    const WANTED: u64 = 20_000;
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -204,7 +203,12 @@ fn maxconn_cap() -> Option<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return None;
     }
-    let hard: u64 = limit.rlim_max;
+    cap_for(limit.rlim_max)
+}
+
+/// The `-n` value for a hard descriptor limit, or `None` when the template's 20000 fits.
+fn cap_for(hard: u64) -> Option<u64> {
+    const WANTED: u64 = 20_000;
     let fits = hard.saturating_sub(200) / 2;
     (fits < WANTED).then_some(fits.max(100))
 }
@@ -295,9 +299,10 @@ mod tests {
 
     #[test]
     fn the_connection_cap_fits_the_descriptor_limit() {
-        if let Some(cap) = maxconn_cap() {
-            assert!(cap >= 100);
-            assert!(cap < 20_000);
-        }
+        assert_eq!(cap_for(20_000), Some(9_900));
+        assert_eq!(cap_for(1_024), Some(412));
+        assert_eq!(cap_for(64), Some(100));
+        assert_eq!(cap_for(1_048_576), None);
+        assert_eq!(cap_for(u64::MAX), None);
     }
 }
