@@ -193,8 +193,10 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
                     s.events = events.load(Ordering::Relaxed);
                     s.reloads = supervisor.reloads;
                     s.last_error = error.clone();
+                    // Problems describe the labels as they are now; routes only what is live.
+                    s.problems = outcome.problems.clone();
                     if error.is_none() {
-                        s.set_outcome(&outcome);
+                        s.routes = outcome.routes.clone();
                     }
                 }
                 shown = Some(outcome);

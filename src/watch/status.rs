@@ -15,8 +15,6 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
-use super::routes::Outcome;
-
 /// What the status port reports.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Status {
@@ -33,13 +31,6 @@ pub struct Status {
     pub problems: Vec<super::routes::Problem>,
     /// Last check or reload error, if the latest state is not live.
     pub last_error: Option<String>,
-}
-
-impl Status {
-    pub fn set_outcome(&mut self, outcome: &Outcome) {
-        self.routes = outcome.routes.clone();
-        self.problems = outcome.problems.clone();
-    }
 }
 
 pub type Shared = Arc<Mutex<Status>>;
@@ -100,4 +91,42 @@ async fn answer(
             ))),
     };
     Ok(response.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).await?;
+        Ok(text)
+    }
+
+    #[tokio::test]
+    async fn serves_the_status_and_routes_as_json() -> anyhow::Result<()> {
+        let shared: Shared = Arc::new(Mutex::new(Status {
+            reloads: 3,
+            ..Status::default()
+        }));
+        let addr = serve("127.0.0.1:0".parse()?, shared.clone()).await?;
+        let status = get(addr, "/status").await?;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        assert!(status.contains("application/json"), "{status}");
+        let body = status.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let json: serde_json::Value = serde_json::from_str(body)?;
+        assert_eq!(json["reloads"], 3);
+        let routes = get(addr, "/routes").await?;
+        assert!(routes.ends_with("[]"), "{routes}");
+        let missing = get(addr, "/nope").await?;
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        Ok(())
+    }
 }
