@@ -38,7 +38,7 @@ services:
   web:
     <<: *common
     image: example/web:$i
-    environment: {PROJECT: p$i, SECRET: \${SECRET}}
+    environment: {PROJECT: p$i, SECRET: "\${SECRET}"}
   api:
     <<: *common
     image: example/api:$i

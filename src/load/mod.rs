@@ -8,6 +8,8 @@ mod read;
 
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 pub use read::{MAX_FILE_BYTES, read_yaml};
 
 use crate::validate::Diagnostic;
@@ -71,91 +73,102 @@ pub fn load(root: &Path) -> anyhow::Result<Tree> {
         None,
     );
 
-    for entry in entries {
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-            let lossy = entry.file_name().to_string_lossy().into_owned();
-            if entry.path().is_dir() && has_project_file(&entry.path()) {
-                tree.diagnostics.push(Diagnostic::new(
-                    Path::new("projects").join(&lossy),
-                    Pos::default(),
-                    Some(&lossy),
-                    "project folder name is not UTF-8",
-                ));
-            }
-            continue;
-        };
-        if name.starts_with('.') || name == "tpl" {
-            continue;
-        }
-        // A symlinked folder could point anywhere (or at itself): projects are real folders.
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if !kind.is_dir() {
-            if kind.is_symlink() && has_project_file(&entry.path()) {
-                tree.diagnostics.push(Diagnostic::new(
-                    Path::new("projects").join(&name),
-                    Pos::default(),
-                    Some(&name),
-                    "project folder is a symlink; projects must be real folders inside projects/",
-                ));
-                // Broken, not gone: its generated files must survive until it is fixed.
-                tree.projects.push(ProjectSource {
-                    file_path: Path::new("projects").join(&name),
-                    name,
-                    file: None,
-                    compose: None,
-                    broken: true,
-                });
-            }
-            continue;
-        }
-        let rel_dir = Path::new("projects").join(&name);
-        let present: Vec<&str> = PROJECT_FILE_NAMES
-            .iter()
-            .copied()
-            .filter(|f| entry.path().join(f).symlink_metadata().is_ok())
-            .collect();
-        let Some(&file_name) = present.first() else {
-            continue;
-        };
-        let file_path = rel_dir.join(file_name);
-        let mut broken = false;
-        if present.len() > 1 {
-            tree.diagnostics.push(Diagnostic::new(
-                rel_dir.join(PROJECT_FILE_NAMES[1]),
-                Pos::default(),
-                Some(&name),
-                format!(
-                    "project has both {} and {}; keep one (they share one schema)",
-                    PROJECT_FILE_NAMES[0], PROJECT_FILE_NAMES[1]
-                ),
-            ));
-            broken = true;
-        }
-        let before = tree.diagnostics.len();
-        let file = optional(
-            &mut tree.diagnostics,
-            root,
-            &file_path.to_string_lossy(),
-            Some(&name),
-        );
-        let compose = optional(
-            &mut tree.diagnostics,
-            root,
-            &rel_dir.join(COMPOSE_FILE_NAME).to_string_lossy(),
-            Some(&name),
-        );
-        broken |= tree.diagnostics.len() > before;
-        tree.projects.push(ProjectSource {
-            name,
-            file_path,
-            file,
-            compose,
-            broken,
-        });
+    // Reading and parsing dominate; each folder is independent, so do them in parallel and keep
+    // the sorted order when merging.
+    let found: Vec<(Option<ProjectSource>, Vec<Diagnostic>)> = entries
+        .par_iter()
+        .map(|entry| project_at(root, entry))
+        .collect();
+    for (project, diagnostics) in found {
+        tree.diagnostics.extend(diagnostics);
+        tree.projects.extend(project);
     }
     Ok(tree)
+}
+
+/// Reads one entry of `projects/`: a project, a broken project, or nothing (not a project).
+fn project_at(root: &Path, entry: &std::fs::DirEntry) -> (Option<ProjectSource>, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+        let lossy = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() && has_project_file(&entry.path()) {
+            diagnostics.push(Diagnostic::new(
+                Path::new("projects").join(&lossy),
+                Pos::default(),
+                Some(&lossy),
+                "project folder name is not UTF-8",
+            ));
+        }
+        return (None, diagnostics);
+    };
+    if name.starts_with('.') || name == "tpl" {
+        return (None, diagnostics);
+    }
+    // A symlinked folder could point anywhere (or at itself): projects are real folders.
+    let Ok(kind) = entry.file_type() else {
+        return (None, diagnostics);
+    };
+    if !kind.is_dir() {
+        if kind.is_symlink() && has_project_file(&entry.path()) {
+            diagnostics.push(Diagnostic::new(
+                Path::new("projects").join(&name),
+                Pos::default(),
+                Some(&name),
+                "project folder is a symlink; projects must be real folders inside projects/",
+            ));
+            // Broken, not gone: its generated files must survive until it is fixed.
+            let project = ProjectSource {
+                file_path: Path::new("projects").join(&name),
+                name,
+                file: None,
+                compose: None,
+                broken: true,
+            };
+            return (Some(project), diagnostics);
+        }
+        return (None, diagnostics);
+    }
+    let rel_dir = Path::new("projects").join(&name);
+    let present: Vec<&str> = PROJECT_FILE_NAMES
+        .iter()
+        .copied()
+        .filter(|f| entry.path().join(f).symlink_metadata().is_ok())
+        .collect();
+    let Some(&file_name) = present.first() else {
+        return (None, diagnostics);
+    };
+    let file_path = rel_dir.join(file_name);
+    if present.len() > 1 {
+        diagnostics.push(Diagnostic::new(
+            rel_dir.join(PROJECT_FILE_NAMES[1]),
+            Pos::default(),
+            Some(&name),
+            format!(
+                "project has both {} and {}; keep one (they share one schema)",
+                PROJECT_FILE_NAMES[0], PROJECT_FILE_NAMES[1]
+            ),
+        ));
+    }
+    let file = optional(
+        &mut diagnostics,
+        root,
+        &file_path.to_string_lossy(),
+        Some(&name),
+    );
+    let compose = optional(
+        &mut diagnostics,
+        root,
+        &rel_dir.join(COMPOSE_FILE_NAME).to_string_lossy(),
+        Some(&name),
+    );
+    let project = ProjectSource {
+        name,
+        file_path,
+        file,
+        compose,
+        broken: !diagnostics.is_empty(),
+    };
+    (Some(project), diagnostics)
 }
 
 fn has_project_file(dir: &Path) -> bool {

@@ -12,6 +12,8 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 pub use diff::unified;
 
 use crate::render::Artifact;
@@ -42,28 +44,12 @@ pub fn changes(
     artifacts: &[Artifact],
     keep: &BTreeSet<String>,
 ) -> std::io::Result<Vec<Change>> {
-    let mut result = Vec::new();
-    let mut claimed: BTreeSet<&Path> = BTreeSet::new();
-    for artifact in artifacts {
-        claimed.insert(&artifact.path);
-        let target = out.join(&artifact.path);
-        match std::fs::read(&target) {
-            Ok(bytes) if bytes == artifact.content.as_bytes() => {}
-            Ok(bytes) => result.push(Change {
-                path: artifact.path.clone(),
-                kind: ChangeKind::Modify,
-                old: String::from_utf8_lossy(&bytes).into_owned(),
-                new: artifact.content.clone(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => result.push(Change {
-                path: artifact.path.clone(),
-                kind: ChangeKind::Create,
-                old: String::new(),
-                new: artifact.content.clone(),
-            }),
-            Err(e) => return Err(e),
-        }
-    }
+    let claimed: BTreeSet<&Path> = artifacts.iter().map(|a| a.path.as_path()).collect();
+    let compared: Vec<Option<Change>> = artifacts
+        .par_iter()
+        .map(|artifact| compare(out, artifact))
+        .collect::<std::io::Result<_>>()?;
+    let mut result: Vec<Change> = compared.into_iter().flatten().collect();
     for path in stale::generated_files(out)? {
         if claimed.contains(path.as_path()) || stale::belongs_to(&path, keep) {
             continue;
@@ -80,21 +66,48 @@ pub fn changes(
     Ok(result)
 }
 
+/// Writes a change's content to a synced temp file in its target's folder.
+fn stage(out: &Path, change: &Change) -> std::io::Result<(tempfile::NamedTempFile, PathBuf)> {
+    let target = out.join(&change.path);
+    let dir = target.parent().unwrap_or(out);
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".itsup-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(change.new.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    Ok((tmp, target))
+}
+
+/// The change one artifact needs, if any.
+fn compare(out: &Path, artifact: &Artifact) -> std::io::Result<Option<Change>> {
+    match std::fs::read(out.join(&artifact.path)) {
+        Ok(bytes) if bytes == artifact.content.as_bytes() => Ok(None),
+        Ok(bytes) => Ok(Some(Change {
+            path: artifact.path.clone(),
+            kind: ChangeKind::Modify,
+            old: String::from_utf8_lossy(&bytes).into_owned(),
+            new: artifact.content.clone(),
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(Change {
+            path: artifact.path.clone(),
+            kind: ChangeKind::Create,
+            old: String::new(),
+            new: artifact.content.clone(),
+        })),
+        Err(e) => Err(e),
+    }
+}
+
 /// Applies changes under `out`, all or nothing as far as the filesystem allows.
 pub fn write(out: &Path, changes: &[Change]) -> std::io::Result<()> {
-    let mut staged: Vec<(tempfile::NamedTempFile, PathBuf)> = Vec::new();
-    for change in changes.iter().filter(|c| c.kind != ChangeKind::Delete) {
-        let target = out.join(&change.path);
-        let dir = target.parent().unwrap_or(out);
-        std::fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".itsup-")
-            .suffix(".tmp")
-            .tempfile_in(dir)?;
-        tmp.write_all(change.new.as_bytes())?;
-        tmp.as_file().sync_all()?;
-        staged.push((tmp, target));
-    }
+    // Phase one, in parallel (fsync dominates): every new file lands beside its target.
+    let staged: Vec<(tempfile::NamedTempFile, PathBuf)> = changes
+        .par_iter()
+        .filter(|c| c.kind != ChangeKind::Delete)
+        .map(|change| stage(out, change))
+        .collect::<std::io::Result<_>>()?;
     // Phase two: every new file is on disk; move them into place.
     for (tmp, target) in staged {
         tmp.persist(&target).map_err(|e| e.error)?;

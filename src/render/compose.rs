@@ -199,10 +199,8 @@ fn attach(svc: &mut Map<String, Value>, net: &str, cfg: Map<String, Value>) {
 
 /// Adds generated labels; on a key the user also set, the generated value wins because routing
 /// depends on it. List-form labels stay a list.
-fn add_labels(svc: &mut Map<String, Value>, labels: &Value) {
-    let Some(generated) = labels.as_object() else {
-        return;
-    };
+fn add_labels(svc: &mut Map<String, Value>, generated: &[(String, String)]) {
+    let ours = |key: &str| generated.iter().any(|(k, _)| k == key);
     let entry = svc.entry("labels").or_insert(Value::Null);
     match entry {
         Value::Array(list) => {
@@ -211,31 +209,24 @@ fn add_labels(svc: &mut Map<String, Value>, labels: &Value) {
                     .as_str()
                     .and_then(|s| s.split('=').next())
                     .unwrap_or("");
-                !generated.contains_key(key)
+                !ours(key)
             });
             for (k, v) in generated {
-                list.push(Value::String(format!("{k}={}", scalar(v))));
+                list.push(Value::String(format!("{k}={v}")));
             }
         }
         Value::Object(map) => {
             for (k, v) in generated {
-                map.insert(k.clone(), Value::String(scalar(v)));
+                map.insert(k.clone(), Value::String(v.clone()));
             }
         }
         other => {
             *other = Value::Object(
                 generated
                     .iter()
-                    .map(|(k, v)| (k.clone(), Value::String(scalar(v))))
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                     .collect(),
             );
         }
-    }
-}
-
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }

@@ -14,6 +14,8 @@ pub mod traefik;
 
 use std::path::PathBuf;
 
+use rayon::prelude::*;
+
 use crate::model::Engine;
 use crate::plan::Plan;
 
@@ -67,11 +69,12 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
         Engine::Haproxy => out.push(haproxy::render(plan, templates)?),
         Engine::Itsup => out.push(itsup::render(plan, templates)?),
     }
-    for project in &plan.projects {
-        if let Some(artifact) = compose::upstream_compose(plan, project, templates)? {
-            out.push(artifact);
-        }
-    }
+    let upstream: Vec<Option<Artifact>> = plan
+        .projects
+        .par_iter()
+        .map(|project| compose::upstream_compose(plan, project, templates))
+        .collect::<Result<_, _>>()?;
+    out.extend(upstream.into_iter().flatten());
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }

@@ -19,8 +19,8 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("routers-udp.yml", include_str!("../../tpl/routers-udp.yml")),
     ("middlewares.yml", include_str!("../../tpl/middlewares.yml")),
     (
-        "traefik-labels.yml",
-        include_str!("../../tpl/traefik-labels.yml"),
+        "traefik-labels.txt",
+        include_str!("../../tpl/traefik-labels.txt"),
     ),
     ("haproxy.cfg", include_str!("../../tpl/haproxy.cfg")),
     (

@@ -188,17 +188,33 @@ fn prune_empty(value: Value) -> Value {
     }
 }
 
-/// Traefik labels for one container carrying `routes` (all routed to it).
+/// Traefik labels for one container carrying `routes` (all routed to it), in template order.
+/// The template writes `key=value` lines: labels are flat strings, so no YAML round trip.
 pub fn labels(
     plan: &Plan,
     routes: &[&HttpRoute],
     templates: &Templates,
-) -> Result<Value, RenderError> {
+) -> Result<Vec<(String, String)>, RenderError> {
     let views: Vec<HttpView> = routes.iter().map(|r| http_view(r, "docker")).collect();
-    templates.yaml(
-        "traefik-labels.yml",
+    let text = templates.text(
+        "traefik-labels.txt",
         &json!({"network": plan.settings.network, "routes": views}),
-    )
+    )?;
+    let mut labels = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(RenderError::Template {
+                name: "traefik-labels.txt".into(),
+                message: format!("line {}: expected `key=value`, found {line:?}", n + 1),
+            });
+        };
+        labels.push((key.trim().to_string(), value.trim().to_string()));
+    }
+    Ok(labels)
 }
 
 #[cfg(test)]

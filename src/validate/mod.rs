@@ -10,16 +10,17 @@ pub mod names;
 mod rules;
 mod schema;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 use ipnet::Ipv4Net;
+use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 pub use diagnostic::Diagnostic;
 pub use schema::{SchemaCheck, suggest};
 
-use crate::load::{Source, Tree};
+use crate::load::{ProjectSource, Source, Tree};
 use crate::model::{ItsupConfig, ProjectFile, schema_of};
 use crate::yaml::Pos;
 
@@ -99,121 +100,39 @@ pub fn validate(tree: &Tree) -> Outcome {
     let config = config.unwrap_or_default();
 
     let all_names: BTreeSet<String> = tree.projects.iter().map(|p| p.name.clone()).collect();
-    let mut valid: Vec<(ValidProject, &Source)> = Vec::new();
-    for source in &tree.projects {
-        let name = source.name.as_str();
-        let report = |diags: &mut Vec<Diagnostic>, file: &Source, at: Pos, message: String| {
-            diags.push(Diagnostic::new(&file.path, at, Some(name), message));
-        };
-        if let Some(problem) = names::project_name_problem(name) {
-            diagnostics.push(Diagnostic::new(
-                &source.file_path,
-                Pos { line: 1, col: 1 },
-                Some(name),
-                problem,
-            ));
-            broken.insert(name.to_string());
-            continue;
-        }
-        let (Some(file_src), false) = (&source.file, source.broken) else {
-            broken.insert(name.to_string());
-            continue;
-        };
-        let before = diagnostics.len();
-        // An empty file is a project with defaults: nothing routed yet.
-        let violations = if file_src.doc.value.is_null() {
-            Vec::new()
-        } else {
-            project_schema().check(&file_src.doc)
-        };
-        for v in violations {
-            report(&mut diagnostics, file_src, v.pos, v.message);
-        }
-        let compose_ok = match &source.compose {
-            Some(c) => {
-                let problems = rules::compose_problems(&c.doc);
-                for p in &problems {
-                    report(
-                        &mut diagnostics,
-                        c,
-                        c.doc.pos(&p.pointer, p.key),
-                        p.message.clone(),
-                    );
+    let mut valid: Vec<ValidProject> = Vec::new();
+    let mut sources: HashMap<String, &Source> = HashMap::new();
+    // Projects are independent until the cross-project rules: check them in parallel, merge in order.
+    let checked: Vec<Checked> = tree
+        .projects
+        .par_iter()
+        .map(|source| check_project(source, &config, subnet, &middleware_names))
+        .collect();
+    for (source, result) in tree.projects.iter().zip(checked) {
+        diagnostics.extend(result.diagnostics);
+        match result.project {
+            Some(project) => {
+                if let Some(file) = &source.file {
+                    sources.insert(project.name.clone(), file);
                 }
-                problems.is_empty()
+                valid.push(project);
             }
-            None => true,
-        };
-        if diagnostics.len() > before || !compose_ok {
-            broken.insert(name.to_string());
-            continue;
-        }
-        let file: ProjectFile = if file_src.doc.value.is_null() {
-            ProjectFile::default()
-        } else {
-            match serde_json::from_value(file_src.doc.value.clone()) {
-                Ok(f) => f,
-                Err(e) => {
-                    report(
-                        &mut diagnostics,
-                        file_src,
-                        Pos { line: 1, col: 1 },
-                        e.to_string(),
-                    );
-                    broken.insert(name.to_string());
-                    continue;
-                }
+            None => {
+                broken.insert(source.name.clone());
             }
-        };
-        let compose = source
-            .compose
-            .as_ref()
-            .and_then(|c| c.doc.value.as_object().cloned());
-        let problems = rules::project_problems(
-            name,
-            &file,
-            compose.as_ref(),
-            &config,
-            subnet,
-            &middleware_names,
-        );
-        for p in &problems {
-            let src = match (&source.compose, p.in_compose) {
-                (Some(c), true) => c,
-                _ => file_src,
-            };
-            report(
-                &mut diagnostics,
-                src,
-                src.doc.pos(&p.pointer, p.key),
-                p.message.clone(),
-            );
         }
-        if !problems.is_empty() {
-            broken.insert(name.to_string());
-            continue;
-        }
-        valid.push((
-            ValidProject {
-                name: name.to_string(),
-                file,
-                compose,
-            },
-            file_src,
-        ));
     }
 
     // Cross-project rules can break further projects; repeat until no new conflict appears so
     // that a project left out never blocks another one's claim.
     loop {
-        let projects: Vec<ValidProject> = valid.iter().map(|(p, _)| p.clone()).collect();
-        let conflicts = global::conflicts(&projects, &all_names, &config);
+        let conflicts = global::conflicts(&valid, &all_names, &config);
         if conflicts.is_empty() {
             break;
         }
         let mut newly: BTreeSet<String> = BTreeSet::new();
         for c in conflicts {
-            if let Some((_, src)) = valid.iter().find(|(p, _)| p.name == c.project) {
+            if let Some(src) = sources.get(&c.project) {
                 let key = c.pointer.starts_with("/egress");
                 diagnostics.push(Diagnostic::new(
                     &src.path,
@@ -224,7 +143,7 @@ pub fn validate(tree: &Tree) -> Outcome {
             }
             newly.insert(c.project);
         }
-        valid.retain(|(p, _)| !newly.contains(&p.name));
+        valid.retain(|p| !newly.contains(&p.name));
         broken.extend(newly);
     }
 
@@ -232,7 +151,7 @@ pub fn validate(tree: &Tree) -> Outcome {
     diagnostics.dedup();
     let validated = platform_ok.then(|| Validated {
         config,
-        projects: valid.into_iter().map(|(p, _)| p).collect(),
+        projects: valid,
         traefik_overrides,
         middleware_overrides,
     });
@@ -320,5 +239,106 @@ fn mapping_file(src: Option<&Source>, diagnostics: &mut Vec<Diagnostic>) -> Opti
             ));
             None
         }
+    }
+}
+
+/// One project's own checks.
+struct Checked {
+    diagnostics: Vec<Diagnostic>,
+    project: Option<ValidProject>,
+}
+
+/// Schema and per-project rules of one project (no cross-project rules).
+fn check_project(
+    source: &ProjectSource,
+    config: &ItsupConfig,
+    subnet: Option<Ipv4Net>,
+    middleware_names: &[String],
+) -> Checked {
+    let name = source.name.as_str();
+    let mut diagnostics = Vec::new();
+    let fail = |diagnostics: Vec<Diagnostic>| Checked {
+        diagnostics,
+        project: None,
+    };
+    let report = |diags: &mut Vec<Diagnostic>, file: &Source, at: Pos, message: String| {
+        diags.push(Diagnostic::new(&file.path, at, Some(name), message));
+    };
+    if let Some(problem) = names::project_name_problem(name) {
+        diagnostics.push(Diagnostic::new(
+            &source.file_path,
+            Pos { line: 1, col: 1 },
+            Some(name),
+            problem,
+        ));
+        return fail(diagnostics);
+    }
+    let (Some(file_src), false) = (&source.file, source.broken) else {
+        return fail(diagnostics);
+    };
+    // An empty file is a project with defaults: nothing routed yet.
+    if !file_src.doc.value.is_null() {
+        for v in project_schema().check(&file_src.doc) {
+            report(&mut diagnostics, file_src, v.pos, v.message);
+        }
+    }
+    if let Some(c) = &source.compose {
+        for p in rules::compose_problems(&c.doc) {
+            report(&mut diagnostics, c, c.doc.pos(&p.pointer, p.key), p.message);
+        }
+    }
+    if !diagnostics.is_empty() {
+        return fail(diagnostics);
+    }
+    let file: ProjectFile = if file_src.doc.value.is_null() {
+        ProjectFile::default()
+    } else {
+        match serde_json::from_value(file_src.doc.value.clone()) {
+            Ok(f) => f,
+            Err(e) => {
+                report(
+                    &mut diagnostics,
+                    file_src,
+                    Pos { line: 1, col: 1 },
+                    e.to_string(),
+                );
+                return fail(diagnostics);
+            }
+        }
+    };
+    let compose = source
+        .compose
+        .as_ref()
+        .and_then(|c| c.doc.value.as_object().cloned());
+    let problems = rules::project_problems(
+        name,
+        &file,
+        compose.as_ref(),
+        config,
+        subnet,
+        middleware_names,
+    );
+    for p in &problems {
+        let src = match (&source.compose, p.in_compose) {
+            (Some(c), true) => c,
+            _ => file_src,
+        };
+        report(
+            &mut diagnostics,
+            src,
+            src.doc.pos(&p.pointer, p.key),
+            p.message.clone(),
+        );
+    }
+    if !problems.is_empty() {
+        return fail(diagnostics);
+    }
+    Checked {
+        diagnostics,
+        project: Some(ValidProject {
+            name: name.to_string(),
+            file,
+            compose,
+        }),
     }
 }
