@@ -422,6 +422,51 @@ fn churn_of_fifty_containers_ends_in_exact_routing_with_few_reloads() {
 }
 
 #[test]
+fn a_host_claimed_by_two_projects_stays_with_the_older_claim() {
+    let run = Run::new();
+    let w = Watcher::start(&run, &[]);
+    let shared = format!("shared.{}.localhost", run.id);
+    for (name, reply) in [("old", "older"), ("new", "newer")] {
+        let project = format!("{}-{name}", run.id);
+        let mut labels = compose_labels(&project, "web");
+        labels.push(("itsup.host", &shared));
+        run.start(name, IMAGE, &labels, &[("REPLY", reply)], &[]);
+        // Creation times must differ for "older" to mean something.
+        thread::sleep(Duration::from_millis(300));
+    }
+    let (status, _) = eventually("conflict reported", Duration::from_secs(10), || {
+        let s = w.status()?;
+        if s["problems"].as_array().is_some_and(|p| !p.is_empty()) {
+            Ok(s)
+        } else {
+            Err(format!("{s:#}"))
+        }
+    });
+    let problem = &status["problems"][0];
+    assert_eq!(
+        problem["container"],
+        format!("{}-new", run.id).as_str(),
+        "{status:#}"
+    );
+    assert!(
+        problem["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("conflict")),
+        "{status:#}"
+    );
+    for _ in 0..4 {
+        assert_eq!(answer(&w, &shared).as_deref(), Ok("older"));
+    }
+    // When the older claim goes away, the name passes to the remaining one.
+    run.docker(&["stop", "-t", "0", &format!("{}-old", run.id)])
+        .expect("stop");
+    let (body, _) = eventually("name passes on", REFLECTED, || {
+        answer(&w, &shared).and_then(|b| if b == "newer" { Ok(b) } else { Err(b) })
+    });
+    assert_eq!(body, "newer");
+}
+
+#[test]
 fn an_external_haproxy_is_reloaded_through_its_master_socket() {
     let run = Run::new();
     let dir = run.tmp.path().join("haproxy");
