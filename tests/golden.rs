@@ -5,11 +5,11 @@
 //! Update all golden files after an intended change with:
 //!     ITSUP_UPDATE_GOLDEN=1 cargo nextest run --test golden
 
-mod golden_support;
+mod common;
 
 use std::path::PathBuf;
 
-use golden_support::*;
+use common::golden::*;
 
 fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

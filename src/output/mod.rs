@@ -50,8 +50,8 @@ pub fn changes(
         .map(|artifact| compare(out, artifact))
         .collect::<std::io::Result<_>>()?;
     let mut result: Vec<Change> = compared.into_iter().flatten().collect();
-    for path in stale::generated_files(out)? {
-        if claimed.contains(path.as_path()) || stale::belongs_to(&path, keep) {
+    for path in stale::generated_files(out, &claimed)? {
+        if stale::belongs_to(&path, keep) {
             continue;
         }
         let old = std::fs::read_to_string(out.join(&path)).unwrap_or_default();

@@ -12,17 +12,24 @@ const GENERATED_DIRS: [&str; 2] = ["proxy", "upstream"];
 /// Generated trees are shallow; anything deeper is not ours.
 const MAX_DEPTH: usize = 4;
 
-/// Relative paths of every file under `proxy/` and `upstream/` that starts with the header.
-pub fn generated_files(out: &Path) -> std::io::Result<Vec<PathBuf>> {
+/// Relative paths of every file under `proxy/` and `upstream/` that starts with the header,
+/// except those in `skip` (files about to be written anyway: no need to open them).
+pub fn generated_files(out: &Path, skip: &BTreeSet<&Path>) -> std::io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     for dir in GENERATED_DIRS {
-        walk(out, Path::new(dir), 0, &mut found)?;
+        walk(out, Path::new(dir), 0, skip, &mut found)?;
     }
     found.sort();
     Ok(found)
 }
 
-fn walk(out: &Path, rel: &Path, depth: usize, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn walk(
+    out: &Path,
+    rel: &Path,
+    depth: usize,
+    skip: &BTreeSet<&Path>,
+    found: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(out.join(rel)) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -33,8 +40,11 @@ fn walk(out: &Path, rel: &Path, depth: usize, found: &mut Vec<PathBuf>) -> std::
         let kind = entry.file_type()?;
         let path = rel.join(entry.file_name());
         if kind.is_dir() && depth < MAX_DEPTH {
-            walk(out, &path, depth + 1, found)?;
-        } else if kind.is_file() && starts_with_header(&out.join(&path)) {
+            walk(out, &path, depth + 1, skip, found)?;
+        } else if kind.is_file()
+            && !skip.contains(path.as_path())
+            && starts_with_header(&out.join(&path))
+        {
             found.push(path);
         }
     }

@@ -1,7 +1,9 @@
-//! Builds a JSON value and a position index from yaml-rust2's marked events.
+//! Builds a JSON value and a tree of positions from yaml-rust2's marked events.
 //!
 //! An explicit stack (no recursion) so deeply nested input cannot overflow ours; anchors are
-//! stored once finished and cloned on alias, charging their node count to a budget.
+//! stored once finished and cloned on alias, charging their node count to a budget. Positions
+//! live in a [`SpanTree`] shaped like the value (children in key/index order) rather than in a
+//! map keyed by JSON pointer: no string per node, which was most of the parse cost.
 
 use std::collections::HashMap;
 
@@ -10,33 +12,51 @@ use yaml_rust2::Yaml;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-use super::{Document, Pos, Span, YamlError, escape_pointer};
+use super::{Document, Pos, Span, YamlError};
 
 /// How many nodes alias expansion may add to one document before we call it a bomb.
 pub const MAX_ALIAS_NODES: usize = 100_000;
 /// Deepest nesting we accept; real configuration files stay far below this.
 const MAX_DEPTH: usize = 256;
 
+/// Positions of a node and, for collections, of its children in the value's order.
+/// Nodes copied from an alias or a merge key have no children: lookups below them stop there.
+#[derive(Debug, Clone)]
+pub struct SpanTree {
+    pub span: Span,
+    pub children: Vec<SpanTree>,
+}
+
+impl SpanTree {
+    fn leaf(span: Span) -> Self {
+        SpanTree {
+            span,
+            children: Vec::new(),
+        }
+    }
+}
+
 enum Frame {
     Seq {
         items: Vec<Value>,
-        pointer: String,
+        spans: Vec<SpanTree>,
+        span: Span,
         anchor: usize,
     },
     Map {
         entries: Map<String, Value>,
+        spans: Vec<SpanTree>,
         merges: Vec<(Value, Pos, usize)>,
         pending_key: Option<(String, Pos, bool)>,
-        pointer: String,
+        span: Span,
         anchor: usize,
     },
 }
 
 struct Builder {
     stack: Vec<Frame>,
-    root: Option<Value>,
+    root: Option<(Value, SpanTree)>,
     anchors: HashMap<usize, (Value, usize)>,
-    spans: HashMap<String, Span>,
     alias_budget: usize,
     error: Option<YamlError>,
     documents: usize,
@@ -83,24 +103,25 @@ fn resolve_scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value
     }
 }
 
+/// A merge key's value as the list of mappings it contributes.
+fn merge_sources(merge: Value) -> Option<Vec<Map<String, Value>>> {
+    match merge {
+        Value::Object(m) => Some(vec![m]),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
 impl Builder {
     fn fail(&mut self, at: Pos, message: String) {
         if self.error.is_none() {
             self.error = Some(YamlError { pos: at, message });
-        }
-    }
-
-    /// Pointer and key position for the node about to start, as seen from its parent.
-    fn child_slot(&self) -> (String, Option<Pos>) {
-        match self.stack.last() {
-            None => (String::new(), None),
-            Some(Frame::Seq { items, pointer, .. }) => (format!("{pointer}/{}", items.len()), None),
-            Some(Frame::Map {
-                pending_key: Some((k, kp, _)),
-                pointer,
-                ..
-            }) => (format!("{pointer}/{}", escape_pointer(k)), Some(*kp)),
-            Some(Frame::Map { pointer, .. }) => (pointer.clone(), None),
         }
     }
 
@@ -115,7 +136,19 @@ impl Builder {
         )
     }
 
-    fn push_value(&mut self, value: Value, at: Pos, anchor: usize) {
+    /// The span of a node starting at `at`, with the key that introduced it.
+    fn span_here(&self, at: Pos) -> Span {
+        let key = match self.stack.last() {
+            Some(Frame::Map {
+                pending_key: Some((_, kp, _)),
+                ..
+            }) => Some(*kp),
+            _ => None,
+        };
+        Span { key, value: at }
+    }
+
+    fn push_value(&mut self, value: Value, tree: SpanTree, at: Pos, anchor: usize) {
         if anchor != 0 {
             let size = count_nodes(&value);
             self.anchors.insert(anchor, (value.clone(), size));
@@ -123,16 +156,18 @@ impl Builder {
         let problem = match self.stack.last_mut() {
             None => {
                 if self.root.is_none() {
-                    self.root = Some(value);
+                    self.root = Some((value, tree));
                 }
                 None
             }
-            Some(Frame::Seq { items, .. }) => {
+            Some(Frame::Seq { items, spans, .. }) => {
                 items.push(value);
+                spans.push(tree);
                 None
             }
             Some(Frame::Map {
                 entries,
+                spans,
                 merges,
                 pending_key,
                 ..
@@ -146,6 +181,7 @@ impl Builder {
                         Some((key_pos, format!("duplicate key `{key}`")))
                     } else {
                         entries.insert(key, value);
+                        spans.push(tree);
                         None
                     }
                 }
@@ -157,14 +193,12 @@ impl Builder {
         }
     }
 
-    fn start_node(&mut self, at: Pos) -> Option<String> {
+    fn deep_enough(&mut self, at: Pos) -> bool {
         if self.stack.len() >= MAX_DEPTH {
             self.fail(at, format!("nesting deeper than {MAX_DEPTH} levels"));
-            return None;
+            return false;
         }
-        let (pointer, key) = self.child_slot();
-        self.spans.insert(pointer.clone(), Span { key, value: at });
-        Some(pointer)
+        true
     }
 
     /// yaml-rust2 marks a block mapping where its first key's `:` is; people read a mapping as
@@ -173,12 +207,11 @@ impl Builder {
         if let Some(Frame::Map {
             entries,
             merges,
-            pointer,
+            span,
             ..
-        }) = self.stack.last()
+        }) = self.stack.last_mut()
             && entries.is_empty()
             && merges.is_empty()
-            && let Some(span) = self.spans.get_mut(pointer)
             && at < span.value
         {
             span.value = at;
@@ -201,60 +234,56 @@ impl Builder {
         }
     }
 
+    /// Merged keys go where the `<<` stood; explicit keys win wherever they appear, and earlier
+    /// merge sources win over later ones, as YAML's merge key says.
     fn finish_map(
         &mut self,
         entries: Map<String, Value>,
+        spans: Vec<SpanTree>,
         merges: Vec<(Value, Pos, usize)>,
-    ) -> Map<String, Value> {
+    ) -> (Map<String, Value>, Vec<SpanTree>) {
         if merges.is_empty() {
-            return entries;
+            return (entries, spans);
         }
-        // Merged keys go where the `<<` stood; explicit keys win wherever they appear, and
-        // earlier merge sources win over later ones, as YAML's merge key says.
-        let mut inserts: Vec<(usize, Map<String, Value>)> = Vec::new();
+        let mut inserts: Vec<(usize, Pos, Map<String, Value>)> = Vec::new();
         for (merge, at, position) in merges {
-            let sources = match merge {
-                Value::Object(m) => vec![m],
-                Value::Array(items) => {
-                    let mut maps = Vec::new();
-                    for item in items {
-                        match item {
-                            Value::Object(m) => maps.push(m),
-                            _ => self.fail(at, "`<<` takes a mapping or a list of mappings".into()),
-                        }
-                    }
-                    maps
-                }
-                _ => {
-                    self.fail(at, "`<<` takes a mapping or a list of mappings".into());
-                    Vec::new()
-                }
+            let Some(sources) = merge_sources(merge) else {
+                self.fail(at, "`<<` takes a mapping or a list of mappings".into());
+                continue;
             };
             let mut block = Map::new();
             for source in sources {
                 for (k, v) in source {
                     let taken = entries.contains_key(&k)
                         || block.contains_key(&k)
-                        || inserts.iter().any(|(_, b)| b.contains_key(&k));
+                        || inserts.iter().any(|(_, _, b)| b.contains_key(&k));
                     if !taken {
                         block.insert(k, v);
                     }
                 }
             }
-            inserts.push((position, block));
+            inserts.push((position, at, block));
         }
-        let mut out = Map::new();
         let total = entries.len();
-        let mut explicit = entries.into_iter();
+        let mut out = Map::new();
+        let mut out_spans = Vec::with_capacity(total);
+        let mut explicit = entries.into_iter().zip(spans);
         for i in 0..=total {
-            for (_, block) in inserts.iter_mut().filter(|(p, _)| *p == i) {
-                out.extend(std::mem::take(block));
+            for (_, at, block) in inserts.iter_mut().filter(|(p, _, _)| *p == i) {
+                for (k, v) in std::mem::take(block) {
+                    out.insert(k, v);
+                    out_spans.push(SpanTree::leaf(Span {
+                        key: None,
+                        value: *at,
+                    }));
+                }
             }
-            if let Some((k, v)) = explicit.next() {
+            if let Some(((k, v), tree)) = explicit.next() {
                 out.insert(k, v);
+                out_spans.push(tree);
             }
         }
-        out
+        (out, out_spans)
     }
 }
 
@@ -280,8 +309,9 @@ impl MarkedEventReceiver for Builder {
                     if anchor != 0 {
                         self.anchors.insert(anchor, (value, 1));
                     }
-                } else if self.start_node(at).is_some() {
-                    self.push_value(value, at, anchor);
+                } else if self.deep_enough(at) {
+                    let tree = SpanTree::leaf(self.span_here(at));
+                    self.push_value(value, tree, at, anchor);
                 }
             }
             Event::Alias(id) => {
@@ -300,9 +330,11 @@ impl MarkedEventReceiver for Builder {
                 }
                 self.alias_budget -= size;
                 if self.expecting_key() {
+                    self.place_mapping_at_first_key(at);
                     self.key_from(&value, at, false);
-                } else if self.start_node(at).is_some() {
-                    self.push_value(value, at, 0);
+                } else if self.deep_enough(at) {
+                    let tree = SpanTree::leaf(self.span_here(at));
+                    self.push_value(value, tree, at, 0);
                 }
             }
             Event::SequenceStart(anchor, _) => {
@@ -310,10 +342,12 @@ impl MarkedEventReceiver for Builder {
                     self.fail(at, "mapping keys must be scalars".into());
                     return;
                 }
-                if let Some(pointer) = self.start_node(at) {
+                if self.deep_enough(at) {
+                    let span = self.span_here(at);
                     self.stack.push(Frame::Seq {
                         items: Vec::new(),
-                        pointer,
+                        spans: Vec::new(),
+                        span,
                         anchor,
                     });
                 }
@@ -323,31 +357,46 @@ impl MarkedEventReceiver for Builder {
                     self.fail(at, "mapping keys must be scalars".into());
                     return;
                 }
-                if let Some(pointer) = self.start_node(at) {
+                if self.deep_enough(at) {
+                    let span = self.span_here(at);
                     self.stack.push(Frame::Map {
                         entries: Map::new(),
+                        spans: Vec::new(),
                         merges: Vec::new(),
                         pending_key: None,
-                        pointer,
+                        span,
                         anchor,
                     });
                 }
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq { items, anchor, .. }) = self.stack.pop() {
-                    self.push_value(Value::Array(items), at, anchor);
+                if let Some(Frame::Seq {
+                    items,
+                    spans,
+                    span,
+                    anchor,
+                }) = self.stack.pop()
+                {
+                    let tree = SpanTree {
+                        span,
+                        children: spans,
+                    };
+                    self.push_value(Value::Array(items), tree, at, anchor);
                 }
             }
             Event::MappingEnd => {
                 if let Some(Frame::Map {
                     entries,
+                    spans,
                     merges,
+                    span,
                     anchor,
                     ..
                 }) = self.stack.pop()
                 {
-                    let map = self.finish_map(entries, merges);
-                    self.push_value(Value::Object(map), at, anchor);
+                    let (map, children) = self.finish_map(entries, spans, merges);
+                    let tree = SpanTree { span, children };
+                    self.push_value(Value::Object(map), tree, at, anchor);
                 }
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
@@ -360,7 +409,6 @@ pub(super) fn parse(text: &str) -> Result<Document, YamlError> {
         stack: Vec::new(),
         root: None,
         anchors: HashMap::new(),
-        spans: HashMap::new(),
         alias_budget: MAX_ALIAS_NODES,
         error: None,
         documents: 0,
@@ -375,8 +423,15 @@ pub(super) fn parse(text: &str) -> Result<Document, YamlError> {
     if let Some(err) = builder.error {
         return Err(err);
     }
-    Ok(Document {
-        value: builder.root.unwrap_or(Value::Null),
-        spans: builder.spans,
-    })
+    let (value, spans) = builder.root.unwrap_or_else(|| {
+        let start = Pos { line: 1, col: 1 };
+        (
+            Value::Null,
+            SpanTree::leaf(Span {
+                key: None,
+                value: start,
+            }),
+        )
+    });
+    Ok(Document { value, spans })
 }

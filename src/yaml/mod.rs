@@ -9,8 +9,6 @@
 mod build;
 mod emit;
 
-use std::collections::HashMap;
-
 pub use build::MAX_ALIAS_NODES;
 
 /// A 1-based line and column in a source file.
@@ -31,25 +29,38 @@ pub struct Span {
 #[derive(Debug, Clone)]
 pub struct Document {
     pub value: serde_json::Value,
-    spans: HashMap<String, Span>,
+    spans: build::SpanTree,
 }
 
 impl Document {
     /// Position of the node at a JSON pointer (`/ingress/0/domain`); the key when `prefer_key`.
     /// Falls back to the nearest ancestor that has one, then to the top of the file.
     pub fn pos(&self, pointer: &str, prefer_key: bool) -> Pos {
-        let mut p = pointer;
-        loop {
-            if let Some(span) = self.spans.get(p) {
-                return match (prefer_key, span.key) {
-                    (true, Some(k)) => k,
-                    _ => span.value,
-                };
-            }
-            match p.rfind('/') {
-                Some(i) => p = &p[..i],
-                None => return Pos { line: 1, col: 1 },
-            }
+        let mut value = &self.value;
+        let mut tree = &self.spans;
+        for raw in pointer.split('/').skip(1) {
+            let segment = raw.replace("~1", "/").replace("~0", "~");
+            let index = match value {
+                // Lookups happen only when reporting an error: a linear scan is fine.
+                serde_json::Value::Object(map) => map.keys().position(|k| *k == segment),
+                serde_json::Value::Array(items) => {
+                    segment.parse::<usize>().ok().filter(|i| *i < items.len())
+                }
+                _ => None,
+            };
+            let (Some(i), Some(child)) = (index, index.and_then(|i| tree.children.get(i))) else {
+                break;
+            };
+            value = match value {
+                serde_json::Value::Object(map) => map.get(&segment).unwrap_or(value),
+                serde_json::Value::Array(items) => &items[i],
+                _ => value,
+            };
+            tree = child;
+        }
+        match (prefer_key, tree.span.key) {
+            (true, Some(k)) => k,
+            _ => tree.span.value,
         }
     }
 

@@ -2,6 +2,8 @@
 //! fixture trees in temp folders, snapshot files, and validate YAML against vendored schemas.
 #![allow(dead_code)]
 
+pub mod golden;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -285,5 +287,40 @@ pub fn assert_valid(validator: &jsonschema::Validator, instance: &Value, what: &
         errors.is_empty(),
         "{what} violates its schema:\n{}",
         errors.join("\n")
+    );
+}
+
+/// Runs the real `haproxy -c -f haproxy.cfg` in `dir` (a rendered `proxy/haproxy/`), with a
+/// self-signed certificate in `certs/` as deploy provides at run time.
+pub fn haproxy_check(dir: &Path) {
+    let haproxy = [
+        "/usr/sbin/haproxy",
+        "/usr/local/sbin/haproxy",
+        "/usr/bin/haproxy",
+    ]
+    .into_iter()
+    .map(Path::new)
+    .find(|p| p.is_file())
+    .unwrap_or_else(|| panic!("haproxy not found: run .ci/setup.sh (apt-get install haproxy)"));
+    assert!(
+        dir.join("haproxy.cfg").is_file(),
+        "no haproxy.cfg in {}",
+        dir.display()
+    );
+    std::fs::create_dir_all(dir.join("certs")).expect("certs dir");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let pem = format!("{}{}", cert.cert.pem(), cert.signing_key.serialize_pem());
+    std::fs::write(dir.join("certs/selfsigned.pem"), pem).expect("write cert");
+    let out = std::process::Command::new(haproxy)
+        .args(["-c", "-f", "haproxy.cfg"])
+        .current_dir(dir)
+        .output()
+        .expect("run haproxy -c");
+    assert!(
+        out.status.success(),
+        "haproxy -c failed ({:?})\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

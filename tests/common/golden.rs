@@ -1,9 +1,9 @@
-//! Helpers for golden tests: render a copy of a tree with a chosen engine, compare or update.
-
-#![allow(dead_code)]
+//! Golden tests: render a copy of a tree with a chosen engine, compare or update.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use super::copy_dir;
 use std::process::Command;
 
 /// A rendered tree in a temp dir (kept alive by the handle).
@@ -14,19 +14,6 @@ pub struct Rendered {
 impl Rendered {
     pub fn root(&self) -> &Path {
         self.dir.path()
-    }
-}
-
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
     }
 }
 
@@ -132,42 +119,9 @@ pub fn compare_or_update(rendered: &Rendered, golden: &Path, dirs: &[&str]) {
     }
 }
 
-/// Runs the real `haproxy -c` on a rendered haproxy.cfg, from its own folder, with a
-/// self-signed certificate in `certs/` as deploy provides at run time.
+/// Runs the real `haproxy -c` on a rendered haproxy.cfg (see [`super::haproxy_check`]).
 pub fn haproxy_check(rendered: &Rendered) {
-    let dir = rendered.root().join("proxy/haproxy");
-    assert!(dir.join("haproxy.cfg").is_file(), "no haproxy.cfg rendered");
-    std::fs::create_dir_all(dir.join("certs")).expect("certs dir");
-    std::fs::create_dir_all(dir.join("run")).expect("run dir");
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["default.invalid".to_string()]).expect("cert");
-    let pem = format!("{}{}", cert.cert.pem(), cert.signing_key.serialize_pem());
-    std::fs::write(dir.join("certs/default.pem"), pem).expect("write cert");
-    let haproxy = which_haproxy();
-    let out = Command::new(&haproxy)
-        .args(["-c", "-f", "haproxy.cfg"])
-        .current_dir(&dir)
-        .output()
-        .expect("run haproxy -c");
-    assert!(
-        out.status.success(),
-        "haproxy -c failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn which_haproxy() -> PathBuf {
-    for candidate in [
-        "/usr/sbin/haproxy",
-        "/usr/local/sbin/haproxy",
-        "/usr/bin/haproxy",
-    ] {
-        if Path::new(candidate).is_file() {
-            return PathBuf::from(candidate);
-        }
-    }
-    panic!("haproxy not found: install it (apt-get install haproxy) or run .ci/setup.sh");
+    super::haproxy_check(&rendered.root().join("proxy/haproxy"));
 }
 
 /// Runs `itsup proxy --check` (the running proxy's own parser) on a rendered proxy.yml.
