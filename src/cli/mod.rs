@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub mod apply;
 mod color;
 pub mod diff;
+pub mod hosts;
 pub mod init;
 pub mod render;
 mod report;
@@ -81,6 +82,8 @@ enum Command {
     Proxy(crate::proxy::ProxyArgs),
     /// Route labelled containers through HAProxy.
     Watch(crate::watch::WatchArgs),
+    /// Write the host names `itsup watch` routes into a managed block of /etc/hosts.
+    Hosts(hosts::Args),
 }
 
 /// Entry point used by `main.rs`: parse, dispatch, map errors to exit code 1.
@@ -100,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Agent(args) => crate::agent::run(args),
         Command::Proxy(args) => crate::proxy::run(args),
         Command::Watch(args) => crate::watch::run(args),
+        Command::Hosts(args) => hosts::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -1,0 +1,428 @@
+//! Helpers for the `itsup watch` tests against real Docker and a real HAProxy: a per-test
+//! network and containers cleaned up on drop (even after a failed assertion), the watcher as a
+//! child process on free loopback ports, and tiny HTTP / TLS clients.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "itsup-watch-test/testsrv:latest";
+pub const HEALTH_IMAGE: &str = "itsup-watch-test/testsrv-health:latest";
+/// Every container and network a test creates carries this label with its run id; cleanup
+/// removes exactly those, never another engineer's `itsupt-` objects.
+pub const RUN_LABEL: &str = "org.itsup.watch-test.run";
+
+/// One test's Docker objects.
+pub struct Run {
+    pub id: String,
+    pub network: String,
+    pub tmp: tempfile::TempDir,
+    _lock: File,
+}
+
+impl Run {
+    /// Serializes the Docker-heavy tests (timing bounds are part of what they prove, and the
+    /// machine has two cores), checks the images exist and creates the network.
+    pub fn new() -> Run {
+        let lock =
+            File::create(std::env::temp_dir().join("itsup-watch-tests.lock")).expect("lock file");
+        lock.lock().expect("test lock");
+        for image in [IMAGE, HEALTH_IMAGE] {
+            let ok = Command::new("docker")
+                .args(["image", "inspect", image])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(
+                ok,
+                "image {image} missing: run `bash .ci/images/watch-testsrv.sh`"
+            );
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let id = format!("itsupw-{:08x}{:04x}", nanos, std::process::id() & 0xffff);
+        let run = Run {
+            network: id.clone(),
+            id,
+            tmp: tempfile::tempdir().expect("tempdir"),
+            _lock: lock,
+        };
+        run.docker(&[
+            "network",
+            "create",
+            "--label",
+            &format!("{RUN_LABEL}={}", run.id),
+            &run.network,
+        ])
+        .expect("network create");
+        run
+    }
+
+    /// Runs the docker CLI; stdout on success, stderr on failure.
+    pub fn docker(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("docker")
+            .args(args)
+            .output()
+            .map_err(|e| format!("docker: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(format!(
+                "docker {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Starts a container on the run's network; `name` gets the run id as prefix.
+    pub fn start(
+        &self,
+        name: &str,
+        image: &str,
+        labels: &[(&str, &str)],
+        env: &[(&str, &str)],
+        cmd: &[&str],
+    ) -> String {
+        self.container(&["run", "-d"], name, image, labels, env, cmd)
+    }
+
+    /// Creates (without starting) a container like [`Run::start`] would.
+    pub fn create(
+        &self,
+        name: &str,
+        image: &str,
+        labels: &[(&str, &str)],
+        env: &[(&str, &str)],
+        cmd: &[&str],
+    ) -> String {
+        self.container(&["create"], name, image, labels, env, cmd)
+    }
+
+    fn container(
+        &self,
+        verb: &[&str],
+        name: &str,
+        image: &str,
+        labels: &[(&str, &str)],
+        env: &[(&str, &str)],
+        cmd: &[&str],
+    ) -> String {
+        let full = format!("{}-{name}", self.id);
+        let mut args: Vec<String> = verb.iter().map(|s| s.to_string()).collect();
+        args.extend([
+            "--name".into(),
+            full.clone(),
+            "--network".into(),
+            self.network.clone(),
+            "--label".into(),
+            format!("{RUN_LABEL}={}", self.id),
+        ]);
+        for (k, v) in labels {
+            args.push("--label".into());
+            args.push(format!("{k}={v}"));
+        }
+        for (k, v) in env {
+            args.push("-e".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(image.into());
+        args.extend(cmd.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.docker(&refs).expect("docker run/create");
+        full
+    }
+
+    /// The container's address on the run's network.
+    pub fn ip(&self, container: &str) -> String {
+        self.docker(&[
+            "inspect",
+            "-f",
+            &format!(
+                "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+                self.network
+            ),
+            container,
+        ])
+        .expect("inspect ip")
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let filter = format!("label={RUN_LABEL}={}", self.id);
+        if let Ok(ids) = self.docker(&["ps", "-aq", "--filter", &filter]) {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f"];
+                args.extend(ids);
+                let _ = self.docker(&args);
+            }
+        }
+        let _ = self.docker(&["network", "rm", &self.network]);
+    }
+}
+
+/// A free TCP port on loopback (bound and released; good enough for a test on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `itsup watch` (with its HAProxy) as a child process.
+pub struct Watcher {
+    child: Child,
+    pub http: u16,
+    pub https: u16,
+    pub status: u16,
+    pub log: PathBuf,
+}
+
+impl Watcher {
+    pub fn start(run: &Run, extra: &[&str]) -> Watcher {
+        let (http, https, status) = (free_port(), free_port(), free_port());
+        let log = run.tmp.path().join("watch.log");
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(itsup_bin())
+            .args(["watch", "--network", &run.network])
+            .args([
+                "--http-port",
+                &http.to_string(),
+                "--https-port",
+                &https.to_string(),
+            ])
+            .args(["--status", &format!("127.0.0.1:{status}")])
+            .arg("--dir")
+            .arg(run.tmp.path().join("haproxy"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start itsup watch");
+        let w = Watcher {
+            child,
+            http,
+            https,
+            status,
+            log,
+        };
+        eventually("status port answers", Duration::from_secs(10), || {
+            w.status()
+        });
+        w
+    }
+
+    /// The status JSON.
+    pub fn status(&self) -> Result<serde_json::Value, String> {
+        let (code, body) = http_get(self.status, "status", "/status")?;
+        if code != 200 {
+            return Err(format!("status port answered {code}"));
+        }
+        serde_json::from_str(&body).map_err(|e| format!("status JSON: {e}"))
+    }
+
+    /// GET / on the HTTP port with this Host header.
+    pub fn get(&self, host: &str) -> Result<(u16, String), String> {
+        http_get(self.http, host, "/")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The binary under test. `ITSUP_TEST_BIN` overrides Cargo's path, for machines where several
+/// worktrees share one target directory (and so one `target/debug/itsup`).
+pub fn itsup_bin() -> PathBuf {
+    std::env::var_os("ITSUP_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_itsup")))
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on our own, not yet reaped child.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- itsup watch log ----\n{}", self.log_text());
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+pub fn http_get(port: u16, host: &str, path: &str) -> Result<(u16, String), String> {
+    let mut s =
+        TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect {port}: {e}"))?;
+    // Short: a request that went to a just-stopped container hangs until HAProxy's connect
+    // timeout; the next poll (after the reload) gets a fresh answer.
+    s.set_read_timeout(Some(Duration::from_millis(700)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .map_err(|e| format!("read: {e}"))?;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status line in {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// Body of a 200 answer for `host`, or why not.
+pub fn answer(w: &Watcher, host: &str) -> Result<String, String> {
+    match w.get(host)? {
+        (200, body) => Ok(body.trim().to_string()),
+        (code, _) => Err(format!("{host}: HTTP {code}")),
+    }
+}
+
+/// Distinct bodies seen over `n` requests (round robin shows every replica).
+pub fn replies(w: &Watcher, host: &str, n: usize) -> Result<BTreeSet<String>, String> {
+    (0..n).map(|_| answer(w, host)).collect()
+}
+
+/// Polls `f` every 50 ms until it succeeds or `within` passes (then panics with the last
+/// error); returns the value and how long it took.
+pub fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut f: impl FnMut() -> Result<T, String>,
+) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return (v, start.elapsed()),
+            Err(e) if start.elapsed() > within => panic!("{what}: not within {within:?}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// TLS to the https port with `sni`; returns the server's first line (the backend's greeting),
+/// after checking that an echoed line comes back through the passthrough.
+pub fn tls_hello(port: u16, sni: &str) -> Result<String, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    let name =
+        rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let sock = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    let mut reader = BufReader::new(rustls::StreamOwned::new(conn, sock));
+    let mut greeting = String::new();
+    reader
+        .read_line(&mut greeting)
+        .map_err(|e| format!("tls read: {e}"))?;
+    reader
+        .get_mut()
+        .write_all(b"echo me\n")
+        .map_err(|e| format!("tls write: {e}"))?;
+    let mut echo = String::new();
+    reader
+        .read_line(&mut echo)
+        .map_err(|e| format!("tls read: {e}"))?;
+    if echo != "echo me\n" {
+        return Err(format!("echo came back as {echo:?}"));
+    }
+    Ok(greeting.trim().to_string())
+}
+
+/// The test backends use throw-away self-signed certificates: the tests check routing, not
+/// trust, so every certificate is accepted (signatures are still checked).
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Labels compose puts on a service's containers (for containers the tests start themselves).
+pub fn compose_labels<'a>(project: &'a str, service: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("com.docker.compose.project", project),
+        ("com.docker.compose.service", service),
+    ]
+}
