@@ -61,6 +61,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     let generated = crate::pipeline::generate(root)?;
     let outcome = &generated.outcome;
     report::diagnostics(global, &outcome.diagnostics, &outcome.broken);
+    report::kept(global, &outcome.kept);
     let Some(plan) = &generated.plan else {
         eprintln!("nothing applied: fix the platform files first");
         return Ok(1);
@@ -91,6 +92,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
             });
         }
         crate::output::write(root, &changes)?;
+        generated.save_last_good(root)?;
         if !global.quiet && args.format == Format::Text {
             for c in &changes {
                 let verb = match c.kind {

@@ -144,10 +144,14 @@ fn server_opts(backend: &Backend, proxy_protocol: Option<u8>, http: bool) -> Str
 /// The full `haproxy.cfg` text for a Plan.
 pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, RenderError> {
     let s = &plan.settings;
+    // A route without servers has no backend section; routing to it would not even load.
+    let http: Vec<&HttpRoute> = plan.http.iter().filter(|r| !r.backend.servers.is_empty()).collect();
+    let tcp: Vec<&crate::plan::TcpRoute> =
+        plan.tcp.iter().filter(|r| !r.backend.servers.is_empty()).collect();
     let mut https_hosts: BTreeSet<String> = BTreeSet::new();
     let mut plain_routes = Vec::new();
     let mut https_routes = Vec::new();
-    for (i, r) in plan.http.iter().enumerate() {
+    for (i, r) in http.iter().enumerate() {
         if r.https {
             https_hosts.extend(r.hosts.iter().cloned());
             https_routes.push(route_view(i, r));
@@ -160,7 +164,7 @@ pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, Rende
     let mut sni_routes = Vec::new();
     let mut terminations = Vec::new();
     let mut tcp_frontends = Vec::new();
-    for (i, r) in plan.tcp.iter().enumerate() {
+    for (i, r) in tcp.iter().enumerate() {
         if r.port == s.https_port {
             let backend = if r.tls == TcpTls::Terminate {
                 let relay = format!("tls-{}", r.name);
@@ -190,7 +194,7 @@ pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, Rende
     }
 
     let mut backends: Vec<BackendView> = Vec::new();
-    for r in &plan.http {
+    for r in &http {
         let strip = r
             .path_prefix
             .as_deref()
@@ -205,7 +209,7 @@ pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, Rende
             server_opts: server_opts(&r.backend, None, true),
         });
     }
-    for r in &plan.tcp {
+    for r in &tcp {
         backends.push(BackendView {
             name: &r.backend.name,
             mode: "tcp",
@@ -215,12 +219,10 @@ pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, Rende
             server_opts: server_opts(&r.backend, r.proxy_protocol, false),
         });
     }
-    backends.retain(|b| !b.servers.is_empty());
-    let dns = plan
-        .http
+    let dns = http
         .iter()
         .map(|r| &r.backend)
-        .chain(plan.tcp.iter().map(|r| &r.backend))
+        .chain(tcp.iter().map(|r| &r.backend))
         .any(|b| b.dns || needs_resolver(b));
     let ctx = json!({
         "http_port": s.http_port,
