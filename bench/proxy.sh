@@ -3,9 +3,11 @@
 # the same nginx backend, in one run on this machine:
 #   wrk -t1 -c50 (tiny body) through: nginx direct, itsup proxy (--threads 1),
 #   HAProxy (nbthread 1), nginx (1 worker); then the RSS of itsup holding 1000 idle
-#   keep-alive client connections.
+#   keep-alive client connections; then (when valgrind is installed) user-space instructions per
+#   request of itsup and HAProxy under callgrind, which does not depend on the machine's load.
 # Everything listens on 127.0.0.1 ephemeral ports and stops on exit.
-# Usage: bench/proxy.sh [duration, default 10s]   (env ITSUP_BIN to skip the release build)
+# Usage: bench/proxy.sh [duration, default 10s]   (env ITSUP_BIN to skip the release build,
+#        BENCH_IR=0 to skip the callgrind part, BENCH_IR_REQUESTS=N1,N2 to change its counts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
@@ -144,3 +146,88 @@ time.sleep(1)
 after = rss()
 print(f"itsup RSS: {before:.1f} MB idle, {after:.1f} MB with 1000 idle keep-alive connections (target < 30 MB)")
 PY
+
+# Instructions per request, independent of the machine's load: each proxy runs under callgrind
+# (user-space instructions, all threads) for two fixed request counts sent by a closed-loop
+# client over 50 keep-alive connections; the difference divided by the difference in requests
+# removes start-up and shut-down. The backend nginx runs natively.
+[ "${BENCH_IR:-1}" = 0 ] && exit 0
+command -v valgrind >/dev/null || { echo "valgrind not installed: skipping instructions/request"; exit 0; }
+cat >"$WORK/load.py" <<'PY'
+# Fixed-count keep-alive load: CONNS connections, each sends the next GET as soon as the
+# previous response (Content-Length body) is complete, until TOTAL responses arrived.
+import selectors, socket, sys
+port, total, conns = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+REQ = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+sel = selectors.DefaultSelector()
+sent = done = 0
+bufs = {}
+for _ in range(min(conns, total)):
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(REQ)
+    sent += 1
+    s.setblocking(False)
+    bufs[s] = b""
+    sel.register(s, selectors.EVENT_READ)
+while done < total:
+    events = sel.select(timeout=120)
+    if not events:
+        raise SystemExit(f"stalled after {done} responses")
+    for key, _ in events:
+        s = key.fileobj
+        data = s.recv(65536)
+        if not data:
+            raise SystemExit(f"connection closed after {done} responses")
+        buf = bufs[s] + data
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            length = 0
+            for line in buf[:end].split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(buf) < end + 4 + length:
+                break
+            if not buf.startswith(b"HTTP/1.1 200"):
+                raise SystemExit("non-200 answer: " + buf[:end].decode(errors="replace"))
+            buf = buf[end + 4 + length:]
+            done += 1
+            if sent < total:
+                s.send(REQ)
+                sent += 1
+        bufs[s] = buf
+for s in bufs:
+    s.close()
+PY
+IR_COUNTS=${BENCH_IR_REQUESTS:-2000,12000}
+N1=${IR_COUNTS%,*}; N2=${IR_COUNTS#*,}
+kill "$ITSUP_PID" 2>/dev/null || true
+callgrind_total() { # label port n cmd...: total Ir of the proxy serving n requests
+  local label=$1 port=$2 n=$3; shift 3
+  local out="$WORK/cg.$label.$n"
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >/dev/null 2>"$WORK/cg.$label.$n.log" & local pid=$!
+  for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+  sleep 1 # let the (slow, instrumented) proxy settle before counting starts to matter
+  python3 "$WORK/load.py" "$port" "$n" 50
+  sleep 0.5
+  kill -TERM "$pid"; wait "$pid" || true
+  awk '/^(summary|totals):/ { print $2; exit }' "$out"
+}
+per_request() { # label port cmd...
+  local label=$1 port=$2; shift 2
+  local a b; a=$(callgrind_total "$label" "$port" "$N1" "$@"); b=$(callgrind_total "$label" "$port" "$N2" "$@")
+  IR[$label]=$(awk -v a="$a" -v b="$b" -v n1="$N1" -v n2="$N2" 'BEGIN { printf "%.0f", (b - a) / (n2 - n1) }')
+  printf '%-14s %10s instructions/request (callgrind, %s vs %s requests)\n' "$label" "${IR[$label]}" "$N2" "$N1"
+}
+declare -A IR
+IR_ITSUP=$(free_port); IR_HAPROXY=$(free_port); IR_ADMIN=$(free_port)
+sed -e "s/127.0.0.1:$ITSUP/127.0.0.1:$IR_ITSUP/" -e "s/127.0.0.1:$ADMIN/127.0.0.1:$IR_ADMIN/" "$WORK/proxy.yml" >"$WORK/proxy-ir.yml"
+sed -e "s/127.0.0.1:$HAPROXY/127.0.0.1:$IR_HAPROXY/" "$WORK/haproxy.cfg" >"$WORK/haproxy-ir.cfg"
+echo
+export ITSUP_LOG=warn # (not via `env`: valgrind would measure env, not the exec'd proxy)
+per_request itsup "$IR_ITSUP" "$BIN" proxy --config "$WORK/proxy-ir.yml" --threads 1
+per_request haproxy "$IR_HAPROXY" haproxy -f "$WORK/haproxy-ir.cfg" -db
+echo "itsup / haproxy instructions per request: $(ratio "${IR[itsup]}" "${IR[haproxy]}")x"

@@ -225,6 +225,12 @@ fn reload_under_load_loses_no_request_and_invalid_files_are_rejected() {
             })
             .await;
         assert_eq!(get(proxy.addr, "r.test", "/").await.0, StatusCode::OK, "still serving the old config");
+        // The log line travels through a pipe and a reader thread: give it a moment.
+        proxy
+            .wait_for("rejection logged", Duration::from_secs(5), || async {
+                proxy.stderr.lock().expect("lock").join("\n").contains("unknown cluster `nope`")
+            })
+            .await;
         let log = proxy.stderr.lock().expect("lock").join("\n");
         assert!(log.contains("reload rejected") && log.contains("unknown cluster `nope`"), "{log}");
     });

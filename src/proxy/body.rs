@@ -77,7 +77,7 @@ enum Kind {
 pub struct ProxyBody {
     kind: Kind,
     bytes: u64,
-    tail: Option<Box<Tail>>,
+    tail: Option<Tail>,
 }
 
 impl ProxyBody {
@@ -97,7 +97,7 @@ impl ProxyBody {
         }
     }
 
-    pub fn upstream(body: Incoming, tail: Option<Box<Tail>>) -> Self {
+    pub fn upstream(body: Incoming, tail: Option<Tail>) -> Self {
         let mut this = Self {
             kind: Kind::Upstream(body),
             bytes: 0,
@@ -112,7 +112,7 @@ impl ProxyBody {
     }
 
     /// Attaches bookkeeping to a canned body (used for error answers that still log).
-    pub fn with_tail(mut self, tail: Option<Box<Tail>>) -> Self {
+    pub fn with_tail(mut self, tail: Option<Tail>) -> Self {
         self.tail = tail;
         self
     }

@@ -355,11 +355,11 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
-    Parse {
-        path: String,
-        source: serde_yaml_ng::Error,
-    },
+    /// YAML syntax or a value that does not fit the config types; every entry is
+    /// `file:line:col: message`.
+    #[error("{}", .errors.join("\n"))]
+    Parse { path: String, errors: Vec<String> },
+    /// Semantic rules broken; every entry is `file:line:col: path: message`.
     #[error("{path}: invalid config:\n  - {}", .errors.join("\n  - "))]
     Invalid { path: String, errors: Vec<String> },
 }
@@ -380,13 +380,35 @@ pub fn load(path: &Path) -> Result<ProxyConfig, ConfigError> {
 }
 
 /// Parses and checks config text; `origin` names it in errors.
+///
+/// YAML goes through [`crate::yaml`] (the only place YAML crates are used), which gives the
+/// value as JSON plus the line and column of every node, so every error names
+/// `origin:line:col`.
 pub fn parse(text: &str, origin: &str) -> Result<ProxyConfig, ConfigError> {
-    let config: ProxyConfig =
-        serde_yaml_ng::from_str(text).map_err(|source| ConfigError::Parse {
-            path: origin.to_string(),
-            source,
-        })?;
-    let errors = config.check();
+    let doc = crate::yaml::parse(text).map_err(|e| ConfigError::Parse {
+        path: origin.to_string(),
+        errors: vec![format!(
+            "{origin}:{}:{}: {}",
+            e.pos.line, e.pos.col, e.message
+        )],
+    })?;
+    let config: ProxyConfig = match ProxyConfig::deserialize(&doc.value) {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(ConfigError::Parse {
+                path: origin.to_string(),
+                errors: locate_type_errors(&doc, origin, &e),
+            });
+        }
+    };
+    let errors: Vec<String> = config
+        .check()
+        .into_iter()
+        .map(|message| {
+            let pos = doc.key_pos(&check_pointer(&message));
+            format!("{origin}:{}:{}: {message}", pos.line, pos.col)
+        })
+        .collect();
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -395,6 +417,106 @@ pub fn parse(text: &str, origin: &str) -> Result<ProxyConfig, ConfigError> {
             errors,
         })
     }
+}
+
+/// serde_json does not say where a value failed, so the document is run through the JSON
+/// Schema of the config (only on this error path), whose errors carry JSON pointers that map
+/// to positions. If the schema has nothing to say, the serde message is reported at 1:1.
+fn locate_type_errors(
+    doc: &crate::yaml::Document,
+    origin: &str,
+    err: &serde_json::Error,
+) -> Vec<String> {
+    let schema = schema();
+    let mut located: Vec<(crate::yaml::Pos, String)> = Vec::new();
+    if let Ok(validator) = jsonschema::validator_for(&schema) {
+        for e in validator.iter_errors(&doc.value) {
+            let pointer = e.instance_path().as_str().to_string();
+            match e.kind() {
+                jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
+                    for key in unexpected {
+                        let at = format!("{pointer}/{}", crate::yaml::escape_pointer(key));
+                        located.push((doc.key_pos(&at), format!("unknown field `{key}`")));
+                    }
+                }
+                _ => {
+                    let at = if pointer.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}: ", pointer_to_path(&pointer))
+                    };
+                    located.push((doc.value_pos(&pointer), format!("{at}{e}")));
+                }
+            }
+        }
+    }
+    match located.len() {
+        // Nothing located: serde's own words at the top of the file.
+        0 => located.push((crate::yaml::Pos { line: 1, col: 1 }, err.to_string())),
+        // One problem: serde says it best (`unknown variant`, `expected u32`), the schema
+        // says where.
+        1 => {
+            if let Some((_, message)) = located.first_mut() {
+                let path = message
+                    .split_once(": ")
+                    .map(|(p, _)| p)
+                    .filter(|p| !p.contains(' '));
+                *message = match path {
+                    Some(p) => format!("{p}: {err}"),
+                    None => err.to_string(),
+                };
+            }
+        }
+        // Several: the schema's list, then serde's first complaint.
+        _ => located.push((located[0].0, err.to_string())),
+    }
+    located.sort();
+    located.dedup();
+    located
+        .into_iter()
+        .map(|(pos, message)| format!("{origin}:{}:{}: {message}", pos.line, pos.col))
+        .collect()
+}
+
+/// `/clusters/api/servers/0` -> `clusters.api.servers[0]` (the style of [`ProxyConfig::check`]).
+fn pointer_to_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for seg in pointer.split('/').skip(1) {
+        let seg = seg.replace("~1", "/").replace("~0", "~");
+        if seg.parse::<usize>().is_ok() {
+            out.push('[');
+            out.push_str(&seg);
+            out.push(']');
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&seg);
+        }
+    }
+    out
+}
+
+/// The JSON pointer named by a [`ProxyConfig::check`] message (`clusters.api.servers[1].weight:
+/// ...` -> `/clusters/api/servers/1/weight`); the document falls back to the nearest ancestor.
+fn check_pointer(message: &str) -> String {
+    let path = message.split(": ").next().unwrap_or("");
+    let mut pointer = String::new();
+    for part in path.split('.') {
+        let (name, indexes) = part.split_once('[').unwrap_or((part, ""));
+        if !name.is_empty() {
+            pointer.push('/');
+            pointer.push_str(&crate::yaml::escape_pointer(name));
+        }
+        for index in indexes.split('[') {
+            let index = index.trim_end_matches(']');
+            if !index.is_empty() {
+                pointer.push('/');
+                pointer.push_str(index);
+            }
+        }
+    }
+    pointer
 }
 
 impl ProxyConfig {
@@ -644,5 +766,53 @@ clusters: {c: {servers: [{address: "h", weight: 0}]}}
         let err =
             parse("listeners: []\nclusters: {}\nlistner: 1\n", "t").expect_err("unknown field");
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let err = parse("listeners: []\nclusters: {}\nlistner: 1\n", "p.yml").expect_err("unknown");
+        assert!(
+            err.to_string()
+                .contains("p.yml:3:1: unknown field `listner`"),
+            "{err}"
+        );
+
+        let text = "listeners: [{address: \"127.0.0.1:1\"}]\nclusters:\n  c:\n    servers:\n      - {address: \"a:1\", weight: lots}\n";
+        let err = parse(text, "p.yml").expect_err("type");
+        assert!(err.to_string().contains("p.yml:5:"), "{err}");
+        assert!(
+            err.to_string().contains("clusters.c.servers[0].weight"),
+            "{err}"
+        );
+
+        let err = parse("listeners: [\n", "p.yml").expect_err("syntax");
+        assert!(err.to_string().starts_with("p.yml:"), "{err}");
+
+        let text = "listeners: [{address: \"127.0.0.1:1\"}]\nclusters:\n  c:\n    servers:\n      - {address: \"a:1\"}\n      - {address: \"b:1\", weight: 0}\n";
+        let Err(ConfigError::Invalid { errors, .. }) = parse(text, "p.yml") else {
+            panic!("expected invalid");
+        };
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("p.yml:6:"), "{errors:?}");
+        assert!(
+            errors[0].contains("clusters.c.servers[1].weight"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn check_messages_map_to_pointers() {
+        assert_eq!(
+            check_pointer("listeners[0].address: x"),
+            "/listeners/0/address"
+        );
+        assert_eq!(
+            check_pointer("clusters.api.servers[1]: dup"),
+            "/clusters/api/servers/1"
+        );
+        assert_eq!(
+            pointer_to_path("/clusters/a/servers/0/weight"),
+            "clusters.a.servers[0].weight"
+        );
     }
 }

@@ -7,7 +7,6 @@
 //! idempotent requests without a body are re-sent (rebuilt from a copy of the head); a body
 //! already sent is never sent again. A response timeout is not retried.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ use super::access_log::Entry;
 use super::body::{ProxyBody, Tail, UpBody};
 use super::clock::{now_ms, unix_ms};
 use super::config::{AllDownPolicy, UpstreamProtocol};
-use super::headers;
+use super::headers::{self, PeerInfo};
 use super::lb::{Balancer, IndexSet, PickCtx};
 use super::pool::{Conn, ConnectError};
 use super::routing;
@@ -34,7 +33,7 @@ use super::state::{ClusterRt, RouteRt, Shared};
 pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: Arc<PeerInfo>,
 ) -> Response<ProxyBody> {
     // hyper refuses conflicting Content-Length values and lets Transfer-Encoding win over
     // Content-Length (dropping the latter). Bytes after a chunked body are the classic
@@ -42,7 +41,7 @@ pub async fn handle(
     // instead of parsing them as the next request.
     let close_after =
         req.version() <= Version::HTTP_11 && req.headers().contains_key(header::TRANSFER_ENCODING);
-    let mut resp = proxy(shared, req, peer).await;
+    let mut resp = proxy(shared, req, &peer).await;
     if close_after {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -53,7 +52,7 @@ pub async fn handle(
 async fn proxy(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: &PeerInfo,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     // A full Arc (not a guard) so the request keeps its config even if a reload swaps it.
@@ -64,7 +63,7 @@ async fn proxy(
         None => req.headers().get(header::HOST).cloned(),
     };
     let host = host_value.as_ref().and_then(|v| v.to_str().ok());
-    let peer_ip = peer.ip();
+    let peer_ip = peer.ip;
     let client = headers::client_ip(peer_ip, req.headers(), |ip| snap.is_trusted(ip));
     let mut log = snap.access_log.as_ref().filter(|l| l.sample()).map(|sink| {
         Box::new(Entry {
@@ -111,7 +110,13 @@ async fn proxy(
     {
         let h = req.headers_mut();
         headers::strip_hop_by_hop(h, upgrade);
-        headers::set_forwarded(h, peer_ip, client, snap.is_trusted(peer_ip), host);
+        headers::set_forwarded(
+            h,
+            peer,
+            client,
+            snap.is_trusted(peer_ip),
+            host_value.as_ref().filter(|_| host.is_some()),
+        );
         if cluster.protocol == UpstreamProtocol::Http1
             && !h.contains_key(header::HOST)
             && let Some(v) = host_value.clone()
@@ -124,8 +129,14 @@ async fn proxy(
         Balancer::StickyCookie(s) => Some(s.pinned(req.headers())),
         _ => None,
     };
-    let replayable = is_idempotent(req.method()) && req.body().is_end_stream() && !upgrade;
-    let saved = (replayable && route.retries > 0).then(|| {
+    // A copy of the head is only needed when the request could be re-sent after it went
+    // out: idempotent, bodiless, retries configured and another server to try.
+    let replayable = route.retries > 0
+        && cluster.servers.len() > 1
+        && is_idempotent(req.method())
+        && req.body().is_end_stream()
+        && !upgrade;
+    let saved = replayable.then(|| {
         (
             req.method().clone(),
             req.uri().clone(),
@@ -217,18 +228,18 @@ async fn proxy(
                 }
                 if let (Some(up), Some(down)) = (upstream_upgrade, on_client_upgrade) {
                     tokio::spawn(tunnel(down, up, claim, shared.clone()));
-                    let tail = Box::new(Tail {
+                    let tail = Tail {
                         conn: None,
                         server: None,
                         log,
-                    });
+                    };
                     return Response::from_parts(parts, ProxyBody::empty().with_tail(Some(tail)));
                 }
-                let tail = Box::new(Tail {
+                let tail = Tail {
                     conn,
                     server: claim.disarm(),
                     log,
-                });
+                };
                 return Response::from_parts(parts, ProxyBody::upstream(body, Some(tail)));
             }
             Sent::Refused(req) => {
@@ -448,11 +459,11 @@ fn finish_error(
     let resp = canned(status, body);
     match log {
         Some(entry) => resp.map(|b| {
-            b.with_tail(Some(Box::new(Tail {
+            b.with_tail(Some(Tail {
                 conn: None,
                 server: None,
                 log: Some(entry),
-            })))
+            }))
         }),
         None => resp,
     }

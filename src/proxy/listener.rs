@@ -17,9 +17,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::clock::now_ms;
 use super::config::ProxyConfig;
 use super::forward;
+use super::headers::PeerInfo;
 use super::state::Shared;
 
 /// Connection settings fixed at startup.
@@ -86,7 +86,9 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let activity = Arc::new(AtomicU64::new(now_ms()));
+    // Bumped on every read or write that moved bytes; the idle check compares it between
+    // ticks, so the data path never reads a clock.
+    let activity = Arc::new(AtomicU64::new(0));
     let io = TokioIo::new(Tracked {
         inner: stream,
         last: activity.clone(),
@@ -100,18 +102,22 @@ async fn connection(
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
     let svc_shared = shared.clone();
+    let peer_info = Arc::new(PeerInfo::new(peer.ip()));
     // Boxed: hyper keeps a slot the size of the service future for every connection, and
     // the request future is large; boxing costs one allocation per request but keeps idle
     // keep-alive connections small.
     let svc = service_fn(move |req| {
         let shared = svc_shared.clone();
+        let peer = peer_info.clone();
         Box::pin(async move { Ok::<_, Infallible>(forward::handle(shared, req, peer).await) })
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
-    let idle_ms = idle.as_millis() as u64;
-    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
+    let period = (idle / 4).max(Duration::from_millis(100));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = activity.load(Ordering::Relaxed);
+    let mut quiet_since = tokio::time::Instant::now();
     let mut closing = false;
     let mut shutting_down = *shutdown.borrow();
     if shutting_down {
@@ -131,14 +137,18 @@ async fn connection(
                     conn.as_mut().graceful_shutdown();
                 }
             }
-            _ = tick.tick() => {
-                if now_ms().saturating_sub(activity.load(Ordering::Relaxed)) >= idle_ms {
+            now = tick.tick() => {
+                let current = activity.load(Ordering::Relaxed);
+                if current != seen {
+                    seen = current;
+                    quiet_since = now;
+                } else if now.duration_since(quiet_since) >= idle {
                     if closing {
                         // Asked politely one idle period ago and still silent: drop it.
                         break;
                     }
                     closing = true;
-                    activity.store(now_ms(), Ordering::Relaxed);
+                    quiet_since = now;
                     conn.as_mut().graceful_shutdown();
                 }
             }
@@ -150,7 +160,7 @@ async fn connection(
         .fetch_sub(1, Ordering::Relaxed);
 }
 
-/// A socket that records when it last moved a byte, for the idle timeout.
+/// A socket that counts the reads and writes that moved bytes, for the idle timeout.
 struct Tracked {
     inner: TcpStream,
     last: Arc<AtomicU64>,
@@ -158,7 +168,9 @@ struct Tracked {
 
 impl Tracked {
     fn touch(&self) {
-        self.last.store(now_ms(), Ordering::Relaxed);
+        // Only this connection's task writes it: a plain load and store, no locked add.
+        let v = self.last.load(Ordering::Relaxed);
+        self.last.store(v.wrapping_add(1), Ordering::Relaxed);
     }
 }
 

@@ -122,10 +122,11 @@ impl Shared {
                 Ok(true)
             }
             Err(e) => {
+                // Logged before counting, so whoever sees the counter move finds the reason.
+                tracing::error!(reason, error = %e, "reload rejected, keeping the running config");
                 self.metrics
                     .reload_failure_total
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::error!(reason, error = %e, "reload rejected, keeping the running config");
                 Err(e.into())
             }
         }
