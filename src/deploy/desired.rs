@@ -280,7 +280,9 @@ fn service(
 }
 
 fn parse_compose(text: &str, file: &str) -> anyhow::Result<Value> {
-    serde_yaml_ng::from_str(text).with_context(|| format!("rendered {file} is not valid YAML"))
+    crate::yaml::parse(text)
+        .map(|doc| doc.value)
+        .with_context(|| format!("rendered {file} is not valid YAML"))
 }
 
 fn services_of(compose: &Value) -> Vec<(&str, &Value)> {
@@ -355,10 +357,11 @@ mod tests {
 
     #[test]
     fn finds_external_networks() {
-        let compose: Value = serde_yaml_ng::from_str(
+        let compose: Value = crate::yaml::parse(
             "networks:\n  proxynet:\n    external: true\n  e:\n    name: egress-a-to-b-db\n    external: true\n  own: {}\n",
         )
-        .expect("yaml");
+        .expect("yaml")
+        .value;
         assert_eq!(
             external_networks(&compose),
             vec!["proxynet", "egress-a-to-b-db"]

@@ -145,9 +145,16 @@ fn server_opts(backend: &Backend, proxy_protocol: Option<u8>, http: bool) -> Str
 pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, RenderError> {
     let s = &plan.settings;
     // A route without servers has no backend section; routing to it would not even load.
-    let http: Vec<&HttpRoute> = plan.http.iter().filter(|r| !r.backend.servers.is_empty()).collect();
-    let tcp: Vec<&crate::plan::TcpRoute> =
-        plan.tcp.iter().filter(|r| !r.backend.servers.is_empty()).collect();
+    let http: Vec<&HttpRoute> = plan
+        .http
+        .iter()
+        .filter(|r| !r.backend.servers.is_empty())
+        .collect();
+    let tcp: Vec<&crate::plan::TcpRoute> = plan
+        .tcp
+        .iter()
+        .filter(|r| !r.backend.servers.is_empty())
+        .collect();
     let mut https_hosts: BTreeSet<String> = BTreeSet::new();
     let mut plain_routes = Vec::new();
     let mut https_routes = Vec::new();
