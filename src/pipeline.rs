@@ -16,6 +16,8 @@ pub struct Generated {
     pub artifacts: Vec<Artifact>,
     /// Every project folder found, valid or not.
     pub project_names: Vec<String>,
+    /// What was read (kept so that callers decide when to free it).
+    pub tree: crate::load::Tree,
 }
 
 /// Runs the generator over `root`.
@@ -29,6 +31,7 @@ pub fn generate(root: &Path) -> anyhow::Result<Generated> {
             plan: None,
             artifacts: Vec::new(),
             project_names,
+            tree,
         });
     };
     let plan = crate::plan::build(validated);
@@ -39,6 +42,7 @@ pub fn generate(root: &Path) -> anyhow::Result<Generated> {
         plan: Some(plan),
         artifacts,
         project_names,
+        tree,
     })
 }
 

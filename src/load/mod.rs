@@ -49,8 +49,6 @@ pub struct Tree {
     pub middlewares: Option<Source>,
     pub projects: Vec<ProjectSource>,
     pub diagnostics: Vec<Diagnostic>,
-    /// Last configuration of each project that validated (see `output::last_good`).
-    pub last_good: std::collections::BTreeMap<String, crate::validate::ValidProject>,
 }
 
 /// Reads `root/projects`. Fails only when the folder itself cannot be listed.
@@ -58,7 +56,6 @@ pub fn load(root: &Path) -> anyhow::Result<Tree> {
     let projects_dir = root.join("projects");
     let mut tree = Tree {
         root: root.to_path_buf(),
-        last_good: crate::output::last_good::load(root),
         ..Tree::default()
     };
     let mut entries: Vec<_> = std::fs::read_dir(&projects_dir)

@@ -5,7 +5,6 @@
 //! reported and the command still fails. Snapshots are written after a successful render or
 //! apply and removed when their project folder is gone.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -25,36 +24,32 @@ fn dir(root: &Path) -> PathBuf {
     root.join(".itsup").join("last-good")
 }
 
-/// Snapshots by project name; unreadable ones are skipped (they are only a safety net).
-pub fn load(root: &Path) -> BTreeMap<String, ValidProject> {
-    let mut found = BTreeMap::new();
+/// The snapshot of one project, if there is a readable one. Read only for broken projects:
+/// valid ones never need it.
+pub fn load(root: &Path, name: &str) -> Option<ValidProject> {
+    let bytes = std::fs::read(dir(root).join(format!("{name}.json"))).ok()?;
+    let snapshot: Snapshot = serde_json::from_slice(&bytes).ok()?;
+    Some(ValidProject {
+        name: name.to_string(),
+        file: snapshot.file,
+        compose: snapshot.compose,
+    })
+}
+
+/// Names of the projects that have a snapshot.
+fn names(root: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir(root)) else {
-        return found;
+        return Vec::new();
     };
-    for entry in entries.filter_map(Result::ok) {
-        let path = entry.path();
-        let Some(name) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".json"))
-        else {
-            continue;
-        };
-        let snapshot = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Snapshot>(&bytes).ok());
-        if let Some(s) = snapshot {
-            found.insert(
-                name.to_string(),
-                ValidProject {
-                    name: name.to_string(),
-                    file: s.file,
-                    compose: s.compose,
-                },
-            );
-        }
-    }
-    found
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 /// Records `valid` (projects validated from their own files) and forgets projects whose folder
@@ -76,7 +71,7 @@ pub fn save(root: &Path, valid: &[&ValidProject], existing: &[String]) -> std::i
         tmp.write_all(&bytes)?;
         tmp.persist(&path).map_err(|e| e.error)?;
     }
-    for (name, _) in load(root) {
+    for name in names(root) {
         if !existing.contains(&name) {
             let _ = std::fs::remove_file(dir.join(format!("{name}.json")));
         }

@@ -128,10 +128,10 @@ pub fn validate(tree: &Tree) -> Outcome {
     // A broken project keeps running as it last validated: its snapshot stands in for it.
     let mut kept: BTreeSet<String> = BTreeSet::new();
     for name in &broken {
-        if let Some(snapshot) = tree.last_good.get(name)
-            && tree.projects.iter().any(|p| &p.name == name)
+        if tree.projects.iter().any(|p| &p.name == name)
+            && let Some(snapshot) = crate::output::last_good::load(&tree.root, name)
         {
-            valid.push(snapshot.clone());
+            valid.push(snapshot);
             kept.insert(name.clone());
         }
     }
