@@ -13,7 +13,7 @@ bash bench/gen-projects.sh "$n" "$work/root"
 root=$work/root
 "$bin" --root "$root" render -q   # first render, so diff compares against a full tree
 
-hyperfine --warmup 3 --runs 20 --export-markdown "$work/hf.md" \
+hyperfine -N --warmup 3 --runs 30 --export-markdown "$work/hf.md" \
   -n "validate ($n projects)" "$bin --root $root validate -q" \
   -n "diff, nothing changed ($n projects)" "$bin --root $root diff" \
   -n "render into an empty dir ($n projects)" --prepare "rm -rf $work/out" "$bin --root $root render -q --out $work/out" \

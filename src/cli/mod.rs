@@ -89,6 +89,12 @@ enum Command {
 /// Entry point used by `main.rs`: parse, dispatch, map errors to exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Validate(_) | Command::Render(_) | Command::Diff(_) | Command::Status(_)
+    ) {
+        batch_allocator();
+    }
     let global = cli.global;
     let result = match cli.command {
         Command::Validate(args) => validate::run(&global, args),
@@ -111,5 +117,19 @@ pub fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// One-shot generator runs allocate many small values on two threads and exit: perf showed a
+/// fifth of a 1000-project run in glibc's trimming and consolidation. Keeping freed memory
+/// (large trim threshold, generous top pad) avoids that work. Long-running servers (agent,
+/// proxy, watch) keep the defaults, so their memory is returned as usual.
+fn batch_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes allocator thresholds; it is called before any other thread
+    // exists and with documented parameters.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
 }

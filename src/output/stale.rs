@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 use crate::render::HEADER;
 
 /// Folders under the output root that hold generated files.
@@ -15,10 +17,36 @@ const MAX_DEPTH: usize = 4;
 /// Relative paths of every file under `proxy/` and `upstream/` that starts with the header,
 /// except those in `skip` (files about to be written anyway: no need to open them).
 pub fn generated_files(out: &Path, skip: &BTreeSet<&Path>) -> std::io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
+    // One folder per project under upstream/: walk them in parallel, they are independent.
+    let mut tops: Vec<PathBuf> = Vec::new();
     for dir in GENERATED_DIRS {
-        walk(out, Path::new(dir), 0, skip, &mut found)?;
+        match std::fs::read_dir(out.join(dir)) {
+            Ok(entries) => {
+                for entry in entries {
+                    tops.push(Path::new(dir).join(entry?.file_name()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
+    let found: Vec<Vec<PathBuf>> = tops
+        .par_iter()
+        .map(|top| {
+            let mut found = Vec::new();
+            let meta = std::fs::symlink_metadata(out.join(top))?;
+            if meta.is_dir() {
+                walk(out, top, 1, skip, &mut found)?;
+            } else if meta.is_file()
+                && !skip.contains(top.as_path())
+                && starts_with_header(&out.join(top))
+            {
+                found.push(top.clone());
+            }
+            Ok(found)
+        })
+        .collect::<std::io::Result<_>>()?;
+    let mut found: Vec<PathBuf> = found.into_iter().flatten().collect();
     found.sort();
     Ok(found)
 }
