@@ -11,15 +11,10 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
-    let generated = crate::pipeline::generate(&global.root)?;
-    // The process ends right after: freeing thousands of values one by one is wasted time.
-    let generated = &*Box::leak(Box::new(generated));
-    let outcome = &generated.outcome;
-    report::diagnostics(global, &outcome.diagnostics, &outcome.broken);
-    report::kept(global, &outcome.kept);
-    if generated.plan.is_none() {
+    let Some(generated) = report::generate(global)? else {
         return Ok(1);
-    }
+    };
+    let outcome = &generated.outcome;
     let changes = crate::output::changes(&global.root, &generated.artifacts, &outcome.broken)?;
     let in_scope = |path: &Path| {
         args.projects.is_empty()

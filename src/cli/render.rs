@@ -13,16 +13,11 @@ pub struct Args {
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
-    let generated = crate::pipeline::generate(&global.root)?;
-    // The process ends right after: freeing thousands of values one by one is wasted time.
-    let generated = &*Box::leak(Box::new(generated));
-    let outcome = &generated.outcome;
-    report::diagnostics(global, &outcome.diagnostics, &outcome.broken);
-    report::kept(global, &outcome.kept);
-    if generated.plan.is_none() {
+    let Some(generated) = report::generate(global)? else {
         eprintln!("nothing written: fix the platform files first");
         return Ok(1);
-    }
+    };
+    let outcome = &generated.outcome;
     let out = args.out.unwrap_or_else(|| global.root.clone());
     let changes = crate::output::changes(&out, &generated.artifacts, &outcome.broken)?;
     crate::output::write(&out, &changes)?;

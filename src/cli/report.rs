@@ -55,3 +55,15 @@ pub fn kept(global: &Global, kept: &std::collections::BTreeSet<String>) {
         );
     }
 }
+
+/// Runs the generator for a one-shot command and reports its diagnostics. The values live until
+/// the process ends (leaked on purpose: freeing thousands of them one by one is wasted time).
+/// `None` when a platform file is invalid and nothing may be written.
+pub fn generate(global: &Global) -> anyhow::Result<Option<&'static crate::pipeline::Generated>> {
+    let generated: &'static crate::pipeline::Generated =
+        Box::leak(Box::new(crate::pipeline::generate(&global.root)?));
+    let outcome = &generated.outcome;
+    diagnostics(global, &outcome.diagnostics, &outcome.broken);
+    kept(global, &outcome.kept);
+    Ok(generated.plan.is_some().then_some(generated))
+}

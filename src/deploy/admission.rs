@@ -37,6 +37,36 @@ pub enum Admission {
 /// Extra time for Traefik to notice an unhealthy container (Docker events are near instant).
 const TRAEFIK_SETTLE: Duration = Duration::from_secs(2);
 
+/// Sets each pending slot back to `ready` once it no longer holds one of `gone` (DNS forgot
+/// the address), polling until `timeout`; slots still holding one stay in maintenance.
+async fn release_when_gone(
+    runtime: &Runtime,
+    mut pending: Vec<(String, String)>,
+    gone: &[Ipv4Addr],
+    timeout: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !pending.is_empty() && tokio::time::Instant::now() < deadline {
+        let mut still = Vec::new();
+        for (backend, name) in pending {
+            let slots = runtime.slots(&backend).await.unwrap_or_default();
+            let stale = slots
+                .iter()
+                .find(|s| s.name == name)
+                .is_some_and(|s| s.addr.is_some_and(|a| gone.contains(&a)));
+            if stale {
+                still.push((backend, name));
+            } else {
+                let _ = runtime.set_state(&backend, &name, "ready").await;
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
 impl Admission {
     /// Before a new container starts: keep it out of rotation until it is admitted.
     pub async fn prepare(&mut self) -> anyhow::Result<()> {
@@ -183,26 +213,7 @@ impl Admission {
                 pending.push((backend.clone(), slot.name.clone()));
             }
         }
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !pending.is_empty() && tokio::time::Instant::now() < deadline {
-            let mut still = Vec::new();
-            for (backend, name) in pending {
-                let slots = runtime.slots(&backend).await.unwrap_or_default();
-                let stale = slots
-                    .iter()
-                    .find(|s| s.name == name)
-                    .is_some_and(|s| s.addr.is_some_and(|a| old.contains(&a)));
-                if stale {
-                    still.push((backend, name));
-                } else {
-                    let _ = runtime.set_state(&backend, &name, "ready").await;
-                }
-            }
-            pending = still;
-            if !pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
+        release_when_gone(runtime, pending, old, timeout).await;
     }
 
     /// After a failure, before the new containers are removed: their slots go to maintenance
@@ -253,26 +264,7 @@ impl Admission {
                 }
             }
         }
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !pending.is_empty() && tokio::time::Instant::now() < deadline {
-            let mut still = Vec::new();
-            for (backend, name) in pending {
-                let slots = runtime.slots(&backend).await.unwrap_or_default();
-                let stale = slots
-                    .iter()
-                    .find(|s| s.name == name)
-                    .is_some_and(|s| s.addr.is_some_and(|a| new.contains(&a)));
-                if stale {
-                    still.push((backend, name));
-                } else {
-                    let _ = runtime.set_state(&backend, &name, "ready").await;
-                }
-            }
-            pending = still;
-            if !pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
+        release_when_gone(runtime, pending, new, timeout).await;
     }
 
     async fn unpark(runtime: &Runtime, parked: &mut Vec<(String, String)>) {
