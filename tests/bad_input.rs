@@ -540,10 +540,8 @@ fn same_host_and_path_routed_by_two_projects() {
     let root = Root::new();
     root.project("good", GOOD_DOMAIN);
     let row = "ingress:\n  - service: web\n    domain: shared.example.com\n    path_prefix: /api\n";
-    root.write("projects/a/ingress.yml", row)
-        .compose("a", &["web"]);
-    root.write("projects/b/ingress.yml", row)
-        .compose("b", &["web"]);
+    root.ingress("a", row, &["web"]);
+    root.ingress("b", row, &["web"]);
     assert_left_out(
         &root,
         &["b"],
@@ -561,16 +559,16 @@ fn same_host_and_path_routed_by_two_projects() {
 fn same_host_on_different_paths_is_fine() {
     let root = Root::new();
     root.project("good", GOOD_DOMAIN);
-    root.write(
-        "projects/a/ingress.yml",
+    root.ingress(
+        "a",
         "ingress:\n  - service: web\n    domain: shared.example.com\n    path_prefix: /api\n",
-    )
-    .compose("a", &["web"]);
-    root.write(
-        "projects/b/ingress.yml",
+        &["web"],
+    );
+    root.ingress(
+        "b",
         "ingress:\n  - service: web\n    domain: shared.example.com\n",
-    )
-    .compose("b", &["web"]);
+        &["web"],
+    );
     root.itsup(&["validate"]).code(0).exactly(&[]);
     root.itsup(&["render"]).code(0).exactly(&[]);
     assert!(root.exists("upstream/a/docker-compose.yml"));
@@ -616,8 +614,7 @@ fn passthrough_sni_cannot_take_an_http_host() {
     // port would steal its TLS connections. `zzz` sorts after `good`, so `good` claimed first.
     let root = Root::new();
     root.project("good", GOOD_DOMAIN);
-    root.write("projects/zzz/ingress.yml", PASSTHROUGH_ON_GOOD)
-        .compose("zzz", &["web"]);
+    root.ingress("zzz", PASSTHROUGH_ON_GOOD, &["web"]);
     assert_left_out(
         &root,
         &["zzz"],
@@ -634,8 +631,7 @@ fn http_host_cannot_take_a_passthrough_sni_claimed_first() {
     // reported; today neither is and Traefik would send good.example.com's TLS to `aaa`.
     let root = Root::new();
     root.project("good", GOOD_DOMAIN);
-    root.write("projects/aaa/ingress.yml", PASSTHROUGH_ON_GOOD)
-        .compose("aaa", &["web"]);
+    root.ingress("aaa", PASSTHROUGH_ON_GOOD, &["web"]);
     let run = root.itsup(&["validate"]);
     run.code(1);
     let errors = run.errors();
@@ -657,13 +653,12 @@ fn two_rows_claim_one_hostport() {
     let root = Root::new();
     root.project("good", GOOD_DOMAIN);
     let row = "ingress:\n  - service: db\n    domain: db.example.com\n    router: tcp\n    port: 5432\n    hostport: 5432\n";
-    root.write("projects/a/ingress.yml", row)
-        .compose("a", &["db"]);
-    root.write(
-        "projects/b/ingress.yml",
-        row.replace("db.example.com", "db2.example.com"),
-    )
-    .compose("b", &["db"]);
+    root.ingress("a", row, &["db"]);
+    root.ingress(
+        "b",
+        &row.replace("db.example.com", "db2.example.com"),
+        &["db"],
+    );
     assert_left_out(
         &root,
         &["b"],
@@ -768,16 +763,16 @@ fn ipv4_address_network_broadcast_and_gateway() {
 fn ipv4_address_reused_by_another_project() {
     let root = Root::new();
     root.project("good", GOOD_DOMAIN);
-    root.write(
-        "projects/a/ingress.yml",
+    root.ingress(
+        "a",
         "ingress:\n  - service: web\n    domain: a.example.com\n    ipv4_address: 172.20.0.10\n",
-    )
-    .compose("a", &["web"]);
-    root.write(
-        "projects/b/ingress.yml",
+        &["web"],
+    );
+    root.ingress(
+        "b",
         "ingress:\n  - service: web\n    domain: b.example.com\n    ipv4_address: 172.20.0.10\n",
-    )
-    .compose("b", &["web"]);
+        &["web"],
+    );
     assert_left_out(
         &root,
         &["b"],
@@ -803,15 +798,11 @@ fn ipv4_address_reused_within_a_project() {
 #[test]
 fn one_service_may_repeat_its_own_address() {
     let root = Root::new();
-    root.write(
-        "projects/a/ingress.yml",
-        concat!(
+    root.ingress("a", concat!(
             "ingress:\n",
             "  - service: web\n    domain: a.example.com\n    ipv4_address: 172.20.0.10\n",
             "  - service: web\n    domain: a2.example.com\n    port: 81\n    ipv4_address: 172.20.0.10\n",
-        ),
-    )
-    .compose("a", &["web"]);
+        ), &["web"]);
     root.itsup(&["render"]).code(0).exactly(&[]);
     assert!(
         root.read("upstream/a/docker-compose.yml")
@@ -895,11 +886,11 @@ fn egress_to_itself() {
 fn egress_to_a_valid_service_renders() {
     let root = Root::new();
     root.project("good", GOOD_DOMAIN);
-    root.write(
-        "projects/user/ingress.yml",
+    root.ingress(
+        "user",
         "ingress:\n  - service: web\n    domain: user.example.com\negress:\n  - good:web\n",
-    )
-    .compose("user", &["web"]);
+        &["web"],
+    );
     root.itsup(&["render"]).code(0).exactly(&[]);
 }
 
@@ -907,21 +898,21 @@ fn egress_to_a_valid_service_renders() {
 fn egress_cycle() {
     let root = Root::new();
     root.project("good", GOOD_DOMAIN);
-    root.write(
-        "projects/a/ingress.yml",
+    root.ingress(
+        "a",
         "ingress:\n  - service: web\n    domain: a.example.com\negress:\n  - b:web\n",
-    )
-    .compose("a", &["web"]);
-    root.write(
-        "projects/b/ingress.yml",
+        &["web"],
+    );
+    root.ingress(
+        "b",
         "ingress:\n  - service: web\n    domain: b.example.com\negress:\n  - c:web\n",
-    )
-    .compose("b", &["web"]);
-    root.write(
-        "projects/c/ingress.yml",
+        &["web"],
+    );
+    root.ingress(
+        "c",
         "ingress:\n  - service: web\n    domain: c.example.com\negress:\n  - a:web\n",
-    )
-    .compose("c", &["web"]);
+        &["web"],
+    );
     let run = root.itsup(&["validate"]);
     run.code(1).has(
         "projects/a/ingress.yml:5:5: error: egress cycle: a → b → c → a (providers must deploy before consumers)",
@@ -1027,11 +1018,7 @@ fn udp_rows_under_haproxy() {
 #[test]
 fn udp_rows_under_traefik_are_fine() {
     let root = Root::new();
-    root.write(
-        "projects/dns1/ingress.yml",
-        "ingress:\n  - service: web\n    domain: dns1.example.com\n    router: udp\n    protocol: udp\n    hostport: 5353\n",
-    )
-    .compose("dns1", &["web"]);
+    root.ingress("dns1", "ingress:\n  - service: web\n    domain: dns1.example.com\n    router: udp\n    protocol: udp\n    hostport: 5353\n", &["web"]);
     root.itsup(&["render"]).code(0).exactly(&[]);
     assert!(root.read("proxy/traefik/traefik.yml").contains("5353/udp"));
 }

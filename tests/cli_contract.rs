@@ -41,13 +41,12 @@ fn validate_valid_tree_exits_0() {
 #[test]
 fn validate_reports_every_error_at_once_and_exits_1() {
     let root = two_projects();
-    root.write("projects/bad/ingress.yml", BAD_ROW)
-        .compose("bad", &["web"]);
-    root.write(
-        "projects/worse/ingress.yml",
+    root.ingress("bad", BAD_ROW, &["web"]);
+    root.ingress(
+        "worse",
         "ingress:\n  - service: web\n    domain: worse.example.com\n    port: 0\n",
-    )
-    .compose("worse", &["web"]);
+        &["web"],
+    );
     let run = root.itsup(&["validate"]);
     run.code(1).exactly(&[
         BAD_LINE,
@@ -65,8 +64,7 @@ fn validate_reports_every_error_at_once_and_exits_1() {
 #[test]
 fn validate_json_format() {
     let root = two_projects();
-    root.write("projects/bad/ingress.yml", BAD_ROW)
-        .compose("bad", &["web"]);
+    root.ingress("bad", BAD_ROW, &["web"]);
     root.write("projects/itsup.yml", "proxy:\n  subnet: nope\n");
     let run = root.itsup(&["validate", "--format", "json"]);
     run.code(1);
@@ -104,8 +102,7 @@ fn validate_json_of_a_valid_tree_is_an_empty_array() {
 #[test]
 fn validate_selected_projects() {
     let root = two_projects();
-    root.write("projects/bad/ingress.yml", BAD_ROW)
-        .compose("bad", &["web"]);
+    root.ingress("bad", BAD_ROW, &["web"]);
     root.itsup(&["validate", "alpha"]).code(0).exactly(&[]);
     root.itsup(&["validate", "alpha", "bad"])
         .code(1)
@@ -270,8 +267,7 @@ fn diff_with_invalid_platform_exits_1() {
 #[test]
 fn diff_with_an_invalid_project_exits_1_but_shows_the_rest() {
     let root = two_projects();
-    root.write("projects/bad/ingress.yml", BAD_ROW)
-        .compose("bad", &["web"]);
+    root.ingress("bad", BAD_ROW, &["web"]);
     let run = root.itsup(&["diff", "--color", "never"]);
     run.code(1).exactly(&[BAD_LINE]);
     assert!(
@@ -864,8 +860,7 @@ fn root_defaults_to_the_current_directory() {
 #[test]
 fn root_from_itsup_root() {
     let root = two_projects();
-    root.write("projects/bad/ingress.yml", BAD_ROW)
-        .compose("bad", &["web"]);
+    root.ingress("bad", BAD_ROW, &["web"]);
     let elsewhere = tempfile::tempdir().expect("tempdir");
     let mut c = cmd();
     c.current_dir(elsewhere.path())

@@ -169,6 +169,12 @@ impl Root {
         self.write(&format!("projects/{name}/docker-compose.yml"), text)
     }
 
+    /// A project with this ingress file and a compose file defining `services`.
+    pub fn ingress(&self, name: &str, ingress: &str, services: &[&str]) -> &Self {
+        self.write(&format!("projects/{name}/ingress.yml"), ingress)
+            .compose(name, services)
+    }
+
     /// `itsup --root <this> ARGS…`.
     #[track_caller]
     pub fn itsup(&self, args: &[&str]) -> Run {
