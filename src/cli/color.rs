@@ -12,29 +12,23 @@ pub enum ColorChoice {
 }
 
 impl ColorChoice {
-    /// Whether to emit ANSI colours on stdout, honouring `NO_COLOR` and whether stdout is a terminal.
+    /// Whether to emit ANSI colours on stdout, honouring `NO_COLOR` and whether it is a terminal.
     pub fn enabled(self) -> bool {
         use std::io::IsTerminal;
-        match self {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
-            }
-        }
+        self.allows(std::io::stdout().is_terminal())
     }
-}
 
-impl ColorChoice {
     /// Same as [`ColorChoice::enabled`], for stderr.
     pub fn enabled_stderr(self) -> bool {
         use std::io::IsTerminal;
+        self.allows(std::io::stderr().is_terminal())
+    }
+
+    fn allows(self, terminal: bool) -> bool {
         match self {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal()
-            }
+            ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none() && terminal,
         }
     }
 }

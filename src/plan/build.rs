@@ -255,15 +255,11 @@ pub fn resolve_egress<'a>(projects: &'a [ValidProject], target: &str) -> Option<
     let provider = projects.iter().find(|p| p.name == project)?;
     let services = compose_service_names(provider.compose.as_ref());
     let prefixed = format!("{project}-{service}");
-    services
-        .into_iter()
-        .find(|s| s == service)
-        .or_else(|| {
-            compose_service_names(provider.compose.as_ref())
-                .into_iter()
-                .find(|s| *s == prefixed)
-        })
-        .map(|s| (provider.name.as_str(), s))
+    let found = services
+        .iter()
+        .find(|s| *s == service)
+        .or_else(|| services.iter().find(|s| **s == prefixed))?;
+    Some((provider.name.as_str(), found.clone()))
 }
 
 /// Service names of a compose file, in file order.

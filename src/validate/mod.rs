@@ -84,7 +84,6 @@ pub fn validate(tree: &Tree) -> Outcome {
         .filter(|p| p.broken)
         .map(|p| p.name.clone())
         .collect();
-    let platform_errors_before = diagnostics.iter().filter(|d| d.project.is_none()).count();
 
     let config = platform_config(tree, &mut diagnostics);
     let traefik_overrides = mapping_file(tree.traefik.as_ref(), &mut diagnostics);
@@ -96,9 +95,8 @@ pub fn validate(tree: &Tree) -> Outcome {
         .and_then(Value::as_object)
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
-    let platform_ok = diagnostics.iter().filter(|d| d.project.is_none()).count()
-        == platform_errors_before
-        && platform_errors_before == 0;
+    // Anything wrong with a platform file (read or checked) means nothing may be rendered.
+    let platform_ok = !diagnostics.iter().any(|d| d.project.is_none());
     let config = config.unwrap_or_default();
 
     let all_names: BTreeSet<String> = tree.projects.iter().map(|p| p.name.clone()).collect();
@@ -326,14 +324,8 @@ fn check_project(
         .compose
         .as_ref()
         .and_then(|c| c.doc.value.as_object().cloned());
-    let problems = rules::project_problems(
-        name,
-        &file,
-        compose.as_ref(),
-        config,
-        subnet,
-        middleware_names,
-    );
+    let problems =
+        rules::project_problems(&file, compose.as_ref(), config, subnet, middleware_names);
     for p in &problems {
         let src = match (&source.compose, p.in_compose) {
             (Some(c), true) => c,

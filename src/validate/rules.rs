@@ -63,7 +63,6 @@ pub fn compose_problems(doc: &Document) -> Vec<Problem> {
 
 /// Every rule of one project that needs only the project itself and the platform settings.
 pub fn project_problems(
-    name: &str,
     file: &ProjectFile,
     compose: Option<&Map<String, Value>>,
     config: &ItsupConfig,
@@ -113,7 +112,6 @@ pub fn project_problems(
             middleware_names,
         );
     }
-    let _ = name;
     out
 }
 
