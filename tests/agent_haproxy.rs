@@ -147,7 +147,8 @@ async fn haproxy_follows_grpc_health_and_drain() {
     let drain = dir.path().join("drain.json");
     let (flip, flip_reporter) = health_backend().await;
     let (steady, _steady_reporter) = health_backend().await;
-    let agent = Agent::start(&["--drain-file", drain.to_str().expect("utf-8 path")]);
+    let drain_arg = drain.to_str().expect("utf-8 path");
+    let mut agent = Agent::start(&["--drain-file", drain_arg]);
     let haproxy = Haproxy::start(
         dir.path(),
         &[("flip", flip.addr.port()), ("steady", steady.addr.port())],
@@ -195,6 +196,34 @@ async fn haproxy_follows_grpc_health_and_drain() {
     write(r#"{"draining": []}"#.to_owned());
     let took = haproxy.wait_status("steady", "UP", settle).await;
     eprintln!("steady UP (ready) after {took:?}");
+
+    // The agent restarts while `steady` is drained; the file's release time (as apply writes
+    // it) is all the new agent knows, and it still undoes the drain.
+    write(format!(
+        r#"{{"draining": ["127.0.0.1:{}"]}}"#,
+        steady.addr.port()
+    ));
+    haproxy.wait_status("steady", "DRAIN", settle).await;
+    let listen = agent.addr.to_string();
+    drop(agent);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    write(format!(
+        r#"{{"draining": [], "released": {{"127.0.0.1:{}": {now}}}}}"#,
+        steady.addr.port()
+    ));
+    std::thread::sleep(2 * INTERVAL);
+    assert!(
+        haproxy.status("steady").starts_with("DRAIN"),
+        "no agent, so the drain stays: {}",
+        haproxy.status("steady")
+    );
+    agent = Agent::start(&["--drain-file", drain_arg, "--listen", &listen]);
+    let took = haproxy.wait_status("steady", "UP", settle).await;
+    eprintln!("steady UP after the agent restarted: {took:?}");
+    assert!(agent.is_running());
 
     // The backend process dies: DOWN too (connect refused).
     flip.stop().await;

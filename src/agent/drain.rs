@@ -1,7 +1,9 @@
 //! The drain file written by `itsup apply` during rollouts: which backends to drain, re-read
 //! only when the file changes, and which backends this agent drained and must now release.
 //!
-//! File format: `{"draining": ["<host>:<port>", ...]}`; a missing file drains nothing.
+//! File format: `{"draining": ["<host>:<port>", ...], "released": {"<host>:<port>": <unix secs>}}`
+//! (`released` optional); a missing file drains nothing. `released` is what lets a restarted
+//! agent still say `ready` for drains an earlier run of it relayed.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -22,6 +24,8 @@ const READY_WINDOW: Duration = Duration::from_secs(600);
 #[serde(deny_unknown_fields)]
 struct DrainFile {
     draining: Vec<String>,
+    #[serde(default)]
+    released: HashMap<String, u64>,
 }
 
 /// Identity of one version of the file, so a replaced file is noticed even within one mtime tick.
@@ -36,6 +40,8 @@ struct State {
     next_stat: Instant,
     stamp: Option<Stamp>,
     draining: HashSet<(String, u16)>,
+    /// Release times from the file, as unix seconds.
+    released: HashMap<(String, u16), u64>,
     drained_at: HashMap<(String, u16), Instant>,
 }
 
@@ -63,6 +69,7 @@ impl Drain {
                 next_stat: Instant::now(),
                 stamp: None,
                 draining: HashSet::new(),
+                released: HashMap::new(),
                 drained_at: HashMap::new(),
             }),
         }
@@ -85,8 +92,19 @@ impl Drain {
         state
             .drained_at
             .retain(|_, at| now.duration_since(*at) < READY_WINDOW);
-        state.drained_at.contains_key(&key).then_some(Admin::Ready)
+        let released_recently = state
+            .released
+            .get(&key)
+            .is_some_and(|at| unix_now().saturating_sub(*at) < READY_WINDOW.as_secs());
+        (released_recently || state.drained_at.contains_key(&key)).then_some(Admin::Ready)
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn refresh(path: &PathBuf, state: &mut State) {
@@ -110,6 +128,7 @@ fn refresh(path: &PathBuf, state: &mut State) {
         tracing::info!(path = %path.display(), "drain file gone: nothing drains");
         state.stamp = None;
         state.draining.clear();
+        state.released.clear();
         return;
     };
     let parsed = std::fs::read(path)
@@ -128,8 +147,14 @@ fn refresh(path: &PathBuf, state: &mut State) {
                     }
                 }
             }
-            tracing::info!(path = %path.display(), draining = ?file.draining, "drain file loaded");
+            let released = file
+                .released
+                .iter()
+                .filter_map(|(entry, at)| Some((parse_entry(entry)?, *at)))
+                .collect();
+            tracing::info!(path = %path.display(), draining = ?file.draining, released = file.released.len(), "drain file loaded");
             state.draining = draining;
+            state.released = released;
             state.stamp = Some(new_stamp);
         }
         Err(e) => {
@@ -212,6 +237,23 @@ mod tests {
         std::fs::remove_file(&path).expect("remove");
         force_stat(&drain);
         assert_eq!(drain.admin_for(&a), Some(Admin::Ready));
+    }
+
+    #[test]
+    fn a_restarted_agent_releases_from_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("drain.json");
+        let now = unix_now();
+        let old = now - READY_WINDOW.as_secs() - 1;
+        write_atomic(
+            &path,
+            &format!(r#"{{"draining": [], "released": {{"10.0.0.1:80": {now}, "10.0.0.2:80": {old}}}}}"#),
+        );
+        // A fresh agent has never relayed a drain itself.
+        let drain = Drain::new(Some(path));
+        assert_eq!(drain.admin_for(&target("10.0.0.1", 80)), Some(Admin::Ready));
+        assert_eq!(drain.admin_for(&target("10.0.0.2", 80)), None, "window over");
+        assert_eq!(drain.admin_for(&target("10.0.0.3", 80)), None);
     }
 
     #[test]
