@@ -247,12 +247,18 @@ mod tests {
         let old = now - READY_WINDOW.as_secs() - 1;
         write_atomic(
             &path,
-            &format!(r#"{{"draining": [], "released": {{"10.0.0.1:80": {now}, "10.0.0.2:80": {old}}}}}"#),
+            &format!(
+                r#"{{"draining": [], "released": {{"10.0.0.1:80": {now}, "10.0.0.2:80": {old}}}}}"#
+            ),
         );
         // A fresh agent has never relayed a drain itself.
         let drain = Drain::new(Some(path));
         assert_eq!(drain.admin_for(&target("10.0.0.1", 80)), Some(Admin::Ready));
-        assert_eq!(drain.admin_for(&target("10.0.0.2", 80)), None, "window over");
+        assert_eq!(
+            drain.admin_for(&target("10.0.0.2", 80)),
+            None,
+            "window over"
+        );
         assert_eq!(drain.admin_for(&target("10.0.0.3", 80)), None);
     }
 

@@ -109,7 +109,10 @@ mod tests {
             released.get("10.0.0.9:80").is_some(),
             "left draining by an interrupted apply: released now"
         );
-        assert!(released.get("10.0.0.7:80").is_none(), "older than the window");
+        assert!(
+            released.get("10.0.0.7:80").is_none(),
+            "older than the window"
+        );
         update(dir.path(), &["10.0.0.2:8080".into()], false).expect("remove");
         update(dir.path(), &["10.0.0.3:8080".into()], false).expect("remove");
         assert_eq!(read()["draining"], serde_json::json!([]));

@@ -41,7 +41,9 @@ impl Agent {
         let bin = std::env::var("ITSUP_TEST_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_itsup").to_owned());
         let mut cmd = Command::new(bin);
-        cmd.arg("agent").args(["--log-format", "json"]).args(extra)
+        cmd.arg("agent")
+            .args(["--log-format", "json"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
