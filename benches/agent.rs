@@ -4,6 +4,11 @@
 //! Three phases: persistent connections (several lines per connection, the agent's best case),
 //! one connection per check (what HAProxy does), and a paced 1000 checks/s run sampling the
 //! agent's resident memory. Prints a markdown table.
+//!
+//! A fourth phase gives the floor for the one-connection-per-check pattern: the same client
+//! against a trivial line server (this binary re-run as a child, tokio with 2 workers like the
+//! agent, answering `up` to every line without any gRPC). What the kernel and the client cost
+//! per connection on this machine shows there, so the agent's own share can be told apart.
 
 #[path = "../tests/agent_support/mod.rs"]
 mod agent_support;
@@ -238,7 +243,59 @@ fn row(name: &str, s: &Stats, cpu: &Cpu) {
     );
 }
 
+/// The floor server: answers `up` to each line, one tokio task per connection, like the agent.
+fn floor_server() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!("{}", listener.local_addr().expect("addr"));
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let (rd, mut wr) = stream.into_split();
+                let mut rd = BufReader::new(rd);
+                let mut line = String::new();
+                while matches!(rd.read_line(&mut line).await, Ok(n) if n > 0) {
+                    line.clear();
+                    if wr.write_all(b"up\n").await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Starts the floor server as a child process; returns it and its address.
+fn start_floor() -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead as _;
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = std::process::Command::new(exe)
+        .env("AGENT_BENCH_FLOOR_SERVER", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn floor server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("floor address");
+    (child, first.trim().parse().expect("floor address"))
+}
+
 fn main() {
+    if std::env::var_os("AGENT_BENCH_FLOOR_SERVER").is_some() {
+        return floor_server();
+    }
     // `cargo bench` passes `--bench`; `cargo test --benches` would run us too: stay short then.
     let quick = !std::env::args().any(|a| a == "--bench");
     let secs = if quick {
@@ -282,6 +339,19 @@ fn main() {
         row(&format!("new conn per check, {conns} workers"), &s, &cpu(s.checks));
         let (s, max_rss, hwm) = paced(agent.addr, agent.child.id(), line.clone(), rate, dur).await;
         row(&format!("paced {rate}/s, new conn per check"), &s, &cpu(s.checks));
+        let (mut floor, floor_addr) = start_floor();
+        let floor_pid = floor.id().to_string();
+        let before = (cpu_secs(&floor_pid), cpu_secs("self"));
+        let s = per_connection(floor_addr, line.clone(), conns, dur).await;
+        let after = (cpu_secs(&floor_pid), cpu_secs("self"));
+        let floor_cpu = cpu_per_check(after.0 - before.0, after.1 - before.1, s.checks);
+        row(
+            &format!("floor: trivial line server, new conn per check, {conns} workers (agent column = that server)"),
+            &s,
+            &floor_cpu,
+        );
+        let _ = floor.kill();
+        let _ = floor.wait();
         println!();
         println!(
             "agent RSS during paced run: max {:.1} MiB (VmHWM over the whole run: {:.1} MiB)",
