@@ -13,6 +13,9 @@ use watch_support::*;
 
 /// The bound the issue sets for a change to show in routing.
 const REFLECTED: Duration = Duration::from_secs(2);
+/// How long after the status port shows a config HAProxy's new worker may still be starting
+/// (HAProxy 2.6 reloads asynchronously).
+const LOADED: Duration = Duration::from_secs(1);
 
 fn route_hosts(status: &Value) -> BTreeSet<String> {
     status["routes"]
@@ -23,6 +26,42 @@ fn route_hosts(status: &Value) -> BTreeSet<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// host → its servers (`ip:port`), as the status port reports them.
+fn route_servers(status: &Value) -> BTreeMap<String, BTreeSet<String>> {
+    status["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let servers = r["servers"].as_array().into_iter().flatten();
+            (
+                r["host"].as_str().unwrap_or("").to_string(),
+                servers
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the status port's routes are exactly `want`; returns the status and the wait.
+fn exact_routes(
+    w: &Watcher,
+    what: &str,
+    within: Duration,
+    want: &BTreeMap<String, BTreeSet<String>>,
+) -> (Value, Duration) {
+    eventually(what, within, || {
+        let s = w.status()?;
+        let got = route_servers(&s);
+        if &got == want {
+            Ok(s)
+        } else {
+            Err(format!("routes differ: got {got:?}, want {want:?}"))
+        }
+    })
 }
 
 #[test]
@@ -327,6 +366,8 @@ fn invalid_labels_are_reported_per_container_and_the_rest_keep_routing() {
 
 #[test]
 fn churn_of_fifty_containers_ends_in_exact_routing_with_few_reloads() {
+    /// Docker API requests in flight during the churn.
+    const IN_FLIGHT: usize = 10;
     let run = Run::new();
     let w = Watcher::start(&run, &[]);
     let before = w.status().expect("status");
@@ -344,10 +385,9 @@ fn churn_of_fifty_containers_ends_in_exact_routing_with_few_reloads() {
         labels.push(("itsup.enable", "true"));
         run.create(name, IMAGE, &labels, &[("REPLY", name)], &[])
     });
+    let api = Api::connect();
     let churn_start = Instant::now();
-    parallel(&started, 10, |name| {
-        run.docker(&["start", name]).expect("start")
-    });
+    api.start_all(&started, IN_FLIGHT);
     let all_started = churn_start.elapsed();
     let doomed: Vec<String> = started
         .iter()
@@ -357,58 +397,81 @@ fn churn_of_fifty_containers_ends_in_exact_routing_with_few_reloads() {
         })
         .cloned()
         .collect();
-    parallel(&doomed, 10, |name| {
-        run.docker(&["stop", "-t", "0", name]).expect("stop")
-    });
+    api.stop_all(&doomed, IN_FLIGHT);
     let churn = churn_start.elapsed();
-    // The issue's workload is 50 starts and the stops within 10 s; how fast the engine gets
-    // through them depends on the machine (≈330 ms per start on a loaded 2-core box), so the
-    // duration is reported rather than asserted; what must hold is the routing and the reloads.
-    eprintln!("churn: 50 starts in {all_started:?}, with the stops {churn:?}");
+    let churn_end = Instant::now();
+    // The issue's window is 10 s for the 50 starts and the stops. It is reported, not asserted:
+    // the engine sets the pace, not the watcher. On the shared two-core test machine (Docker
+    // 20.10 on fuse-overlayfs) the churn took 9.6-9.8 s at load 8-9 but up to 23 s while other
+    // builds ran, and the same starts and stops with no watcher at all took 14.8-19.7 s at load
+    // 12-19, whether 4, 10 or 25 requests were in flight (bench/watch-engine.sh,
+    // bench/README.md). What must hold whatever the pace is the routing and the reload count.
+    eprintln!(
+        "churn: 50 starts in {all_started:?}, with the {} stops {churn:?} ({IN_FLIGHT} requests in flight; {} the 10 s window)",
+        doomed.len(),
+        if churn <= Duration::from_secs(10) {
+            "within"
+        } else {
+            "outside"
+        }
+    );
 
     // Expected routing, computed from what is still running.
+    let survivors: Vec<String> = started
+        .iter()
+        .filter(|n| !doomed.contains(n))
+        .cloned()
+        .collect();
     let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for name in started.iter().filter(|n| !doomed.contains(n)) {
+    // host → the replies of its replicas (each answers with its container name).
+    let mut want_replies: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (name, ip) in survivors.iter().zip(api.ips(&survivors, &run.network)) {
         let service = &name[name.len() - 5..name.len() - 2];
-        want.entry(format!("{service}.{project}.localhost"))
+        let host = format!("{service}.{project}.localhost");
+        want.entry(host.clone())
             .or_default()
-            .insert(format!("{}:8080", run.ip(name)));
+            .insert(format!("{ip}:8080"));
+        let reply = name.trim_start_matches(&format!("{}-", run.id)).to_string();
+        want_replies.entry(host).or_default().insert(reply);
     }
     assert_eq!(want.len(), 15);
-    let (status, settle) = eventually("final routing is exact", Duration::from_secs(10), || {
-        let s = w.status()?;
-        let got: BTreeMap<String, BTreeSet<String>> = s["routes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                let servers = r["servers"].as_array().into_iter().flatten();
-                (
-                    r["host"].as_str().unwrap_or("").to_string(),
-                    servers
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect(),
-                )
-            })
-            .collect();
-        if got == want {
-            Ok(s)
-        } else {
-            Err(format!("routes differ: got {got:?}"))
-        }
-    });
-    for (host, servers) in &want {
-        let seen = replies(&w, host, 2 * servers.len()).expect("survivor answers");
-        assert_eq!(seen.len(), servers.len(), "{host}: {seen:?}");
+    let (status, _) = exact_routes(&w, "final routing is exact", Duration::from_secs(10), &want);
+    let settle = churn_end.elapsed();
+    // The status port shows a config once HAProxy was told to load it; the new worker takes a
+    // moment more.
+    for (host, names) in &want_replies {
+        eventually(
+            &format!("{host}: every surviving replica answers"),
+            LOADED,
+            || {
+                let seen = replies(&w, host, 2 * names.len())?;
+                if &seen == names {
+                    Ok(())
+                } else {
+                    Err(format!("saw {seen:?}, want {names:?}"))
+                }
+            },
+        );
     }
     for s in 0..10 {
         let host = format!("s{s:02}.{project}.localhost");
-        assert_eq!(w.get(&host).map(|(c, _)| c), Ok(503), "{host} must be gone");
+        eventually(&format!("{host} is gone"), LOADED, || {
+            match w.get(&host)? {
+                (503, _) => Ok(()),
+                (code, body) => Err(format!("still {code} {body}")),
+            }
+        });
     }
-    let reloads = status["reloads"].as_u64().unwrap_or(0) - reloads_before;
-    let events = status["events"].as_u64().unwrap_or(0) - events_before;
+    let reloads = status["reloads"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(reloads_before);
+    let events = status["events"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(events_before);
     eprintln!(
-        "churn: 50 starts + {} stops in {churn:?}; {events} docker events -> {reloads} HAProxy reloads; exact routing {settle:?} after the churn",
+        "churn: 50 starts + {} stops in {churn:?}; {events} docker events -> {reloads} HAProxy reloads; exact routing {settle:?} after the last stop",
         doomed.len()
     );
     assert!(
@@ -418,6 +481,116 @@ fn churn_of_fifty_containers_ends_in_exact_routing_with_few_reloads() {
     assert!(
         reloads >= 1 && reloads * 10 <= events,
         "{reloads} reloads for {events} events"
+    );
+}
+
+/// The engine going away under a running watcher (as in a Docker restart) is simulated for the
+/// watcher alone: it reaches the real engine through [`EngineLink`], a Unix-socket forwarder in
+/// this process, which the test cuts (open connections drop, new ones are refused) and restores.
+/// Containers change while it is cut; after the link is back, the watcher's rescan must catch the
+/// events it missed.
+#[test]
+fn after_the_engine_comes_back_a_rescan_catches_the_events_missed_while_it_was_gone() {
+    /// The watcher's longest wait between two reconnect attempts (`discovery::follow`).
+    const MAX_BACKOFF: Duration = Duration::from_secs(8);
+    let run = Run::new();
+    let mut link = EngineLink::up(run.tmp.path().join("docker.sock"));
+    let mut w = Watcher::start_env(&run, &[], &[("DOCKER_HOST", &link.docker_host())]);
+    let project = format!("{}-r", run.id);
+    let spec = |service: &'static str| {
+        let mut labels = compose_labels(&project, service);
+        labels.push(("itsup.enable", "true"));
+        labels
+    };
+    let keep = run.start("keep", IMAGE, &spec("keep"), &[("REPLY", "keep")], &[]);
+    let gone = run.start("gone", IMAGE, &spec("gone"), &[("REPLY", "gone")], &[]);
+    // Created now, started while the engine is gone (creation alone changes no routing).
+    let late = run.create("late", IMAGE, &spec("late"), &[("REPLY", "late")], &[]);
+    let host = |service: &str| format!("{service}.{project}.localhost");
+    let servers = |c: &str| BTreeSet::from([format!("{}:8080", run.ip(c))]);
+    let before = BTreeMap::from([
+        (host("keep"), servers(&keep)),
+        (host("gone"), servers(&gone)),
+    ]);
+    exact_routes(
+        &w,
+        "routing before the cut",
+        Duration::from_secs(10),
+        &before,
+    );
+    assert!(
+        link.accepted() > 0,
+        "the watcher must reach Docker through the link"
+    );
+
+    link.cut();
+    let cut_at = Instant::now();
+    eventually(
+        "the watcher notices the engine is gone",
+        Duration::from_secs(5),
+        || {
+            let log = w.log_text();
+            if log.contains("docker event stream ended") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    );
+    run.docker(&["stop", "-t", "0", &gone]).expect("stop");
+    run.docker(&["start", &late]).expect("start");
+    let after = BTreeMap::from([
+        (host("keep"), servers(&keep)),
+        (host("late"), servers(&late)),
+    ]);
+    // Longer than a debounced batch: had the watcher still seen events, routing would change.
+    thread::sleep(Duration::from_millis(1500));
+    let blind = w.status().expect("status while the engine is gone");
+    assert_eq!(
+        route_servers(&blind),
+        before,
+        "the watcher must not see these events"
+    );
+    assert_eq!(
+        answer(&w, &host("keep")).as_deref(),
+        Ok("keep"),
+        "HAProxy keeps routing"
+    );
+    assert!(
+        w.log_text().contains("docker engine unreachable"),
+        "reconnect attempts are logged"
+    );
+    let down = cut_at.elapsed();
+
+    link.restore();
+    // The reconnect attempts double their wait (250 ms, 500 ms, 1 s, ... 8 s) from the cut, so
+    // the next one comes at most about as long after the engine is back as the engine was gone
+    // (and at most 8 s); then a debounced rescan and a reload.
+    let bound = (down + Duration::from_millis(250)).min(MAX_BACKOFF) + REFLECTED;
+    let (_, caught_up) = exact_routes(&w, "routing right after the engine is back", bound, &after);
+    // The status port shows a config once HAProxy was told to load it; the new worker takes a
+    // moment more.
+    let (body, _) = eventually("late answers through HAProxy", LOADED, || {
+        answer(&w, &host("late"))
+    });
+    assert_eq!(body, "late");
+    eventually(
+        "gone (stopped while the engine was gone) answers 503",
+        LOADED,
+        || match w.get(&host("gone"))? {
+            (503, _) => Ok(()),
+            (code, body) => Err(format!("still {code} {body}")),
+        },
+    );
+    assert!(w.running(), "the watcher must survive the outage");
+    let log = w.log_text();
+    assert!(
+        log.contains("docker engine reachable again"),
+        "the reconnect is logged: {log}"
+    );
+    eprintln!(
+        "engine gone for {down:?}; routing exact {caught_up:?} after it came back; {} connections through the link",
+        link.accepted()
     );
 }
 

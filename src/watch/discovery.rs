@@ -19,11 +19,11 @@ use tokio::sync::mpsc;
 
 use super::container::{Container, Health, created_key, parse_exposed};
 
-/// Connects to the local engine, speaking the API version it supports (Docker 20.10 rejects
-/// bollard's newer default).
+/// Connects to the engine `DOCKER_HOST` names (`unix://` or `tcp://`; the local socket when it
+/// is unset), speaking the API version it supports (Docker 20.10 rejects bollard's newer
+/// default).
 pub async fn connect() -> anyhow::Result<Docker> {
-    let docker =
-        Docker::connect_with_local_defaults().context("connecting to the Docker engine")?;
+    let docker = Docker::connect_with_defaults().context("connecting to the Docker engine")?;
     docker
         .negotiate_version()
         .await
@@ -143,12 +143,16 @@ pub async fn follow(
 ) {
     const MIN_BACKOFF: Duration = Duration::from_millis(250);
     const MAX_BACKOFF: Duration = Duration::from_secs(8);
+    const HEALTHY_AFTER: Duration = Duration::from_secs(10);
     let mut backoff = MIN_BACKOFF;
+    // Whether the engine was lost before this subscription (the first one is no reconnect).
+    let mut lost = false;
     loop {
         // Subscribing to a dead engine fails at once; waiting for a ping keeps the retry loop
         // from spinning (and from nudging rescans that cannot succeed).
         if let Err(e) = docker.ping().await {
             tracing::warn!("docker engine unreachable ({e}); retrying in {backoff:?}");
+            lost = true;
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
             if tx.is_closed() {
@@ -164,10 +168,16 @@ pub async fn follow(
             filters: Some(filters),
             ..Default::default()
         }));
+        if lost {
+            tracing::info!("docker engine reachable again: resubscribing to events and rescanning");
+        }
         // A (re)connected stream may have missed events: rescan.
         if tx.send(()).is_err() {
             return;
         }
+        // A stream that delivered events, or stayed up a while on a quiet engine, worked: the
+        // next outage starts again from the shortest wait.
+        let subscribed = tokio::time::Instant::now();
         let mut healthy_stream = false;
         while let Some(item) = events.next().await {
             match item {
@@ -187,7 +197,8 @@ pub async fn follow(
                 }
             }
         }
-        if healthy_stream {
+        lost = true;
+        if healthy_stream || subscribed.elapsed() >= HEALTHY_AFTER {
             backoff = MIN_BACKOFF;
         }
         tracing::warn!("docker event stream ended; reconnecting in {backoff:?}");

@@ -192,6 +192,11 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn start(run: &Run, extra: &[&str]) -> Watcher {
+        Watcher::start_env(run, extra, &[])
+    }
+
+    /// Like [`Watcher::start`], with extra environment variables (e.g. `DOCKER_HOST`).
+    pub fn start_env(run: &Run, extra: &[&str], env: &[(&str, &str)]) -> Watcher {
         let (http, https, status) = (free_port(), free_port(), free_port());
         let log = run.tmp.path().join("watch.log");
         let out = File::create(&log).expect("log file");
@@ -208,6 +213,7 @@ impl Watcher {
             .arg("--dir")
             .arg(run.tmp.path().join("haproxy"))
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -242,6 +248,11 @@ impl Watcher {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the watcher process is still running (it has not exited or crashed).
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 }
 
@@ -425,4 +436,208 @@ pub fn compose_labels<'a>(project: &'a str, service: &'a str) -> Vec<(&'a str, &
         ("com.docker.compose.project", project),
         ("com.docker.compose.service", service),
     ]
+}
+
+/// A Unix-socket forwarder between the watcher and the real engine socket, run on its own
+/// runtime inside the test process: the watcher speaks the real Docker API through it (via
+/// `DOCKER_HOST`), and [`EngineLink::cut`] makes the engine vanish for the watcher alone, the way
+/// an engine restart does (open connections, the event stream among them, drop; new ones are
+/// refused), without restarting the Docker engine other people use.
+pub struct EngineLink {
+    runtime: tokio::runtime::Runtime,
+    pub path: PathBuf,
+    upstream: PathBuf,
+    serving: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
+    accepted: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EngineLink {
+    /// Listens on `path`, forwarding each connection to `/var/run/docker.sock`.
+    pub fn up(path: PathBuf) -> EngineLink {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("forwarder runtime");
+        let mut link = EngineLink {
+            runtime,
+            path,
+            upstream: PathBuf::from("/var/run/docker.sock"),
+            serving: None,
+            accepted: Arc::default(),
+        };
+        link.restore();
+        link
+    }
+
+    /// `DOCKER_HOST` value that points at the link.
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Closes every forwarded connection and stops listening; returns once they are closed.
+    /// The socket file stays, so new connections are refused (ECONNREFUSED).
+    pub fn cut(&mut self) {
+        if let Some((stop, task)) = self.serving.take() {
+            let _ = stop.send(true);
+            let _ = self.runtime.block_on(task);
+        }
+    }
+
+    /// Listens again (after [`EngineLink::cut`]).
+    pub fn restore(&mut self) {
+        self.cut();
+        let _ = std::fs::remove_file(&self.path);
+        let listener = {
+            let _guard = self.runtime.enter();
+            tokio::net::UnixListener::bind(&self.path).expect("bind the forwarder socket")
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = self.runtime.spawn(forward(
+            listener,
+            self.upstream.clone(),
+            stopped,
+            self.accepted.clone(),
+        ));
+        self.serving = Some((stop, task));
+    }
+}
+
+impl Drop for EngineLink {
+    fn drop(&mut self) {
+        self.cut();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn forward(
+    listener: tokio::net::UnixListener,
+    upstream: PathBuf,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    accepted: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            conn = listener.accept() => {
+                let Ok((mut client, _)) = conn else { continue };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let upstream = upstream.clone();
+                connections.spawn(async move {
+                    if let Ok(mut engine) = tokio::net::UnixStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    // Aborts every forwarding task and waits until they (and so their sockets) are gone.
+    connections.shutdown().await;
+}
+
+/// The Docker API called from the test itself (bollard), for the churn: the docker CLI costs a
+/// process (tens of ms of CPU) per call, which on a loaded two-core machine is a good part of
+/// what it measures.
+pub struct Api {
+    runtime: tokio::runtime::Runtime,
+    docker: bollard::Docker,
+}
+
+impl Api {
+    pub fn connect() -> Api {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("API runtime");
+        let docker = runtime
+            .block_on(async {
+                bollard::Docker::connect_with_defaults()?
+                    .negotiate_version()
+                    .await
+            })
+            .expect("connect to Docker");
+        Api { runtime, docker }
+    }
+
+    /// Starts the containers, `in_flight` requests at a time.
+    pub fn start_all(&self, names: &[String], in_flight: usize) {
+        use futures_util::{StreamExt, TryStreamExt};
+        let docker = &self.docker;
+        self.runtime
+            .block_on(
+                futures_util::stream::iter(names)
+                    .map(|name| async move {
+                        docker
+                            .start_container(name, None)
+                            .await
+                            .map_err(|e| format!("start {name}: {e}"))
+                    })
+                    .buffer_unordered(in_flight)
+                    .try_collect::<Vec<()>>(),
+            )
+            .expect("start containers");
+    }
+
+    /// Stops the containers at once (`docker stop -t 0`), `in_flight` requests at a time.
+    pub fn stop_all(&self, names: &[String], in_flight: usize) {
+        use futures_util::{StreamExt, TryStreamExt};
+        let docker = &self.docker;
+        let options = bollard::query_parameters::StopContainerOptionsBuilder::new()
+            .t(0)
+            .build();
+        self.runtime
+            .block_on(
+                futures_util::stream::iter(names)
+                    .map(|name| {
+                        let options = options.clone();
+                        async move {
+                            docker
+                                .stop_container(name, Some(options))
+                                .await
+                                .map_err(|e| format!("stop {name}: {e}"))
+                        }
+                    })
+                    .buffer_unordered(in_flight)
+                    .try_collect::<Vec<()>>(),
+            )
+            .expect("stop containers");
+    }
+
+    /// Each container's address on `network` (in input order).
+    pub fn ips(&self, names: &[String], network: &str) -> Vec<String> {
+        use futures_util::{StreamExt, TryStreamExt};
+        let docker = &self.docker;
+        self.runtime
+            .block_on(
+                futures_util::stream::iter(names)
+                    .map(|name| async move {
+                        let c = docker
+                            .inspect_container(
+                                name,
+                                None::<bollard::query_parameters::InspectContainerOptions>,
+                            )
+                            .await
+                            .map_err(|e| format!("inspect {name}: {e}"))?;
+                        c.network_settings
+                            .and_then(|n| n.networks)
+                            .and_then(|mut nets| nets.remove(network))
+                            .and_then(|ep| ep.ip_address)
+                            .ok_or_else(|| format!("{name}: no address on {network}"))
+                    })
+                    .buffered(8)
+                    .try_collect::<Vec<String>>(),
+            )
+            .expect("container addresses")
+    }
 }
