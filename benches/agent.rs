@@ -52,6 +52,21 @@ fn stats(mut lat: Vec<Duration>, errors: usize, elapsed: Duration) -> Stats {
     }
 }
 
+type Worker = tokio::task::JoinHandle<(Vec<Duration>, usize)>;
+
+/// Joins the load workers into one set of figures.
+async fn gather(tasks: Vec<Worker>, started: Instant) -> Stats {
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((lat, e)) = t.await {
+            all.extend(lat);
+            errors += e;
+        }
+    }
+    stats(all, errors, started.elapsed())
+}
+
 /// `conns` connections, each sending lines back to back for `dur`.
 async fn persistent(agent: SocketAddr, line: String, conns: usize, dur: Duration) -> Stats {
     let started = Instant::now();
@@ -87,15 +102,7 @@ async fn persistent(agent: SocketAddr, line: String, conns: usize, dur: Duration
             (lat, errors)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        if let Ok((lat, e)) = t.await {
-            all.extend(lat);
-            errors += e;
-        }
-    }
-    stats(all, errors, started.elapsed())
+    gather(tasks, started).await
 }
 
 async fn one_check(agent: SocketAddr, line: &str) -> bool {
@@ -132,15 +139,7 @@ async fn per_connection(agent: SocketAddr, line: String, conns: usize, dur: Dura
             (lat, errors)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        if let Ok((lat, e)) = t.await {
-            all.extend(lat);
-            errors += e;
-        }
-    }
-    stats(all, errors, started.elapsed())
+    gather(tasks, started).await
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {
