@@ -223,35 +223,24 @@ fn haproxy_up(f: &Fixture, backend: &str) -> usize {
 fn deploy_bundled_example_end_to_end() {
     use std::process::{Command, Stdio};
 
+    // What a killed earlier run left behind; then the example's Compose networks nothing uses
+    // (Docker refuses to remove one in use).
+    deploy_support::clean_stale();
+    for stack in EXAMPLE_STACKS {
+        let filter = format!("label=com.docker.compose.project={stack}");
+        for net in
+            deploy_support::docker(&["network", "ls", "-q", "--filter", &filter]).split_whitespace()
+        {
+            deploy_support::docker(&["network", "rm", net]);
+        }
+    }
     let foreign = example_containers();
     assert!(
         foreign.is_empty(),
         "containers of the example's Compose projects already run on this host: {foreign:?}"
     );
-    // Networks an earlier run of this test left behind (killed before its clean-up): labelled
-    // for a temporary root that no longer exists.
-    for line in deploy_support::docker(&[
-        "network",
-        "ls",
-        "--filter",
-        "label=io.itsup.managed=true",
-        "--format",
-        "{{.Name}} {{.Label \"io.itsup.root\"}}",
-    ])
-    .lines()
-    {
-        if let Some((net, root)) = line.split_once(' ')
-            && root.contains("/itsupt-root-")
-            && !std::path::Path::new(root).exists()
-        {
-            deploy_support::docker(&["network", "rm", net]);
-        }
-    }
     let mut tags = deploy_support::ImageTags::new();
-    let itsup_image = format!(
-        "itsupt-{:06x}/itsup:test",
-        deploy_support::random() % 0xff_ffff
-    );
+    let itsup_image = deploy_support::itsup_image_tag();
     deploy_support::itsup_image(&itsup_image);
     tags.adopt(&itsup_image);
     for image in EXAMPLE_IMAGES {

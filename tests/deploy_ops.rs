@@ -411,10 +411,7 @@ fn admin_servers(port: u16) -> Vec<(String, String, String)> {
 #[test]
 fn deploy_itsup_engine_rollout_through_the_admin_api() {
     let mut tags = deploy_support::ImageTags::new();
-    let image = format!(
-        "itsupt-{:06x}/itsup:test",
-        deploy_support::random() % 0xff_ffff
-    );
+    let image = deploy_support::itsup_image_tag();
     deploy_support::itsup_image(&image);
     tags.adopt(&image);
     let f = Fixture::itsup_engine(&image);

@@ -185,8 +185,9 @@ impl Fixture {
     /// An empty root with its own name prefix, network name and free ports.
     fn bare() -> Fixture {
         ensure_images();
+        // The pid in the name tells a killed test's leftovers apart (see `clean_stale`).
         let dir = tempfile::Builder::new()
-            .prefix("itsupt-root-")
+            .prefix(&format!("itsupt-root-{}-", std::process::id()))
             .tempdir()
             .expect("tempdir");
         let root = std::fs::canonicalize(dir.path()).expect("canonical root");
@@ -398,6 +399,70 @@ impl Drop for Fixture {
     }
 }
 
+/// Whether a name made by these tests (`…itsupt-root-<pid>-…`, `itsupt-<pid>-…`) belongs to a
+/// test process that is gone.
+fn stale(name: &str, marker: &str) -> bool {
+    name.split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists())
+}
+
+/// Removes what a test process killed before its clean-up left behind (its containers,
+/// networks, temporary root and itsup image): only names carrying the pid of a process that
+/// is gone, so concurrent tests are never touched.
+pub fn clean_stale() {
+    let root_marker = "itsupt-root-";
+    for line in docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=io.itsup.root",
+        "--format",
+        "{{.ID}} {{.Label \"io.itsup.root\"}}",
+    ])
+    .lines()
+    {
+        if let Some((id, root)) = line.split_once(' ')
+            && stale(root, root_marker)
+        {
+            docker(&["rm", "-f", id]);
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+    for line in docker(&[
+        "network",
+        "ls",
+        "--filter",
+        "label=io.itsup.root",
+        "--format",
+        "{{.Name}} {{.Label \"io.itsup.root\"}}",
+    ])
+    .lines()
+    {
+        if let Some((net, root)) = line.split_once(' ')
+            && stale(root, root_marker)
+        {
+            docker(&["network", "rm", net]);
+        }
+    }
+    for image in docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).lines() {
+        if image.starts_with("itsupt-") && stale(image, "itsupt-") {
+            docker(&["rmi", "--no-prune", image]);
+        }
+    }
+}
+
+/// A tag for an image of the binary under test, unique to this process.
+pub fn itsup_image_tag() -> String {
+    format!(
+        "itsupt-{}-{:06x}/itsup:test",
+        std::process::id(),
+        random() % 0xff_ffff
+    )
+}
+
 /// Copies a folder tree (regular files and folders).
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
@@ -426,14 +491,24 @@ impl ImageTags {
         ImageTags { before: Vec::new() }
     }
 
+    /// The image `reference` names now, unless none or one of the test images (a test killed
+    /// before its clean-up left the tag behind: it is removed rather than put back).
     fn image_id(reference: &str) -> Option<String> {
         let out = Command::new("docker")
-            .args(["image", "inspect", "-f", "{{.Id}}", reference])
+            .args([
+                "image",
+                "inspect",
+                "-f",
+                "{{.Id}} {{range .Config.Env}}{{.}} {{end}}",
+                reference,
+            ])
             .output()
             .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut words = text.split_whitespace();
+        let id = words.next()?.to_string();
+        let ours = words.any(|w| w.starts_with("TESTAPP_SHA="));
+        (out.status.success() && !ours).then_some(id)
     }
 
     /// A tag the test created itself: removed when dropped.
