@@ -609,8 +609,18 @@ async fn rollout(
     // stop is all that is left, and its failure does not bring the old ones back.
     line.step("stopping the old container");
     for c in &old {
-        docker::stop(&ctx.docker, &c.id, d.grace).await?;
-        docker::remove(&ctx.docker, &c.id).await?;
+        let stopped = async {
+            docker::stop(&ctx.docker, &c.id, d.grace).await?;
+            docker::remove(&ctx.docker, &c.id).await
+        }
+        .await;
+        if let Err(e) = stopped {
+            // A pinned itsup proxy file must not outlive the rollout: put the rendered one back.
+            if let Admission::Itsup { .. } = admission {
+                admission.finish(&old_ips, ctx.ready_timeout).await;
+            }
+            return Err(e);
+        }
     }
     line.step("waiting for the proxy to forget the old address");
     admission.finish(&old_ips, ctx.ready_timeout).await;
