@@ -1,78 +1,208 @@
 //! A tiny HTTP app used only by the deploy tests and the rollout benchmark (built into the local
-//! image `itsup-test/app` by `.ci/images/app.sh`; no registry is reachable from CI).
+//! images `itsup-test/app` by `.ci/images/app.sh`; no registry is reachable from CI).
 //!
-//! `testapp` serves `GET /` with `version=<APP_VERSION>` and `GET /health` with 200, or 503 when
-//! `APP_BROKEN` is set or `/tmp/drain` exists (the Traefik drain contract). `testapp check`
-//! is the container healthcheck: it asks `/health` on the local port and exits 0 only on 200.
+//! `testapp` serves `GET /` with `version=<APP_VERSION>` (else `$SITE_NAME`, the bundled
+//! example's web variable) and `GET /health` with 200, or 503 when `/tmp/drain` exists (the
+//! Traefik drain contract); with `APP_BROKEN` set every path answers 503, as a broken release
+//! would. It listens on `$PORT`, else on every port of `$PORTS` (comma-separated), else 8080,
+//! and with `$GRPC_PORT` also serves the gRPC health service (h2c) there. `testapp check` is the
+//! container healthcheck: it asks `/health` on the (first) local port and exits 0 only on 200.
 //! It speaks HTTP/1.1 keep-alive because HAProxy reuses server connections, and it exits on
 //! SIGTERM after in-flight requests are answered, since as PID 1 it would otherwise ignore it.
+//!
+//! The same binary stands in for the bundled example's images (`.ci/images/app.sh` installs it
+//! under several names; it acts by the name it was called by): `/api` (`/api healthcheck`
+//! checks, anything else serves), `wget -q -O- URL` (exit 0 on a 2xx), `pg_isready` (the
+//! Postgres port accepts a connection) and a minimal `sh -c 'WORDS'` that runs one of these, for
+//! `CMD-SHELL` healthchecks in an image without a shell.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-fn port() -> u16 {
-    std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(8080)
+/// The ports to listen on: `$PORT`, else `$PORTS`, else 8080.
+fn ports() -> Vec<u16> {
+    if let Some(p) = std::env::var("PORT").ok().and_then(|p| p.parse().ok()) {
+        return vec![p];
+    }
+    let list: Vec<u16> = std::env::var("PORTS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    if list.is_empty() { vec![8080] } else { list }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("check") {
-        return match check().await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("unhealthy: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
-    }
-    match serve().await {
+fn port() -> u16 {
+    ports().first().copied().unwrap_or(8080)
+}
+
+fn exit(r: std::io::Result<()>, what: &str) -> std::process::ExitCode {
+    match r {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("testapp: {e}");
+            eprintln!("{what}: {e}");
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-async fn check() -> std::io::Result<()> {
-    let mut s = tokio::time::timeout(
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    applet(&args).await
+}
+
+/// Runs what `args[0]` names (its file name), with `args[1..]` as its arguments.
+async fn applet(args: &[String]) -> std::process::ExitCode {
+    let name = args
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
+    let rest = args.get(1..).unwrap_or_default();
+    match name.as_str() {
+        "sh" => {
+            // `sh -c 'CMD ARGS'`: one simple command, words split on whitespace.
+            let words: Vec<String> = match rest {
+                [flag, cmd, ..] if flag == "-c" => {
+                    cmd.split_whitespace().map(str::to_string).collect()
+                }
+                _ => Vec::new(),
+            };
+            if words.is_empty() {
+                eprintln!("sh: only `sh -c 'COMMAND ARGS'` is supported");
+                return std::process::ExitCode::from(2);
+            }
+            Box::pin(applet(&words)).await
+        }
+        "wget" => exit(wget(rest).await, "wget"),
+        "pg_isready" => exit(pg_isready().await, "pg_isready"),
+        "api" if rest.first().map(String::as_str) == Some("healthcheck") => {
+            exit(check().await, "unhealthy")
+        }
+        _ if rest.first().map(String::as_str) == Some("check") => exit(check().await, "unhealthy"),
+        _ => exit(serve().await, "testapp"),
+    }
+}
+
+/// `wget [-q] [-O FILE] URL`: GET an `http://host[:port]/path` URL, body to stdout, exit 0 on 2xx.
+async fn wget(args: &[String]) -> std::io::Result<()> {
+    let url = args
+        .iter()
+        .rev()
+        .find_map(|a| a.strip_prefix("http://"))
+        .ok_or_else(|| std::io::Error::other("no http:// URL"))?;
+    let (authority, path) = match url.find('/') {
+        Some(i) => (&url[..i], &url[i..]),
+        None => (url, "/"),
+    };
+    let addr = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let reply = request(&addr, path).await?;
+    let ok = reply
+        .split(|b| *b == b' ')
+        .nth(1)
+        .is_some_and(|code| code.first() == Some(&b'2'));
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(first_line(&reply)))
+    }
+}
+
+/// `pg_isready`: the Postgres port (`$PGPORT`, else 5432) accepts a connection.
+async fn pg_isready() -> std::io::Result<()> {
+    let port: u16 = std::env::var("PGPORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5432);
+    tokio::time::timeout(
         Duration::from_secs(2),
-        TcpStream::connect(("127.0.0.1", port())),
+        TcpStream::connect(("127.0.0.1", port)),
     )
     .await??;
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await?;
+    Ok(())
+}
+
+fn first_line(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply)
+        .lines()
+        .next()
+        .unwrap_or("no reply")
+        .to_string()
+}
+
+/// One `GET path` with `Connection: close`; the whole reply.
+async fn request(addr: &str, path: &str) -> std::io::Result<Vec<u8>> {
+    let mut s = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await??;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut reply = Vec::new();
     tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut reply)).await??;
+    Ok(reply)
+}
+
+async fn check() -> std::io::Result<()> {
+    let reply = request(&format!("127.0.0.1:{}", port()), "/health").await?;
     if reply.starts_with(b"HTTP/1.1 200") {
         Ok(())
     } else {
-        Err(std::io::Error::other(
-            String::from_utf8_lossy(&reply)
-                .lines()
-                .next()
-                .unwrap_or("no reply")
-                .to_string(),
-        ))
+        Err(std::io::Error::other(first_line(&reply)))
     }
 }
 
 async fn serve() -> std::io::Result<()> {
-    let listener = TcpListener::bind(("0.0.0.0", port())).await?;
+    let mut listeners = Vec::new();
+    for port in ports() {
+        listeners.push(TcpListener::bind(("0.0.0.0", port)).await?);
+    }
+    if let Some(port) = std::env::var("GRPC_PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+    {
+        let grpc = TcpListener::bind(("0.0.0.0", port)).await?;
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(incoming)
+                .await
+            {
+                eprintln!("testapp: grpc: {e}");
+            }
+        });
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let version = std::env::var("APP_VERSION").unwrap_or_else(|_| "unknown".into());
+    let version = std::env::var("APP_VERSION")
+        .or_else(|_| std::env::var("SITE_NAME"))
+        .unwrap_or_else(|_| "unknown".into());
     let broken = std::env::var_os("APP_BROKEN").is_some();
     let tracker = tokio_util_like::Tracker::default();
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<TcpStream>(64);
+    for listener in listeners {
+        let tx = conn_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                if tx.send(stream).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+            accepted = conn_rx.recv() => {
+                let Some(stream) = accepted else { break };
                 let version = version.clone();
                 let guard = tracker.enter();
                 tokio::spawn(async move {
@@ -111,8 +241,10 @@ async fn connection(mut stream: TcpStream, version: &str, broken: bool) -> std::
         buf.drain(..end);
         let path = head.split_whitespace().nth(1).unwrap_or("/");
         let close = head.to_ascii_lowercase().contains("connection: close");
-        let (status, body) = if path == "/health" {
-            if broken || std::path::Path::new("/tmp/drain").exists() {
+        let (status, body) = if broken {
+            ("503 Service Unavailable", "broken\n".to_string())
+        } else if path == "/health" {
+            if std::path::Path::new("/tmp/drain").exists() {
                 ("503 Service Unavailable", "unhealthy\n".to_string())
             } else {
                 ("200 OK", "ok\n".to_string())

@@ -132,3 +132,338 @@ fn deploy_rollout_under_load_then_broken_version_then_prune() {
     );
     f.itsup_expect(&["apply", "--dry-run"], 0);
 }
+
+/// Compose projects of the bundled example (its folder names).
+const EXAMPLE_STACKS: [&str; 5] = ["web", "shop-api", "db", "mqtt", "greeter"];
+/// The example's images, provided here by tagging the local stand-in.
+const EXAMPLE_IMAGES: [&str; 5] = [
+    "nginx:1.27-alpine",
+    "postgres:16-alpine",
+    "eclipse-mosquitto:2",
+    "ghcr.io/example/api:1.4.2",
+    "ghcr.io/example/greeter:2.0.0",
+];
+
+/// Removes the containers and networks Compose and deploy created for the example's stacks in
+/// this root (the containers first: a network in use cannot be removed).
+struct ExampleNetworks(String);
+
+impl Drop for ExampleNetworks {
+    fn drop(&mut self) {
+        let ids = deploy_support::docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.itsup.root={}", self.0),
+        ]);
+        for id in ids.split_whitespace() {
+            deploy_support::docker(&["rm", "-f", id]);
+        }
+        let mut filters = vec![format!("label=io.itsup.root={}", self.0)];
+        filters.extend(
+            EXAMPLE_STACKS
+                .iter()
+                .map(|s| format!("label=com.docker.compose.project={s}")),
+        );
+        for filter in filters {
+            for net in deploy_support::docker(&["network", "ls", "-q", "--filter", &filter])
+                .split_whitespace()
+            {
+                deploy_support::docker(&["network", "rm", net]);
+            }
+        }
+    }
+}
+
+fn example_containers() -> Vec<String> {
+    let mut names = Vec::new();
+    for stack in EXAMPLE_STACKS {
+        names.extend(
+            deploy_support::docker(&[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("label=com.docker.compose.project={stack}"),
+                "--format",
+                "{{.Names}}",
+            ])
+            .lines()
+            .map(str::to_string),
+        );
+    }
+    names
+}
+
+/// One plain-HTTP request over a raw TCP connection (the db project's TCP route).
+fn tcp_get(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    reply.starts_with("HTTP/1.1 200").then_some(reply)
+}
+
+fn haproxy_up(f: &Fixture, backend: &str) -> usize {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let runtime = itsup::deploy::haproxy::Runtime::in_dir(&f.root.join("proxy/haproxy"));
+    rt.block_on(runtime.slots(backend))
+        .map(|slots| slots.iter().filter(|s| s.addr.is_some() && s.up()).count())
+        .unwrap_or(0)
+}
+
+/// The bundled example itself (a copy of `projects/`, switched to engine haproxy), its images
+/// stood in for by the local test app: every step of the end-to-end proof.
+#[test]
+fn deploy_bundled_example_end_to_end() {
+    use std::process::{Command, Stdio};
+
+    // What a killed earlier run left behind; then the example's Compose networks nothing uses
+    // (Docker refuses to remove one in use).
+    deploy_support::clean_stale();
+    for stack in EXAMPLE_STACKS {
+        let filter = format!("label=com.docker.compose.project={stack}");
+        for net in
+            deploy_support::docker(&["network", "ls", "-q", "--filter", &filter]).split_whitespace()
+        {
+            deploy_support::docker(&["network", "rm", net]);
+        }
+    }
+    let foreign = example_containers();
+    assert!(
+        foreign.is_empty(),
+        "containers of the example's Compose projects already run on this host: {foreign:?}"
+    );
+    let mut tags = deploy_support::ImageTags::new();
+    let itsup_image = deploy_support::itsup_image_tag();
+    deploy_support::itsup_image(&itsup_image);
+    tags.adopt(&itsup_image);
+    for image in EXAMPLE_IMAGES {
+        tags.tag(deploy_support::APP_EXAMPLE, image);
+    }
+    let f = Fixture::example(&itsup_image);
+    let _networks = ExampleNetworks(f.root.display().to_string());
+    let db_port: u16 = std::fs::read_to_string(f.root.join("projects/db/ingress.yml"))
+        .expect("db ingress")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("hostport:")?.trim().parse().ok())
+        .expect("db hostport");
+
+    // Plan before act: every service of the example is created; stop-first where it must be.
+    let dry = f.itsup_expect(&["apply", "--dry-run"], 2);
+    let plan = stdout(&dry);
+    for service in [
+        "app", "api", "worker", "postgres", "broker", "greeter", "haproxy",
+    ] {
+        assert!(
+            plan.lines()
+                .any(|l| l.trim_start().starts_with(service) && l.contains("create")),
+            "{service} created:\n{plan}"
+        );
+    }
+    f.itsup_expect(&["apply"], 0);
+
+    // Through HAProxy on 127.0.0.1: the website (both names of its certificate), the shop API's
+    // source allowlist, the database's TCP port, and the gRPC greeter's two replicas judged
+    // healthy by `itsup agent` over gRPC health.
+    for host in ["example.com", "www.example.com"] {
+        let body = eventually(Duration::from_secs(20), || f.get(host).ok())
+            .unwrap_or_else(|| panic!("{host} answers through HAProxy"));
+        assert_eq!(body.trim(), "version=example");
+    }
+    let mut c = deploy_support::Client::connect(f.https_port).expect("connect");
+    let denied = c
+        .get_path("example.com", "/api/orders")
+        .expect_err("not allowed");
+    assert!(denied.starts_with("HTTP/1.1 403"), "{denied}");
+    let reply = eventually(Duration::from_secs(20), || tcp_get(db_port))
+        .expect("the db port reaches the postgres service");
+    assert!(reply.contains("version=unknown"), "{reply}");
+    assert_eq!(
+        eventually(Duration::from_secs(30), || {
+            (haproxy_up(&f, "greeter-greeter-50051") == 2).then_some(2)
+        }),
+        Some(2),
+        "both greeter replicas up in HAProxy"
+    );
+
+    // Nothing changed: the dry run exits 0.
+    let dry = f.itsup_expect(&["apply", "--dry-run"], 0);
+    assert!(stdout(&dry).contains("unchanged"), "{}", stdout(&dry));
+
+    // status: every service runs with a matching hash; svc passes Compose through.
+    let status = f.itsup_expect(&["status", "--format", "json"], 0);
+    let rows: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");
+    let rows = rows.as_array().expect("rows");
+    for stack in EXAMPLE_STACKS {
+        let mine: Vec<_> = rows.iter().filter(|r| r["stack"] == stack).collect();
+        assert!(!mine.is_empty(), "{stack} in status");
+        for r in mine {
+            assert_eq!(r["drift"], "ok", "{r}");
+            assert_eq!(r["hash_match"], true, "{r}");
+        }
+    }
+    let greeter = rows
+        .iter()
+        .find(|r| r["stack"] == "greeter")
+        .expect("greeter row");
+    assert_eq!(greeter["running"], 2, "deploy.replicas: 2");
+    let ps = f.itsup_expect(&["svc", "web", "ps"], 0);
+    assert!(stdout(&ps).contains("app"), "{}", stdout(&ps));
+    let failing = f.itsup(&["svc", "web", "exec", "-T", "app", "/no/such/binary"]);
+    assert_ne!(
+        failing.status.code(),
+        Some(0),
+        "compose's exit code passed back"
+    );
+
+    // The website's env changes (its SITE_NAME secret): a start-first rollout under load with
+    // zero failed requests; meanwhile a second apply refuses and a third waits for the lock.
+    f.write("secrets/web.txt", "SITE_NAME=v2\n");
+    let dry = f.itsup_expect(&["apply", "--dry-run"], 2);
+    let dry = stdout(&dry);
+    let rollouts: Vec<&str> = dry.lines().filter(|l| l.contains(" rollout ")).collect();
+    assert_eq!(
+        rollouts.len(),
+        1,
+        "only the website rolls out: {rollouts:?}"
+    );
+    assert!(rollouts[0].trim_start().starts_with("app"), "{rollouts:?}");
+    let before = f.containers();
+    let load = Load::start(f.https_port, "example.com", Duration::from_secs(240));
+    eventually(Duration::from_secs(10), || {
+        (load.stats().ok > 20).then_some(())
+    })
+    .expect("load loop running before the rollout");
+    let spawn = |extra: &[&str]| {
+        Command::new(deploy_support::itsup_bin())
+            .arg("--root")
+            .arg(&f.root)
+            .arg("apply")
+            .args(extra)
+            .env("CI", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn apply")
+    };
+    let started = std::time::Instant::now();
+    let first = spawn(&[]);
+    let lock = f.root.join(".itsup/apply.lock");
+    eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&lock)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+    })
+    .expect("the rollout holds the lock");
+    let waiter = spawn(&["--lock-timeout", "240"]);
+    let refused = f.itsup(&["apply", "--lock-timeout", "0"]);
+    let first = first.wait_with_output().expect("rollout apply");
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let stats = load.finish();
+    eprintln!(
+        "example rollout under load: {} requests served, {} failed, apply {:.1} s",
+        stats.ok,
+        stats.failed,
+        took.as_secs_f64()
+    );
+    let waiter = waiter.wait_with_output().expect("waiting apply");
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&first),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(stdout(&first).contains("rollout"), "{}", stdout(&first));
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("another itsup apply"));
+    assert_eq!(waiter.status.code(), Some(0), "{waiter:?}");
+    assert!(
+        String::from_utf8_lossy(&waiter.stderr).contains("waiting for another itsup apply"),
+        "{waiter:?}"
+    );
+    assert_eq!(
+        stats.failed,
+        0,
+        "failed requests during the rollout: {:?}",
+        &stats.errors[..stats.errors.len().min(5)]
+    );
+    assert!(stats.ok > 100, "too few requests: {}", stats.ok);
+    assert_eq!(stats.last_body.trim(), "version=v2");
+    let after = f.containers();
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "old container removed: {after:?}"
+    );
+    assert_ne!(after, before, "the website's container was replaced");
+
+    // A broken release of the website's image (every request fails, so does its healthcheck):
+    // exit 1, the old container still serves, nothing stray is left.
+    tags.tag(deploy_support::APP_EXAMPLE_BROKEN, "nginx:1.27-alpine");
+    let load = Load::start(f.https_port, "example.com", Duration::from_secs(240));
+    let out = f.itsup_expect(&["apply", "--timeout", "60"], 1);
+    let stats = load.finish();
+    eprintln!(
+        "example broken release under load: {} requests served, {} failed",
+        stats.ok, stats.failed
+    );
+    let report = stdout(&out);
+    assert!(
+        report.contains("FAILED") && report.contains("old container still serves"),
+        "{report}"
+    );
+    assert_eq!(
+        stats.failed,
+        0,
+        "the broken release took traffic: {:?}",
+        &stats.errors[..stats.errors.len().min(5)]
+    );
+    assert_eq!(
+        f.get("example.com").expect("old serves").trim(),
+        "version=v2"
+    );
+    assert_eq!(f.containers(), after, "no stray container left");
+    tags.tag(deploy_support::APP_EXAMPLE, "nginx:1.27-alpine");
+    f.itsup_expect(&["apply", "--dry-run"], 0);
+
+    // Remove a project: the shop API is pruned with its own network and its egress network
+    // to the database; the database itself keeps running.
+    std::fs::remove_dir_all(f.root.join("projects/shop-api")).expect("remove shop-api");
+    let dry = f.itsup_expect(&["apply", "--dry-run"], 2);
+    let plan = stdout(&dry);
+    assert!(plan.contains("prune"), "{plan}");
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("egress-shop-api-to-db-postgres") && l.contains("prune")),
+        "{plan}"
+    );
+    let out = f.itsup_expect(&["apply"], 0);
+    assert!(
+        !f.containers().iter().any(|n| n.starts_with("shop-api")),
+        "pruned: {:?}",
+        f.containers()
+    );
+    let nets = deploy_support::docker(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(
+        !nets
+            .lines()
+            .any(|n| n.starts_with("shop-api") || n == "egress-shop-api-to-db-postgres"),
+        "the shop API's networks are gone: {nets}\n{}",
+        stdout(&out)
+    );
+    assert!(
+        deploy_support::running(&f)
+            .iter()
+            .any(|n| n.starts_with("db")),
+        "the database still runs"
+    );
+    f.itsup_expect(&["apply", "--dry-run"], 0);
+}

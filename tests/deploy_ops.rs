@@ -7,7 +7,7 @@ mod deploy_support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use deploy_support::{APP_V1, Fixture, eventually};
+use deploy_support::{APP_V1, Fixture, Load, eventually};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -195,6 +195,42 @@ fn deploy_egress_order_secrets_svc_and_status() {
     .expect("rotated secret deployed");
     assert_eq!(body.trim(), "version=rotated-layered");
 
+    // The egress row goes: both sides roll out without the network, which apply then removes
+    // (the dry run says so); a network of the same shape that itsup did not create is kept.
+    let foreign = format!("egress-{api}-to-{db}-other");
+    deploy_support::docker(&["network", "create", &foreign]);
+    f.write(
+        &format!("projects/{api}/ingress.yml"),
+        "ingress:\n  - service: web\n    domain: api.test\n    port: 8080\n",
+    );
+    let dry = f.itsup_expect(&["apply", "--dry-run"], 2);
+    let plan = text(&dry.stdout);
+    assert!(
+        plan.lines()
+            .any(|l| l.trim_start().starts_with(&egress) && l.contains("prune")),
+        "{plan}"
+    );
+    assert!(!plan.contains(&foreign), "{plan}");
+    let out = f.itsup_expect(&["apply", "--format", "json"], 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(json["networks"][0]["network"], egress.as_str(), "{json}");
+    assert_eq!(json["networks"][0]["removed"], true, "{json}");
+    let gone = Command::new("docker")
+        .args(["network", "inspect", &egress])
+        .output()
+        .expect("inspect");
+    assert!(!gone.status.success(), "{egress} removed");
+    let kept = Command::new("docker")
+        .args(["network", "inspect", &foreign])
+        .output()
+        .expect("inspect");
+    deploy_support::docker(&["network", "rm", &foreign]);
+    assert!(
+        kept.status.success(),
+        "a network itsup did not create is kept"
+    );
+    f.itsup_expect(&["apply", "--dry-run"], 0);
+
     // A project with a typo is left exactly as it runs: never pruned; apply says so (exit 1).
     let store = deploy_support::running(&f)
         .into_iter()
@@ -337,4 +373,168 @@ fn deploy_stop_first_for_a_service_with_host_ports() {
         before.len(),
         "one container, replaced: {after:?}"
     );
+}
+
+/// `GET /servers` of an itsup proxy's admin API: (cluster, address, state, inflight) rows.
+fn admin_servers(port: u16) -> Vec<(String, String, String)> {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return Vec::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    if s.write_all(b"GET /servers HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return Vec::new();
+    }
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    let rows: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    rows.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                    (field("cluster"), field("address"), field("state"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Engine itsup: a start-first rollout pins the service's cluster to the containers'
+/// addresses, admits the new one and drains the old one through the admin API of a real
+/// `itsup proxy` (the binary under test, in a container on the proxy network so that Docker DNS
+/// works, its listener and admin API published on 127.0.0.1), under load with zero failed
+/// requests; a broken release is never admitted; the rendered proxy file is back afterwards.
+#[test]
+fn deploy_itsup_engine_rollout_through_the_admin_api() {
+    let mut tags = deploy_support::ImageTags::new();
+    let image = deploy_support::itsup_image_tag();
+    deploy_support::itsup_image(&image);
+    tags.adopt(&image);
+    let f = Fixture::itsup_engine(&image);
+    let app = f.app_project("app", APP_V1, "");
+    // The project only: the proxy runs by hand below, with its admin API reachable from here.
+    f.itsup_expect(&["apply", &app], 0);
+    let admin = deploy_support::free_port();
+    let proxy = format!("{}-proxy", f.prefix);
+    let run = Command::new("docker")
+        .args(["run", "-d", "--name", &proxy, "--network", &f.network])
+        .args(["-p", &format!("127.0.0.1:{0}:{0}", f.http_port)])
+        .args(["-p", &format!("127.0.0.1:{admin}:9901")])
+        .args([
+            "-v",
+            &format!("{}:/etc/itsup:ro", f.root.join("proxy/itsup").display()),
+        ])
+        .args([&image, "itsup", "proxy", "--config", "/etc/itsup/proxy.yml"])
+        .args(["--admin-listen", "0.0.0.0:9901"])
+        .output()
+        .expect("docker run");
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let get = || {
+        deploy_support::Client::connect_plain(f.http_port)
+            .and_then(|mut c| c.get("app.test"))
+            .ok()
+    };
+    let body =
+        eventually(Duration::from_secs(20), get).expect("the app answers through itsup proxy");
+    assert_eq!(body.trim(), "version=v1");
+    let cluster = format!("{app}-web-8080");
+    let alias = vec![(
+        cluster.clone(),
+        format!("{app}-web:8080"),
+        "ready".to_string(),
+    )];
+    assert_eq!(admin_servers(admin), alias);
+
+    // New image under load: pinned, admitted, drained through the admin API; zero failures.
+    f.app_project("app", deploy_support::APP_V2, "");
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let before = f.containers();
+    let load = Load::start_plain(f.http_port, "app.test", Duration::from_secs(180));
+    eventually(Duration::from_secs(10), || {
+        (load.stats().ok > 20).then_some(())
+    })
+    .expect("load loop running before the rollout");
+    let started = std::time::Instant::now();
+    let out = f.itsup_expect(&["apply", &app, "--proxy-admin", &admin_addr], 0);
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let stats = load.finish();
+    eprintln!(
+        "engine itsup rollout under load: {} requests served, {} failed, apply {:.1} s",
+        stats.ok,
+        stats.failed,
+        took.as_secs_f64()
+    );
+    assert!(
+        text(&out.stdout).contains("through the itsup proxy's admin API"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        stats.failed,
+        0,
+        "failed requests during the rollout: {:?}",
+        &stats.errors[..stats.errors.len().min(5)]
+    );
+    assert!(stats.ok > 100, "too few requests: {}", stats.ok);
+    assert_eq!(stats.last_body.trim(), "version=v2");
+    let after = f.containers();
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "old container removed: {after:?}"
+    );
+    assert_ne!(after, before, "the app container was replaced");
+    let logs = Command::new("docker")
+        .args(["logs", &proxy])
+        .output()
+        .expect("docker logs");
+    let logs = text(&logs.stderr);
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("admin state changed") && l.contains("Drain")),
+        "the old container was drained through the admin API:\n{logs}"
+    );
+    // The rendered file is back: the alias again, nothing left for `itsup diff`.
+    assert_eq!(admin_servers(admin), alias);
+    f.itsup_expect(&["diff"], 0);
+
+    // A broken release is never admitted: exit 1, the old one serves, no stray container.
+    f.app_project("app", deploy_support::APP_V2, "      APP_BROKEN: \"1\"\n");
+    let load = Load::start_plain(f.http_port, "app.test", Duration::from_secs(180));
+    let out = f.itsup_expect(
+        &[
+            "apply",
+            &app,
+            "--proxy-admin",
+            &admin_addr,
+            "--timeout",
+            "30",
+        ],
+        1,
+    );
+    let stats = load.finish();
+    eprintln!(
+        "engine itsup broken release under load: {} requests served, {} failed",
+        stats.ok, stats.failed
+    );
+    assert!(
+        text(&out.stdout).contains("old container still serves"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        stats.failed,
+        0,
+        "the broken release took traffic: {:?}",
+        &stats.errors[..stats.errors.len().min(5)]
+    );
+    assert_eq!(get().as_deref().map(str::trim), Some("version=v2"));
+    assert_eq!(f.containers(), after, "no stray container left");
+    assert_eq!(admin_servers(admin), alias);
+    f.itsup_expect(&["diff"], 0);
 }

@@ -41,6 +41,11 @@ pub struct Args {
     /// Projects deployed at the same time (within one level of the egress graph).
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
+    /// Admin API of `itsup proxy` (engine itsup), as IP:PORT reachable from here: start-first
+    /// rollouts then admit the new container and drain the old one there. Without it they
+    /// rely on Docker DNS alone.
+    #[arg(long, env = "ITSUP_PROXY_ADMIN", value_name = "IP:PORT")]
+    pub proxy_admin: Option<std::net::SocketAddr>,
 }
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
@@ -79,10 +84,17 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
             &state_without(&snap.state, &outcome.broken),
             &args.targets,
         );
-        let pending = !changes.is_empty() || plans.iter().any(StackPlan::changes);
+        let stale = actions::stale_networks(
+            &snap.desired,
+            &snap.networks,
+            &outcome.broken,
+            &args.targets,
+        );
+        let pending =
+            !changes.is_empty() || plans.iter().any(StackPlan::changes) || !stale.is_empty();
 
         if args.dry_run {
-            print_dry_run(global, &args, &changes, &plans);
+            print_dry_run(global, &args, &changes, &plans, &stale);
             return Ok(if !outcome.is_valid() {
                 1
             } else if pending {
@@ -104,20 +116,26 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
             }
         }
         if !plans.iter().any(StackPlan::changes) {
-            print_results(global, &args, &[], &plans, started);
+            let networks = prune_networks(&docker, &stale).await;
+            print_results(global, &args, &[], &networks, &plans, started);
             save_state(root, &snap.desired, &snap.state, &plans, &[])?;
             return Ok(i32::from(!outcome.is_valid()));
         }
-        ensure_networks(&docker, &snap.desired, &plans).await?;
+        let me = crate::deploy::labels::root_id(root);
+        ensure_networks(&docker, &snap.desired, &plans, &me).await?;
         let ctx = Ctx {
             root: root.clone(),
-            docker,
+            docker: docker.clone(),
             compose: ComposeCli::detect()?,
             progress: Progress::new(global.quiet || args.format == Format::Json),
             engine: snap.desired.engine,
             proxy_network: plan.settings.network.clone(),
             ready_timeout: Duration::from_secs(args.timeout),
             drain_timeout: Duration::from_secs(args.drain_timeout),
+            proxy_admin: args.proxy_admin,
+            itsup_pins: std::sync::Arc::new(crate::deploy::itsup_admin::Pins::new(
+                root.join("proxy/itsup/proxy.yml"),
+            )),
         };
         let todo: Vec<StackPlan> = plans
             .iter()
@@ -125,8 +143,10 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
             .cloned()
             .collect();
         let results = order::run_all(&ctx, &todo, args.parallel).await;
+        // Last, once both sides of a removed egress pair were pruned or rolled out without it.
+        let networks = prune_networks(&docker, &stale).await;
         save_state(root, &snap.desired, &snap.state, &plans, &results)?;
-        print_results(global, &args, &results, &plans, started);
+        print_results(global, &args, &results, &networks, &plans, started);
         if !outcome.broken.is_empty() {
             let names: Vec<&str> = outcome.broken.iter().map(String::as_str).collect();
             eprintln!("left as they run (invalid input): {}", names.join(", "));
@@ -152,11 +172,42 @@ fn state_without(state: &State, broken: &BTreeSet<String>) -> State {
     s
 }
 
-/// External networks of every stack that will run, created before any `compose up`.
+/// What became of one stale egress network.
+#[derive(Debug, Clone, serde::Serialize)]
+struct NetworkResult {
+    network: String,
+    action: &'static str,
+    removed: bool,
+    message: String,
+}
+
+/// Removes the stale egress networks; one still in use (a container of a stack whose rollout
+/// failed, or one attached by hand) is kept and reported, and the next apply tries again.
+async fn prune_networks(docker: &bollard::Docker, stale: &[String]) -> Vec<NetworkResult> {
+    let mut out = Vec::new();
+    for name in stale {
+        let removed = docker::remove_network_if_unused(docker, name).await;
+        out.push(NetworkResult {
+            network: name.clone(),
+            action: "prune",
+            removed,
+            message: if removed {
+                "removed".into()
+            } else {
+                "kept: still in use (the next apply tries again)".into()
+            },
+        });
+    }
+    out
+}
+
+/// External networks of every stack that will run, created before any `compose up`, labelled
+/// with the root so that only this root's apply ever prunes them.
 async fn ensure_networks(
     docker: &bollard::Docker,
     desired: &Desired,
     plans: &[StackPlan],
+    root: &str,
 ) -> anyhow::Result<()> {
     let mut wanted: BTreeMap<&str, Option<&str>> = BTreeMap::new();
     for p in plans.iter().filter(|p| p.changes()) {
@@ -177,7 +228,7 @@ async fn ensure_networks(
         }
     }
     for (name, subnet) in wanted {
-        docker::ensure_network(docker, name, subnet).await?;
+        docker::ensure_network(docker, name, subnet, root).await?;
     }
     Ok(())
 }
@@ -247,6 +298,7 @@ fn print_dry_run(
     args: &Args,
     changes: &[crate::output::Change],
     plans: &[StackPlan],
+    stale: &[String],
 ) {
     if args.format == Format::Json {
         let files: Vec<_> = changes
@@ -256,7 +308,11 @@ fn print_dry_run(
                     ChangeKind::Create => "create", ChangeKind::Modify => "modify", ChangeKind::Delete => "delete" }})
             })
             .collect();
-        let out = json!({"files": files, "stacks": plans});
+        let networks: Vec<_> = stale
+            .iter()
+            .map(|n| json!({"network": n, "action": "prune"}))
+            .collect();
+        let out = json!({"files": files, "stacks": plans, "networks": networks});
         out_line(&serde_json::to_string_pretty(&out).unwrap_or_default());
         return;
     }
@@ -282,13 +338,26 @@ fn print_dry_run(
             ));
         }
     }
+    if !stale.is_empty() {
+        out_line("networks:");
+        for n in stale {
+            out_line(&format!(
+                "  {n:<24} prune     no egress pair uses it any more (removed once unused)"
+            ));
+        }
+    }
     let n = plans
         .iter()
         .flat_map(|p| &p.services)
         .filter(|s| s.action != Action::Unchanged)
         .count();
+    let nets = if stale.is_empty() {
+        String::new()
+    } else {
+        format!(", {} network(s) to prune", stale.len())
+    };
     out_line(&format!(
-        "{} file(s) to change, {n} service action(s) pending",
+        "{} file(s) to change, {n} service action(s) pending{nets}",
         changes.len()
     ));
 }
@@ -297,6 +366,7 @@ fn print_results(
     global: &Global,
     args: &Args,
     results: &[StackResult],
+    networks: &[NetworkResult],
     plans: &[StackPlan],
     started: Instant,
 ) {
@@ -311,6 +381,7 @@ fn print_results(
             "ok": results.iter().all(|r| r.ok),
             "seconds": secs,
             "stacks": results,
+            "networks": networks,
             "unchanged": unchanged,
         });
         out_line(&serde_json::to_string_pretty(&out).unwrap_or_default());
@@ -333,6 +404,15 @@ fn print_results(
                 s.action.as_str(),
                 if s.ok { "ok" } else { "FAILED" },
                 s.message
+            ));
+        }
+    }
+    if !networks.is_empty() && !global.quiet {
+        out_line("networks:");
+        for n in networks {
+            out_line(&format!(
+                "  {:<24} {:<9} {}",
+                n.network, n.action, n.message
             ));
         }
     }

@@ -277,6 +277,38 @@ fn stack_plan(stack: &DesiredStack, containers: &[&Observed]) -> StackPlan {
     }
 }
 
+/// Egress networks of this root that no stack wants any more (their consumer/provider pair
+/// went away: a project or an egress row was removed), to remove once the stacks ran, when
+/// nothing is attached to them any more. Only on a full apply (with targets, stacks left out
+/// may still use them), and never one that names a project with invalid input (it is missing
+/// from `desired` but left exactly as it runs).
+pub fn stale_networks(
+    desired: &Desired,
+    existing: &[String],
+    broken: &BTreeSet<String>,
+    targets: &[String],
+) -> Vec<String> {
+    if !targets.is_empty() {
+        return Vec::new();
+    }
+    let wanted: BTreeSet<&str> = desired
+        .projects
+        .iter()
+        .chain(desired.proxy.iter())
+        .flat_map(|p| p.networks.iter().map(|(n, _)| n.as_str()))
+        .collect();
+    let names_broken = |net: &str| {
+        broken.iter().any(|b| {
+            net.starts_with(&format!("egress-{b}-to-")) || net.contains(&format!("-to-{b}-"))
+        })
+    };
+    existing
+        .iter()
+        .filter(|n| !wanted.contains(n.as_str()) && !names_broken(n))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -425,5 +457,36 @@ mod tests {
             actions(&only),
             vec![("off".into(), "web".into(), Action::Stop)]
         );
+    }
+
+    #[test]
+    fn stale_egress_networks() {
+        let mut consumer = stack("api", true, Vec::new());
+        consumer.networks = vec![
+            ("proxynet".into(), Some("10.0.0.0/24".into())),
+            ("egress-api-to-db-store".into(), None),
+        ];
+        let desired = Desired {
+            proxy: None,
+            proxy_config: None,
+            projects: vec![consumer],
+            engine: Engine::Haproxy,
+        };
+        let existing: Vec<String> = [
+            "egress-api-to-db-store",
+            "egress-api-to-cache-redis",
+            "egress-gone-to-db-store",
+            "egress-typo-to-db-store",
+            "egress-api-to-typo-x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let broken: BTreeSet<String> = ["typo".to_string()].into();
+        assert_eq!(
+            stale_networks(&desired, &existing, &broken, &[]),
+            vec!["egress-api-to-cache-redis", "egress-gone-to-db-store"]
+        );
+        assert!(stale_networks(&desired, &existing, &broken, &["api".into()]).is_empty());
     }
 }

@@ -10,15 +10,22 @@
 //! Traefik: the container's healthcheck fails once `/tmp/drain` exists; deploy creates it by
 //! exec and waits for Docker to report the container unhealthy, at which point Traefik's
 //! Docker provider stops routing to it.
+//!
+//! itsup (`itsup proxy`, when apply knows its admin API): the service's clusters are pinned to
+//! the old containers' addresses before the new one starts, the new addresses are added once
+//! healthy and set `ready`, the old ones are set `drain` until their in-flight count is 0, and
+//! the rendered file (the DNS alias) is put back once they are gone; see [`super::itsup_admin`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
 
 use super::docker::{self, Health};
 use super::haproxy::Runtime;
+use super::itsup_admin::{AdminClient, Pins, addresses_of, with_port};
 
 /// How one service is put in and out of rotation.
 #[derive(Debug, Clone)]
@@ -32,6 +39,70 @@ pub enum Admission {
         parked: Vec<(String, String)>,
     },
     Traefik,
+    Itsup {
+        admin: AdminClient,
+        pins: Arc<Pins>,
+        /// Clusters routing to the service.
+        clusters: Vec<String>,
+        /// Cluster → its rendered server (`alias:port`), filled by `prepare`.
+        rendered: BTreeMap<String, String>,
+        old: Vec<Ipv4Addr>,
+        new: Vec<Ipv4Addr>,
+    },
+}
+
+/// Pins every cluster to `ips` (with its port) and waits until the proxy serves exactly them.
+async fn pin_all(
+    admin: &AdminClient,
+    pins: &Pins,
+    rendered: &BTreeMap<String, String>,
+    ips: &[Ipv4Addr],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let mut want: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (cluster, server) in rendered {
+        let addrs = with_port(ips, server)?;
+        want.insert(cluster, addrs.iter().cloned().collect());
+        pins.set(cluster, Some(addrs))?;
+    }
+    admin
+        .wait_for(
+            timeout,
+            "the proxy reloading the pinned servers",
+            |servers| {
+                want.iter().all(|(c, addrs)| {
+                    addresses_of(servers, c)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect::<BTreeSet<_>>()
+                        == *addrs
+                })
+            },
+        )
+        .await
+}
+
+/// Puts the rendered servers back and waits (bounded, best effort) until the proxy serves them.
+async fn unpin_all(
+    admin: &AdminClient,
+    pins: &Pins,
+    rendered: &BTreeMap<String, String>,
+    timeout: Duration,
+) {
+    for cluster in rendered.keys() {
+        let _ = pins.set(cluster, None);
+    }
+    let _ = admin
+        .wait_for(
+            timeout,
+            "the proxy reloading the rendered servers",
+            |servers| {
+                rendered
+                    .iter()
+                    .all(|(c, server)| addresses_of(servers, c) == [server.as_str()])
+            },
+        )
+        .await;
 }
 
 /// Extra time for Traefik to notice an unhealthy container (Docker events are near instant).
@@ -68,8 +139,31 @@ async fn release_when_gone(
 }
 
 impl Admission {
-    /// Before a new container starts: keep it out of rotation until it is admitted.
-    pub async fn prepare(&mut self) -> anyhow::Result<()> {
+    /// Before a new container starts: keep it out of rotation until it is admitted. `old` are
+    /// the addresses of the containers serving now.
+    pub async fn prepare(&mut self, old: &[Ipv4Addr], timeout: Duration) -> anyhow::Result<()> {
+        if let Admission::Itsup {
+            admin,
+            pins,
+            clusters,
+            rendered,
+            old: pinned_old,
+            ..
+        } = self
+        {
+            for c in clusters.iter() {
+                rendered.insert(c.clone(), pins.rendered_address(c)?);
+            }
+            if old.is_empty() {
+                anyhow::bail!("the old containers have no address on the proxy network");
+            }
+            *pinned_old = old.to_vec();
+            if let Err(e) = pin_all(admin, pins, rendered, old, timeout).await {
+                unpin_all(admin, pins, rendered, timeout).await;
+                return Err(e);
+            }
+            return Ok(());
+        }
         if let Admission::Haproxy {
             runtime,
             backends,
@@ -91,6 +185,39 @@ impl Admission {
     /// Puts the new containers (by address on the proxy network) in rotation and waits until
     /// the proxy reports them up in every backend.
     pub async fn admit(&mut self, new: &[Ipv4Addr], timeout: Duration) -> anyhow::Result<()> {
+        if let Admission::Itsup {
+            admin,
+            pins,
+            rendered,
+            old,
+            new: admitted,
+            ..
+        } = self
+        {
+            *admitted = new.to_vec();
+            let both: Vec<Ipv4Addr> = old.iter().chain(new).copied().collect();
+            pin_all(admin, pins, rendered, &both, timeout).await?;
+            for (cluster, server) in rendered.iter() {
+                for addr in with_port(new, server)? {
+                    admin.set_state(cluster, &addr, "ready").await?;
+                }
+            }
+            let added: Vec<(String, Vec<String>)> = rendered
+                .iter()
+                .map(|(c, server)| Ok((c.clone(), with_port(new, server)?)))
+                .collect::<anyhow::Result<_>>()?;
+            return admin
+                .wait_for(timeout, "the new container up at the proxy", |servers| {
+                    added.iter().all(|(c, addrs)| {
+                        addrs.iter().all(|a| {
+                            servers
+                                .iter()
+                                .any(|s| s.cluster == *c && s.address == *a && s.up)
+                        })
+                    })
+                })
+                .await;
+        }
         let Admission::Haproxy {
             runtime,
             backends,
@@ -141,6 +268,35 @@ impl Admission {
         let deadline = tokio::time::Instant::now() + timeout;
         match self {
             Admission::None => Ok(()),
+            Admission::Itsup {
+                admin,
+                rendered,
+                old: pinned_old,
+                ..
+            } => {
+                let mut draining = Vec::new();
+                for (cluster, server) in rendered.iter() {
+                    for addr in with_port(pinned_old, server)? {
+                        admin.set_state(cluster, &addr, "drain").await?;
+                        draining.push((cluster.clone(), addr));
+                    }
+                }
+                let _ = admin
+                    .wait_for(
+                        deadline.saturating_duration_since(tokio::time::Instant::now()),
+                        "in-flight requests of the old container finishing",
+                        |servers| {
+                            draining.iter().all(|(c, a)| {
+                                servers
+                                    .iter()
+                                    .filter(|s| s.cluster == *c && s.address == *a)
+                                    .all(|s| s.inflight == 0 && s.state == "drain")
+                            })
+                        },
+                    )
+                    .await;
+                Ok(())
+            }
             Admission::Haproxy {
                 runtime, backends, ..
             } => {
@@ -194,6 +350,16 @@ impl Admission {
     /// served. A slot whose old address outlives `timeout` stays in maintenance (safe: the next
     /// rollout admits whatever lands there).
     pub async fn finish(&mut self, old: &[Ipv4Addr], timeout: Duration) {
+        if let Admission::Itsup {
+            admin,
+            pins,
+            rendered,
+            ..
+        } = self
+        {
+            unpin_all(admin, pins, rendered, timeout).await;
+            return;
+        }
         let Admission::Haproxy {
             runtime,
             backends,
@@ -219,6 +385,24 @@ impl Admission {
     /// After a failure, before the new containers are removed: their slots go to maintenance
     /// and the old containers' slots back to `ready`, so only the old ones serve.
     pub async fn withdraw(&mut self, new: &[Ipv4Addr]) {
+        if let Admission::Itsup {
+            admin,
+            pins,
+            rendered,
+            old,
+            ..
+        } = self
+        {
+            for (cluster, server) in rendered.iter() {
+                for addr in with_port(new, server).unwrap_or_default() {
+                    let _ = admin.set_state(cluster, &addr, "maint").await;
+                }
+            }
+            if !rendered.is_empty() {
+                let _ = pin_all(admin, pins, rendered, old, Duration::from_secs(10)).await;
+            }
+            return;
+        }
         let Admission::Haproxy {
             runtime, backends, ..
         } = self
@@ -242,6 +426,16 @@ impl Admission {
     /// After a failure, once the new containers are removed: undo `prepare` and release the
     /// withdrawn slots when DNS has forgotten the removed addresses (bounded).
     pub async fn abort(&mut self, new: &[Ipv4Addr], timeout: Duration) {
+        if let Admission::Itsup {
+            admin,
+            pins,
+            rendered,
+            ..
+        } = self
+        {
+            unpin_all(admin, pins, rendered, timeout).await;
+            return;
+        }
         let Admission::Haproxy {
             runtime,
             backends,

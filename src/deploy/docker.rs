@@ -128,12 +128,20 @@ pub fn normalize_ref(reference: &str) -> String {
     }
 }
 
-/// Creates a network unless it exists. The proxy network gets its fixed subnet, since services
-/// may pin addresses in it; an existing one is left as it is.
+/// Label on the networks itsup creates.
+pub const MANAGED: &str = "io.itsup.managed";
+
+/// Prefix of the egress networks (`egress-<consumer>-to-<provider>-<service>`).
+pub const EGRESS_PREFIX: &str = "egress-";
+
+/// Creates a network unless it exists, labelled as itsup's and as `root`'s. The proxy network
+/// gets its fixed subnet, since services may pin addresses in it; an existing one is left as it
+/// is.
 pub async fn ensure_network(
     docker: &Docker,
     name: &str,
     subnet: Option<&str>,
+    root: &str,
 ) -> anyhow::Result<bool> {
     if docker
         .inspect_network(
@@ -156,7 +164,13 @@ pub async fn ensure_network(
             }]),
             ..Default::default()
         }),
-        labels: Some([("io.itsup.managed".to_string(), "true".to_string())].into()),
+        labels: Some(
+            [
+                (MANAGED.to_string(), "true".to_string()),
+                (labels::ROOT.to_string(), root.to_string()),
+            ]
+            .into(),
+        ),
         ..Default::default()
     };
     match docker.create_network(request).await {
@@ -181,6 +195,35 @@ pub async fn ensure_network(
 /// a network still in use is simply kept).
 pub async fn remove_network_if_unused(docker: &Docker, name: &str) -> bool {
     docker.remove_network(name).await.is_ok()
+}
+
+/// The egress networks itsup created for `root` (labelled so at creation), by name. Networks
+/// of other roots on the same host, and networks created by hand, are never listed.
+pub async fn egress_networks(docker: &Docker, root: &str) -> anyhow::Result<Vec<String>> {
+    let filters: HashMap<String, Vec<String>> = [(
+        "label".to_string(),
+        vec![
+            format!("{MANAGED}=true"),
+            format!("{}={root}", labels::ROOT),
+        ],
+    )]
+    .into();
+    let nets = docker
+        .list_networks(Some(
+            bollard::query_parameters::ListNetworksOptionsBuilder::new()
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .context("cannot list networks")?;
+    let mut names: Vec<String> = nets
+        .into_iter()
+        .filter_map(|n| n.name)
+        .filter(|n| n.starts_with(EGRESS_PREFIX))
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 /// What a health wait needs about one container.

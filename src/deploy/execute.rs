@@ -36,6 +36,10 @@ pub struct Ctx {
     pub ready_timeout: Duration,
     /// How long draining may take before the old container is stopped anyway.
     pub drain_timeout: Duration,
+    /// Admin API of `itsup proxy` (engine itsup): with it, rollouts admit and drain there.
+    pub proxy_admin: Option<std::net::SocketAddr>,
+    /// The itsup proxy's config file, pinned during rollouts (one writer for all stacks).
+    pub itsup_pins: std::sync::Arc<super::itsup_admin::Pins>,
 }
 
 impl Ctx {
@@ -497,12 +501,31 @@ async fn rollout(
             parked: Vec::new(),
         },
         (Engine::Traefik, true) => Admission::Traefik,
+        (Engine::Itsup, true) if !d.backends.is_empty() => match ctx.proxy_admin {
+            Some(addr) => Admission::Itsup {
+                admin: super::itsup_admin::AdminClient { addr },
+                pins: ctx.itsup_pins.clone(),
+                clusters: d.backends.clone(),
+                rendered: BTreeMap::new(),
+                old: Vec::new(),
+                new: Vec::new(),
+            },
+            None => Admission::None,
+        },
         _ => Admission::None,
     };
+    let mut old_addrs = Vec::new();
+    for c in &old {
+        old_addrs.push((c.id.clone(), proxy_ip(ctx, &c.id).await));
+    }
+    let old_ips: Vec<Ipv4Addr> = old_addrs.iter().filter_map(|(_, ip)| *ip).collect();
 
-    line.step("parking free proxy slots");
+    line.step(match admission {
+        Admission::Itsup { .. } => "pinning the proxy to the old container",
+        _ => "parking free proxy slots",
+    });
     admission
-        .prepare()
+        .prepare(&old_ips, ctx.ready_timeout)
         .await
         .context("cannot prepare the proxy")?;
     let mut new_ids: Vec<String> = Vec::new();
@@ -544,10 +567,6 @@ async fn rollout(
             .await
             .context("the proxy did not admit the new container")?;
         line.step("draining the old container");
-        let mut old_addrs = Vec::new();
-        for c in &old {
-            old_addrs.push((c.id.clone(), proxy_ip(ctx, &c.id).await));
-        }
         let drain_start = Instant::now();
         if let Admission::Haproxy { .. } = admission {
             drain_entries = old_addrs
@@ -561,10 +580,10 @@ async fn rollout(
             .drain(&ctx.docker, &old_addrs, ctx.drain_timeout)
             .await
             .context("cannot drain the old container")?;
-        Ok((new.len(), old_addrs, drain_start.elapsed().as_secs_f64()))
+        Ok((new.len(), drain_start.elapsed().as_secs_f64()))
     }
     .await;
-    let (count, old_addrs, drained) = match result {
+    let (count, drained) = match result {
         Ok(done) => done,
         Err(e) => {
             // The new container goes, the old one keeps serving; then the slots are restored.
@@ -590,16 +609,32 @@ async fn rollout(
     // stop is all that is left, and its failure does not bring the old ones back.
     line.step("stopping the old container");
     for c in &old {
-        docker::stop(&ctx.docker, &c.id, d.grace).await?;
-        docker::remove(&ctx.docker, &c.id).await?;
+        let stopped = async {
+            docker::stop(&ctx.docker, &c.id, d.grace).await?;
+            docker::remove(&ctx.docker, &c.id).await
+        }
+        .await;
+        if let Err(e) = stopped {
+            // A pinned itsup proxy file must not outlive the rollout: put the rendered one back.
+            if let Admission::Itsup { .. } = admission {
+                admission.finish(&old_ips, ctx.ready_timeout).await;
+            }
+            return Err(e);
+        }
     }
     line.step("waiting for the proxy to forget the old address");
-    let old_ips: Vec<Ipv4Addr> = old_addrs.iter().filter_map(|(_, ip)| *ip).collect();
     admission.finish(&old_ips, ctx.ready_timeout).await;
     if !drain_entries.is_empty() {
         let _ = drainfile::update(&ctx.root, &drain_entries, false);
     }
+    let at = match (&admission, ctx.engine) {
+        (Admission::Itsup { .. }, _) => " through the itsup proxy's admin API",
+        (Admission::None, Engine::Itsup) if d.routed => {
+            " (no --proxy-admin: not drained at the itsup proxy)"
+        }
+        _ => "",
+    };
     Ok(format!(
-        "start-first: {count} new container(s) admitted, old drained in {drained:.1} s and removed"
+        "start-first: {count} new container(s) admitted, old drained in {drained:.1} s and removed{at}"
     ))
 }

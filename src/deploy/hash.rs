@@ -3,6 +3,12 @@
 //! image changes the hash even when the reference did not), the content of bind-mounted files
 //! and `env_file`s, and the values of the secrets its definition interpolates. The hash is
 //! stored as a container label and in the state file.
+//!
+//! Bind mounts count as configuration when read-only (`:ro`, `read_only: true`): their whole
+//! content is hashed. A writable mount of a folder is the service's data (a database's files
+//! change while it runs, which must never look like a new version); only a writable mount of a
+//! single file (a config file mounted without `:ro`) is hashed. A missing source hashes like an
+//! empty folder, since that is what Docker creates for it at the first start.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,10 +44,15 @@ pub fn service_hash(definition: &Value, inputs: &HashInputs<'_>) -> String {
     } else {
         Vec::new()
     };
-    for path in paths {
+    for (path, read_only) in paths {
         h.update(b"\0file\0");
         h.update(path.as_bytes());
-        hash_path(&mut h, &inputs.project_dir.join(&path), 0);
+        let full = inputs.project_dir.join(&path);
+        if read_only || full.is_file() {
+            hash_path(&mut h, &full, 0);
+        } else {
+            h.update(b"<data>");
+        }
     }
     let text = canonical.to_string();
     for name in interpolated(&text) {
@@ -69,29 +80,45 @@ fn canonical(v: &Value) -> Value {
     }
 }
 
-/// Relative host paths the service reads: bind mounts (short and long syntax) and env files.
-/// Absolute paths are the operator's own; named volumes are data, never part of a version.
-fn mounted_paths(definition: &Value) -> Vec<String> {
+/// Relative host paths the service reads, each with whether it is mounted read-only: bind
+/// mounts (short and long syntax) and env files (read by Compose, so read-only). Absolute paths
+/// are the operator's own; named volumes are data, never part of a version.
+fn mounted_paths(definition: &Value) -> Vec<(String, bool)> {
     let mut paths = Vec::new();
     let relative = |s: &str| s.starts_with("./") || s.starts_with("../") || s == ".";
     if let Some(volumes) = definition.get("volumes").and_then(Value::as_array) {
         for v in volumes {
             let source = match v {
-                Value::String(s) => s.split(':').next().map(str::to_string),
-                Value::Object(m) => m.get("source").and_then(Value::as_str).map(str::to_string),
+                Value::String(s) => {
+                    let mut parts = s.split(':');
+                    let source = parts.next().map(str::to_string);
+                    let ro = parts
+                        .nth(1)
+                        .is_some_and(|opts| opts.split(',').any(|o| o == "ro"));
+                    source.map(|s| (s, ro))
+                }
+                Value::Object(m) => m.get("source").and_then(Value::as_str).map(|s| {
+                    let ro = m.get("read_only") == Some(&Value::Bool(true));
+                    (s.to_string(), ro)
+                }),
                 _ => None,
             };
-            if let Some(s) = source.filter(|s| relative(s)) {
+            if let Some(s) = source.filter(|(s, _)| relative(s)) {
                 paths.push(s);
             }
         }
     }
     match definition.get("env_file") {
-        Some(Value::String(s)) => paths.push(s.clone()),
-        Some(Value::Array(a)) => paths.extend(a.iter().filter_map(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Object(m) => m.get("path").and_then(Value::as_str).map(str::to_string),
-            _ => None,
+        Some(Value::String(s)) => paths.push((s.clone(), true)),
+        Some(Value::Array(a)) => paths.extend(a.iter().filter_map(|v| {
+            match v {
+                Value::String(s) => Some((s.clone(), true)),
+                Value::Object(m) => m
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .map(|s| (s.to_string(), true)),
+                _ => None,
+            }
         })),
         _ => {}
     }
@@ -101,9 +128,9 @@ fn mounted_paths(definition: &Value) -> Vec<String> {
 }
 
 /// Hashes a file, or a folder's files in name order (bounded depth; symlinks not followed out).
+/// A missing path hashes like an empty folder (Docker creates a missing mount source as one).
 fn hash_path(h: &mut Sha256, path: &Path, depth: usize) {
     let Ok(meta) = path.symlink_metadata() else {
-        h.update(b"<missing>");
         return;
     };
     if meta.is_file() {
@@ -222,6 +249,49 @@ mod tests {
             hash(&def, dir.path(), Some("sha256:1"), &env),
             base,
             "mounted file"
+        );
+    }
+
+    #[test]
+    fn writable_data_folders_do_not_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = Env::default();
+        let def = json!({"image": "db", "volumes": [
+            "./data:/var/lib/db",
+            {"type": "bind", "source": "./conf", "target": "/etc/db", "read_only": true},
+            "./config:/etc/broker:ro,z",
+            "./app.conf:/etc/app.conf"
+        ]});
+        let base = hash(&def, dir.path(), None, &env);
+        // Docker creates the missing sources as empty folders at the first start.
+        for d in ["data", "conf", "config"] {
+            std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+        }
+        assert_eq!(
+            hash(&def, dir.path(), None, &env),
+            base,
+            "created by Docker"
+        );
+        std::fs::write(dir.path().join("data/PG_VERSION"), "16").expect("write");
+        assert_eq!(
+            hash(&def, dir.path(), None, &env),
+            base,
+            "the service's data"
+        );
+        std::fs::write(dir.path().join("conf/db.conf"), "x").expect("write");
+        let conf = hash(&def, dir.path(), None, &env);
+        assert_ne!(conf, base, "read-only (long syntax) config");
+        std::fs::write(dir.path().join("config/b.conf"), "x").expect("write");
+        let config = hash(&def, dir.path(), None, &env);
+        assert_ne!(
+            config, conf,
+            "read-only (short syntax, more options) config"
+        );
+        std::fs::write(dir.path().join("app.conf"), "x").expect("write");
+        assert_ne!(
+            hash(&def, dir.path(), None, &env),
+            config,
+            "a writable single file is configuration"
         );
     }
 

@@ -5,7 +5,8 @@
 //! containers ([`docker`]) and the last applied [`state`], and [`execute`] carries the actions
 //! out stack by stack along the egress graph ([`order`]), bringing stacks up with
 //! [`compose`], admitting and draining at the proxy ([`admission`], [`haproxy`]) and showing
-//! [`progress`]. One apply at a time ([`lock`]); [`secrets`] reach Compose as environment only.
+//! [`progress`] ([`itsup_admin`] for engine itsup). One apply at a time ([`lock`]); [`secrets`]
+//! reach Compose as environment only.
 
 pub mod actions;
 pub mod admission;
@@ -17,6 +18,7 @@ pub mod execute;
 pub mod haproxy;
 pub mod hash;
 pub mod health;
+pub mod itsup_admin;
 pub mod labels;
 pub mod lock;
 pub mod order;
@@ -39,6 +41,8 @@ pub struct Snapshot {
     /// Containers of this root's stacks only.
     pub observed: Vec<docker::Observed>,
     pub state: state::State,
+    /// Egress networks itsup created for this root (see [`actions::stale_networks`]).
+    pub networks: Vec<String>,
 }
 
 /// Takes a snapshot. Containers count as this root's when they carry its `io.itsup.root`
@@ -51,10 +55,13 @@ pub async fn snapshot(
     docker: &Docker,
 ) -> anyhow::Result<Snapshot> {
     let state = state::State::load(root)?;
-    let (images, containers) =
-        tokio::try_join!(docker::image_ids(docker), docker::stack_containers(docker))?;
-    let desired = desired::build(root, plan, artifacts, &images)?;
     let me = labels::root_id(root);
+    let (images, containers, networks) = tokio::try_join!(
+        docker::image_ids(docker),
+        docker::stack_containers(docker),
+        docker::egress_networks(docker, &me)
+    )?;
+    let desired = desired::build(root, plan, artifacts, &images)?;
     let known: BTreeSet<&str> = desired
         .projects
         .iter()
@@ -73,5 +80,6 @@ pub async fn snapshot(
         desired,
         observed,
         state,
+        networks,
     })
 }

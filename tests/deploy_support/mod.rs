@@ -20,6 +20,9 @@ use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureSch
 pub const APP_V1: &str = "itsup-test/app:v1";
 pub const APP_V2: &str = "itsup-test/app:v2";
 pub const HAPROXY: &str = "itsup-test/haproxy:2.6";
+/// Stand-ins for the bundled example's images (`.ci/images/app.sh`).
+pub const APP_EXAMPLE: &str = "itsup-test/app:example";
+pub const APP_EXAMPLE_BROKEN: &str = "itsup-test/app:example-broken";
 
 /// A unique-enough random number (no registry of names to collide with: Docker tells us).
 pub fn random() -> u64 {
@@ -98,7 +101,15 @@ pub fn ensure_images() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let present = Command::new("docker")
-            .args(["image", "inspect", APP_V1, APP_V2, HAPROXY])
+            .args([
+                "image",
+                "inspect",
+                APP_V1,
+                APP_V2,
+                APP_EXAMPLE,
+                APP_EXAMPLE_BROKEN,
+                HAPROXY,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -117,7 +128,7 @@ pub fn ensure_images() {
     });
 }
 
-fn docker(args: &[&str]) -> String {
+pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("docker");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -171,23 +182,96 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// A root with `projects/itsup.yml` for engine haproxy on free ports.
-    pub fn new() -> Fixture {
+    /// An empty root with its own name prefix, network name and free ports.
+    fn bare() -> Fixture {
         ensure_images();
+        // The pid in the name tells a killed test's leftovers apart (see `clean_stale`).
         let dir = tempfile::Builder::new()
-            .prefix("itsupt-root-")
+            .prefix(&format!("itsupt-root-{}-", std::process::id()))
             .tempdir()
             .expect("tempdir");
         let root = std::fs::canonicalize(dir.path()).expect("canonical root");
         let prefix = format!("itsupt-{:06x}", random() % 0xff_ffff);
-        let f = Fixture {
+        Fixture {
             dir,
             root,
             http_port: free_port(),
             https_port: free_port(),
             network: format!("{prefix}-net"),
             prefix,
+        }
+    }
+
+    /// A copy of the bundled example (`projects/`) switched to engine haproxy on this
+    /// fixture's ports, network and subnet, with `itsup_image` for `itsup agent`. The only
+    /// other edits keep the test on this machine: the `db` project's host port becomes a free
+    /// one, and the `nas` project's LAN address (HAProxy health-checks it) becomes 127.0.0.1.
+    pub fn example(itsup_image: &str) -> Fixture {
+        let f = Fixture::bare();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("projects"),
+            &f.root.join("projects"),
+        );
+        let edit = |rel: &str, from: &str, to: &str| {
+            let path = f.root.join(rel);
+            let text = std::fs::read_to_string(&path).expect("read example file");
+            assert_eq!(
+                text.matches(from).count(),
+                1,
+                "the example's {rel} no longer has `{from}` once: update this fixture"
+            );
+            std::fs::write(&path, text.replace(from, to)).expect("write example copy");
         };
+        edit(
+            "projects/itsup.yml",
+            "  engine: traefik ",
+            &format!(
+                "  engine: haproxy\n  image: {HAPROXY}\n  itsupImage: {itsup_image}\n  httpPort: {}\n  httpsPort: {}\n ",
+                f.http_port, f.https_port
+            ),
+        );
+        edit(
+            "projects/itsup.yml",
+            "  network: proxynet",
+            &format!("  network: {}", f.network),
+        );
+        edit(
+            "projects/itsup.yml",
+            "  subnet: 172.20.0.0/16",
+            &format!("  subnet: {}", free_subnet()),
+        );
+        edit(
+            "projects/db/ingress.yml",
+            "hostport: 5432",
+            &format!("hostport: {}", free_port()),
+        );
+        edit(
+            "projects/nas/ingress.yml",
+            "host: 192.168.1.20",
+            "host: 127.0.0.1",
+        );
+        f
+    }
+
+    /// A root with `projects/itsup.yml` for engine itsup (`image`: the itsup binary's image)
+    /// on free ports.
+    pub fn itsup_engine(image: &str) -> Fixture {
+        let f = Fixture::bare();
+        f.write(
+            "projects/itsup.yml",
+            &format!(
+                "proxy:\n  engine: itsup\n  image: {image}\n  itsupImage: {image}\n  httpPort: {}\n  network: {}\n  subnet: {}\n",
+                f.http_port,
+                f.network,
+                free_subnet()
+            ),
+        );
+        f
+    }
+
+    /// A root with `projects/itsup.yml` for engine haproxy on free ports.
+    pub fn new() -> Fixture {
+        let f = Fixture::bare();
         f.write(
             "projects/itsup.yml",
             &format!(
@@ -315,6 +399,159 @@ impl Drop for Fixture {
     }
 }
 
+/// Whether a name made by these tests (`…itsupt-root-<pid>-…`, `itsupt-<pid>-…`) belongs to a
+/// test process that is gone.
+fn stale(name: &str, marker: &str) -> bool {
+    name.split(marker)
+        .nth(1)
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists())
+}
+
+/// Removes what a test process killed before its clean-up left behind (its containers,
+/// networks, temporary root and itsup image): only names carrying the pid of a process that
+/// is gone, so concurrent tests are never touched.
+pub fn clean_stale() {
+    let root_marker = "itsupt-root-";
+    for line in docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=io.itsup.root",
+        "--format",
+        "{{.ID}} {{.Label \"io.itsup.root\"}}",
+    ])
+    .lines()
+    {
+        if let Some((id, root)) = line.split_once(' ')
+            && stale(root, root_marker)
+        {
+            docker(&["rm", "-f", id]);
+            let _ = std::fs::remove_dir_all(root);
+        }
+    }
+    for line in docker(&[
+        "network",
+        "ls",
+        "--filter",
+        "label=io.itsup.root",
+        "--format",
+        "{{.Name}} {{.Label \"io.itsup.root\"}}",
+    ])
+    .lines()
+    {
+        if let Some((net, root)) = line.split_once(' ')
+            && stale(root, root_marker)
+        {
+            docker(&["network", "rm", net]);
+        }
+    }
+    for image in docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).lines() {
+        if image.starts_with("itsupt-") && stale(image, "itsupt-") {
+            docker(&["rmi", "--no-prune", image]);
+        }
+    }
+}
+
+/// A tag for an image of the binary under test, unique to this process.
+pub fn itsup_image_tag() -> String {
+    format!(
+        "itsupt-{}-{:06x}/itsup:test",
+        std::process::id(),
+        random() % 0xff_ffff
+    )
+}
+
+/// Copies a folder tree (regular files and folders).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from)
+        .expect("read dir")
+        .filter_map(Result::ok)
+    {
+        let target = to.join(e.file_name());
+        if e.file_type().expect("file type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// Image tags a test points at its own images, put back as they were when dropped (removed,
+/// or pointing at the image they named before), even when the test failed.
+pub struct ImageTags {
+    /// Tag → the image ID it named before the test, if any.
+    before: Vec<(String, Option<String>)>,
+}
+
+impl ImageTags {
+    pub fn new() -> ImageTags {
+        ImageTags { before: Vec::new() }
+    }
+
+    /// The image `reference` names now, unless none or one of the test images (a test killed
+    /// before its clean-up left the tag behind: it is removed rather than put back).
+    fn image_id(reference: &str) -> Option<String> {
+        let out = Command::new("docker")
+            .args([
+                "image",
+                "inspect",
+                "-f",
+                "{{.Id}} {{range .Config.Env}}{{.}} {{end}}",
+                reference,
+            ])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut words = text.split_whitespace();
+        let id = words.next()?.to_string();
+        let ours = words.any(|w| w.starts_with("TESTAPP_SHA="));
+        (out.status.success() && !ours).then_some(id)
+    }
+
+    /// A tag the test created itself: removed when dropped.
+    pub fn adopt(&mut self, tag: &str) {
+        self.before.push((tag.to_string(), None));
+    }
+
+    /// Points `tag` at `image`.
+    pub fn tag(&mut self, image: &str, tag: &str) {
+        if !self.before.iter().any(|(t, _)| t == tag) {
+            self.before.push((tag.to_string(), Self::image_id(tag)));
+        }
+        let status = Command::new("docker")
+            .args(["tag", image, tag])
+            .status()
+            .expect("docker tag");
+        assert!(status.success(), "docker tag {image} {tag}");
+    }
+}
+
+impl Drop for ImageTags {
+    fn drop(&mut self) {
+        for (tag, before) in &self.before {
+            match before {
+                Some(id) => docker(&["tag", id, tag]),
+                None => docker(&["rmi", "--no-prune", tag]),
+            };
+        }
+    }
+}
+
+/// Builds an image of the binary under test (for `itsup agent`), tagged `tag`.
+pub fn itsup_image(tag: &str) {
+    let status = Command::new("bash")
+        .arg(".ci/images/itsup-image.bash")
+        .arg(itsup_bin())
+        .arg(tag)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run itsup-image.bash");
+    assert!(status.success(), "building {tag} failed");
+}
+
 #[derive(Debug)]
 struct AnyCert(Arc<CryptoProvider>);
 
@@ -381,13 +618,16 @@ fn tls_config() -> Arc<ClientConfig> {
         .clone()
 }
 
-/// A keep-alive HTTPS/1.1 client connection to 127.0.0.1.
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// A keep-alive HTTP/1.1 client connection to 127.0.0.1, over TLS or plain.
 pub struct Client {
-    stream: BufReader<StreamOwned<ClientConnection, TcpStream>>,
+    stream: BufReader<Box<dyn Stream>>,
 }
 
 impl Client {
-    pub fn connect(port: u16) -> Result<Client, String> {
+    fn socket(port: u16) -> Result<TcpStream, String> {
         let sock =
             TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(3))
                 .map_err(|e| format!("connect: {e}"))?;
@@ -395,16 +635,34 @@ impl Client {
             .map_err(|e| e.to_string())?;
         sock.set_write_timeout(Some(Duration::from_secs(5)))
             .map_err(|e| e.to_string())?;
+        Ok(sock)
+    }
+
+    /// HTTPS.
+    pub fn connect(port: u16) -> Result<Client, String> {
+        let sock = Self::socket(port)?;
         let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
         let conn = ClientConnection::new(tls_config(), name).map_err(|e| e.to_string())?;
         Ok(Client {
-            stream: BufReader::new(StreamOwned::new(conn, sock)),
+            stream: BufReader::new(Box::new(StreamOwned::new(conn, sock))),
+        })
+    }
+
+    /// Plain HTTP.
+    pub fn connect_plain(port: u16) -> Result<Client, String> {
+        Ok(Client {
+            stream: BufReader::new(Box::new(Self::socket(port)?)),
         })
     }
 
     /// `GET /` with `Host: host`; the body of a 200, an error otherwise.
     pub fn get(&mut self, host: &str) -> Result<String, String> {
-        let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: itsup-test\r\n\r\n");
+        self.get_path(host, "/")
+    }
+
+    /// `GET path` with `Host: host`; the body of a 200, the status line and body otherwise.
+    pub fn get_path(&mut self, host: &str, path: &str) -> Result<String, String> {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: itsup-test\r\n\r\n");
         self.stream
             .get_mut()
             .write_all(req.as_bytes())
@@ -466,7 +724,22 @@ pub struct Load {
 }
 
 impl Load {
+    /// Over HTTPS.
     pub fn start(port: u16, host: &str, limit: Duration) -> Load {
+        Self::start_with(port, host, limit, Client::connect)
+    }
+
+    /// Over plain HTTP.
+    pub fn start_plain(port: u16, host: &str, limit: Duration) -> Load {
+        Self::start_with(port, host, limit, Client::connect_plain)
+    }
+
+    fn start_with(
+        port: u16,
+        host: &str,
+        limit: Duration,
+        connect: fn(u16) -> Result<Client, String>,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(LoadStats::default()));
         let (s, st, host) = (stop.clone(), stats.clone(), host.to_string());
@@ -477,7 +750,7 @@ impl Load {
             while !s.load(Ordering::SeqCst) && start.elapsed() < limit {
                 if client.is_none() || on_conn >= 20 {
                     on_conn = 0;
-                    client = match Client::connect(port) {
+                    client = match connect(port) {
                         Ok(c) => Some(c),
                         Err(e) => {
                             let mut g = st.lock().expect("stats");
