@@ -52,25 +52,14 @@ fn deploy_rollout_under_load_then_broken_version_then_prune() {
     std::thread::sleep(Duration::from_secs(1));
     let stats = load.finish();
     assert!(stdout(&out).contains("rollout"), "{}", stdout(&out));
-    assert_eq!(
-        stats.failed,
-        0,
-        "failed requests during the rollout: {:?}",
-        &stats.errors[..stats.errors.len().min(5)]
-    );
-    assert!(
-        stats.ok > 100,
-        "too few requests to mean anything: {}",
-        stats.ok
-    );
-    assert_eq!(stats.last_body.trim(), "version=v2");
     let after = f.containers();
-    assert_eq!(
-        after.len(),
-        before.len(),
-        "old container removed: {after:?}"
+    deploy_support::assert_clean_rollout(
+        &stats,
+        "version=v2",
+        &before,
+        &after,
+        "the app container was replaced",
     );
-    assert_ne!(after, before, "the app container was replaced");
     let drain: serde_json::Value = serde_json::from_slice(
         &std::fs::read(f.root.join(".itsup/drain.json")).expect("drain file written for the agent"),
     )
@@ -92,12 +81,7 @@ fn deploy_rollout_under_load_then_broken_version_then_prune() {
         "{report}"
     );
     assert!(!report.contains("succeeded"), "{report}");
-    assert_eq!(
-        stats.failed,
-        0,
-        "the broken version took traffic: {:?}",
-        &stats.errors[..stats.errors.len().min(5)]
-    );
+    deploy_support::assert_no_failed(&stats, "the broken version took traffic");
     assert_eq!(
         f.get("app.test").expect("old still serves").trim(),
         "version=v2"
@@ -389,21 +373,14 @@ fn deploy_bundled_example_end_to_end() {
         String::from_utf8_lossy(&waiter.stderr).contains("waiting for another itsup apply"),
         "{waiter:?}"
     );
-    assert_eq!(
-        stats.failed,
-        0,
-        "failed requests during the rollout: {:?}",
-        &stats.errors[..stats.errors.len().min(5)]
-    );
-    assert!(stats.ok > 100, "too few requests: {}", stats.ok);
-    assert_eq!(stats.last_body.trim(), "version=v2");
     let after = f.containers();
-    assert_eq!(
-        after.len(),
-        before.len(),
-        "old container removed: {after:?}"
+    deploy_support::assert_clean_rollout(
+        &stats,
+        "version=v2",
+        &before,
+        &after,
+        "the website's container was replaced",
     );
-    assert_ne!(after, before, "the website's container was replaced");
 
     // A broken release of the website's image (every request fails, so does its healthcheck):
     // exit 1, the old container still serves, nothing stray is left.
@@ -420,12 +397,7 @@ fn deploy_bundled_example_end_to_end() {
         report.contains("FAILED") && report.contains("old container still serves"),
         "{report}"
     );
-    assert_eq!(
-        stats.failed,
-        0,
-        "the broken release took traffic: {:?}",
-        &stats.errors[..stats.errors.len().min(5)]
-    );
+    deploy_support::assert_no_failed(&stats, "the broken release took traffic");
     assert_eq!(
         f.get("example.com").expect("old serves").trim(),
         "version=v2"

@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 pub const APP_V1: &str = "itsup-test/app:v1";
 pub const APP_V2: &str = "itsup-test/app:v2";
@@ -552,70 +550,11 @@ pub fn itsup_image(tag: &str) {
     assert!(status.success(), "building {tag} failed");
 }
 
-#[derive(Debug)]
-struct AnyCert(Arc<CryptoProvider>);
-
-// The proxy serves the self-signed default certificate deploy generated; the tests check
-// routing and availability, not the PKI.
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
+#[path = "../shared/insecure_tls.rs"]
+mod insecure_tls;
 
 fn tls_config() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-            let config = ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .expect("tls versions")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-                .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
+    insecure_tls::client_config()
 }
 
 trait Stream: Read + Write + Send {}
@@ -713,6 +652,41 @@ pub struct LoadStats {
     pub failed: u64,
     pub errors: Vec<String>,
     pub last_body: String,
+}
+
+/// No request of a load loop failed (`what` says what was going on).
+pub fn assert_no_failed(stats: &LoadStats, what: &str) {
+    assert_eq!(
+        stats.failed,
+        0,
+        "{what}: {:?}",
+        &stats.errors[..stats.errors.len().min(5)]
+    );
+}
+
+/// A start-first rollout under load went through: no failed request, enough of them to mean
+/// something, the last answer from the new `version`, and as many containers as before, none
+/// of them an old one (`replaced` names them for the message).
+pub fn assert_clean_rollout(
+    stats: &LoadStats,
+    version: &str,
+    before: &[String],
+    after: &[String],
+    replaced: &str,
+) {
+    assert_no_failed(stats, "failed requests during the rollout");
+    assert!(
+        stats.ok > 100,
+        "too few requests to mean anything: {}",
+        stats.ok
+    );
+    assert_eq!(stats.last_body.trim(), version);
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "old container removed: {after:?}"
+    );
+    assert_ne!(after, before, "{replaced}");
 }
 
 /// Requests in a loop on keep-alive connections (a new one every 20 requests, and after any
