@@ -428,6 +428,10 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
             "-v",
             &format!("{}:/etc/itsup:ro", f.root.join("proxy/itsup").display()),
         ])
+        .args([
+            "-v",
+            &format!("{}:/run/itsup", f.root.join("proxy/itsup/run").display()),
+        ])
         .args([&image, "itsup", "proxy", "--config", "/etc/itsup/proxy.yml"])
         .args(["--admin-listen", "0.0.0.0:9901"])
         .output()
@@ -449,7 +453,11 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
     )];
     assert_eq!(admin_servers(admin), alias);
 
-    // New image under load: pinned, admitted, drained through the admin API; zero failures.
+    // New image under load: pinned, admitted, drained through the admin API, reached (with no
+    // flag) through the socket the rendered proxy file puts in proxy/itsup/run/; zero failures.
+    let socket = f.root.join("proxy/itsup/run/admin.sock");
+    eventually(Duration::from_secs(10), || socket.exists().then_some(()))
+        .expect("the proxy's admin socket appears in proxy/itsup/run/");
     f.app_project("app", deploy_support::APP_V2, "");
     let admin_addr = format!("127.0.0.1:{admin}");
     let before = f.containers();
@@ -459,7 +467,7 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
     })
     .expect("load loop running before the rollout");
     let started = std::time::Instant::now();
-    let out = f.itsup_expect(&["apply", &app, "--proxy-admin", &admin_addr], 0);
+    let out = f.itsup_expect(&["apply", &app], 0);
     let took = started.elapsed();
     std::thread::sleep(Duration::from_secs(1));
     let stats = load.finish();
@@ -496,7 +504,8 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
     assert_eq!(admin_servers(admin), alias);
     f.itsup_expect(&["diff"], 0);
 
-    // A broken release is never admitted: exit 1, the old one serves, no stray container.
+    // A broken release is never admitted: exit 1, the old one serves, no stray container. This
+    // time over TCP (`--proxy-admin`), the way to reach a proxy run outside the generated stack.
     f.app_project("app", deploy_support::APP_V2, "      APP_BROKEN: \"1\"\n");
     let load = Load::start_plain(f.http_port, "app.test", Duration::from_secs(180));
     let out = f.itsup_expect(

@@ -385,3 +385,83 @@ fn graceful_shutdown_finishes_in_flight_requests() {
         }
     });
 }
+
+/// `GET` over the admin Unix socket (HTTP/1.1 through hyper's client connection).
+async fn unix_request(
+    path: &std::path::Path,
+    method: &str,
+    uri: &str,
+    body: &str,
+) -> (StatusCode, String) {
+    let stream = tokio::net::UnixStream::connect(path)
+        .await
+        .expect("connect admin socket");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "admin")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[test]
+fn admin_api_on_a_unix_socket_replaces_a_stale_one() {
+    mt().block_on(async {
+        let a = Upstream::start("a").await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("admin.sock");
+        // A socket file left by a proxy that was killed: the next one must take its place.
+        drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale socket"));
+        let config = format!(
+            "listeners: [{{address: \"127.0.0.1:0\"}}]\nadmin: {{address: \"127.0.0.1:0\", socket: '{}'}}\nroutes: [{{cluster: c}}]\nclusters:\n  c: {{servers: [{{address: '{}'}}]}}\n",
+            socket.display(),
+            a.addr
+        );
+        let proxy = Proxy::start(&config);
+        proxy
+            .wait_for("the admin socket", Duration::from_secs(10), || {
+                let socket = socket.clone();
+                async move { tokio::net::UnixStream::connect(&socket).await.is_ok() }
+            })
+            .await;
+        let (status, body) = unix_request(&socket, "GET", "/servers", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let servers: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(server_field(&servers, a.addr, "state"), "ready");
+        let uri = format!("/servers/c/{}", a.addr);
+        let (status, _) = unix_request(&socket, "PUT", &uri, r#"{"state":"drain"}"#).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(server_field(&proxy.servers().await, a.addr, "state"), "drain", "same state as the TCP admin API");
+    });
+}
+
+#[test]
+fn admin_socket_must_be_an_absolute_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("proxy.yml");
+    std::fs::write(
+        &path,
+        "listeners: [{address: \"127.0.0.1:0\"}]\nadmin: {address: \"127.0.0.1:0\", socket: run/admin.sock}\nroutes: [{cluster: c}]\nclusters:\n  c: {servers: [{address: '127.0.0.1:1'}]}\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_itsup"))
+        .args(["proxy", "--check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("admin.socket: `run/admin.sock` is not an absolute path"),
+        "{err}"
+    );
+}

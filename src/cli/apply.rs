@@ -41,9 +41,9 @@ pub struct Args {
     /// Projects deployed at the same time (within one level of the egress graph).
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
-    /// Admin API of `itsup proxy` (engine itsup), as IP:PORT reachable from here: start-first
-    /// rollouts then admit the new container and drain the old one there. Without it they
-    /// rely on Docker DNS alone.
+    /// Admin API of `itsup proxy` (engine itsup) as IP:PORT, instead of the Unix socket the
+    /// generated proxy stack shares at proxy/itsup/run/admin.sock. Start-first rollouts admit
+    /// the new container and drain the old one there; with neither, they rely on Docker DNS.
     #[arg(long, env = "ITSUP_PROXY_ADMIN", value_name = "IP:PORT")]
     pub proxy_admin: Option<std::net::SocketAddr>,
 }

@@ -11,7 +11,7 @@
 //! exec and waits for Docker to report the container unhealthy, at which point Traefik's
 //! Docker provider stops routing to it.
 //!
-//! itsup (`itsup proxy`, when apply knows its admin API): the service's clusters are pinned to
+//! itsup (`itsup proxy`, through its admin socket in `proxy/itsup/run/` or `--proxy-admin`): the service's clusters are pinned to
 //! the old containers' addresses before the new one starts, the new addresses are added once
 //! healthy and set `ready`, the old ones are set `drain` until their in-flight count is 0, and
 //! the rendered file (the DNS alias) is put back once they are gone; see [`super::itsup_admin`].

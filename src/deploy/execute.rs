@@ -317,6 +317,17 @@ async fn current(ctx: &Ctx, project: &str, service: &str) -> anyhow::Result<Vec<
         .collect())
 }
 
+/// How to reach `itsup proxy`'s admin API: the operator's address, else the Unix socket the
+/// generated proxy stack shares with the host, when the proxy has created it.
+fn itsup_admin_endpoint(ctx: &Ctx) -> Option<super::itsup_admin::Endpoint> {
+    use super::itsup_admin::{Endpoint, default_socket};
+    if let Some(addr) = ctx.proxy_admin {
+        return Some(Endpoint::Tcp(addr));
+    }
+    let socket = default_socket(&ctx.root);
+    socket.exists().then_some(Endpoint::Unix(socket))
+}
+
 async fn proxy_ip(ctx: &Ctx, id: &str) -> Option<Ipv4Addr> {
     docker::addresses(&ctx.docker, id).await.ok().and_then(|a| {
         a.get(&ctx.proxy_network)
@@ -501,9 +512,9 @@ async fn rollout(
             parked: Vec::new(),
         },
         (Engine::Traefik, true) => Admission::Traefik,
-        (Engine::Itsup, true) if !d.backends.is_empty() => match ctx.proxy_admin {
-            Some(addr) => Admission::Itsup {
-                admin: super::itsup_admin::AdminClient { addr },
+        (Engine::Itsup, true) if !d.backends.is_empty() => match itsup_admin_endpoint(ctx) {
+            Some(endpoint) => Admission::Itsup {
+                admin: super::itsup_admin::AdminClient { endpoint },
                 pins: ctx.itsup_pins.clone(),
                 clusters: d.backends.clone(),
                 rendered: BTreeMap::new(),
@@ -630,7 +641,7 @@ async fn rollout(
     let at = match (&admission, ctx.engine) {
         (Admission::Itsup { .. }, _) => " through the itsup proxy's admin API",
         (Admission::None, Engine::Itsup) if d.routed => {
-            " (no --proxy-admin: not drained at the itsup proxy)"
+            " (no admin socket at proxy/itsup/run/ and no --proxy-admin: not drained at the itsup proxy)"
         }
         _ => "",
     };

@@ -21,9 +21,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One server as `GET /servers` shows it (the fields a rollout needs).
 #[derive(Debug, Clone, Deserialize)]
@@ -36,10 +38,44 @@ pub struct ServerView {
     pub inflight: u32,
 }
 
-/// A client of the admin API at `addr` (HTTP/1.1, one connection per request).
+/// Where the admin API is reached: by default the Unix socket the generated proxy stack
+/// shares with the host (`proxy/itsup/run/admin.sock`), or a TCP address given by the operator.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(addr) => write!(f, "{addr}"),
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// The admin socket under a root, as the generated proxy stack mounts it.
+pub fn default_socket(root: &std::path::Path) -> PathBuf {
+    root.join("proxy/itsup/run/admin.sock")
+}
+
+/// A client of the admin API (HTTP/1.1 through hyper, one connection per request).
 #[derive(Debug, Clone)]
 pub struct AdminClient {
-    pub addr: SocketAddr,
+    pub endpoint: Endpoint,
+}
+
+async fn exchange<S>(stream: S, req: hyper::Request<Full<Bytes>>) -> anyhow::Result<(u16, String)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 impl AdminClient {
@@ -49,32 +85,28 @@ impl AdminClient {
         path: &str,
         body: Option<&str>,
     ) -> anyhow::Result<(u16, String)> {
-        let exchange = async {
-            let mut s = tokio::net::TcpStream::connect(self.addr).await?;
-            let body = body.unwrap_or("");
-            let head = format!(
-                "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                self.addr,
-                body.len()
-            );
-            s.write_all(head.as_bytes()).await?;
-            s.write_all(body.as_bytes()).await?;
-            let mut reply = Vec::new();
-            s.read_to_end(&mut reply).await?;
-            Ok::<_, std::io::Error>(reply)
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "itsup-proxy-admin")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+            .context("cannot build the admin request")?;
+        let endpoint = &self.endpoint;
+        let answer = async {
+            match endpoint {
+                Endpoint::Tcp(addr) => {
+                    exchange(tokio::net::TcpStream::connect(addr).await?, req).await
+                }
+                Endpoint::Unix(path) => {
+                    exchange(tokio::net::UnixStream::connect(path).await?, req).await
+                }
+            }
         };
-        let reply = tokio::time::timeout(Duration::from_secs(5), exchange)
+        tokio::time::timeout(Duration::from_secs(5), answer)
             .await
-            .with_context(|| format!("the proxy admin API at {} did not answer", self.addr))?
-            .with_context(|| format!("cannot reach the proxy admin API at {}", self.addr))?;
-        let text = String::from_utf8_lossy(&reply);
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .with_context(|| format!("bad answer from the proxy admin API: {head:?}"))?;
-        Ok((status, body.to_string()))
+            .with_context(|| format!("the proxy admin API at {endpoint} did not answer"))?
+            .with_context(|| format!("cannot reach the proxy admin API at {endpoint}"))
     }
 
     /// `GET /servers`.

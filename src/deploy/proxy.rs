@@ -1,7 +1,7 @@
 //! What the proxy needs on the host before it starts: for HAProxy the runtime folder
 //! `proxy/haproxy/run/` (its sockets, reachable from the host through the directory mount) and
 //! a default certificate in `proxy/haproxy/certs/` when none is there, since HAProxy refuses a
-//! `crt` folder without one.
+//! `crt` folder without one; for `itsup proxy` the folder `proxy/itsup/run/` of its admin socket.
 
 use std::path::Path;
 
@@ -12,16 +12,21 @@ use crate::model::Engine;
 /// Prepares the proxy's host folders. Returns what it created, for the report.
 pub fn prepare(root: &Path, engine: Engine) -> anyhow::Result<Vec<String>> {
     let mut made = Vec::new();
+    let run_dir = match engine {
+        Engine::Haproxy => "proxy/haproxy/run",
+        Engine::Itsup => "proxy/itsup/run",
+        Engine::Traefik => return Ok(made),
+    };
+    let run = root.join(run_dir);
+    if !run.is_dir() {
+        std::fs::create_dir_all(&run)
+            .with_context(|| format!("cannot create {}", run.display()))?;
+        made.push(format!("{run_dir}/"));
+    }
     if engine != Engine::Haproxy {
         return Ok(made);
     }
     let dir = root.join("proxy/haproxy");
-    let run = dir.join("run");
-    if !run.is_dir() {
-        std::fs::create_dir_all(&run)
-            .with_context(|| format!("cannot create {}", run.display()))?;
-        made.push("proxy/haproxy/run/".into());
-    }
     let certs = dir.join("certs");
     std::fs::create_dir_all(&certs)
         .with_context(|| format!("cannot create {}", certs.display()))?;
@@ -67,5 +72,10 @@ mod tests {
                 .expect("traefik")
                 .is_empty()
         );
+        assert_eq!(
+            prepare(dir.path(), Engine::Itsup).expect("itsup"),
+            vec!["proxy/itsup/run/".to_string()]
+        );
+        assert!(dir.path().join("proxy/itsup/run").is_dir());
     }
 }

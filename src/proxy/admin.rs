@@ -2,6 +2,8 @@
 //! involved; the state lives in the server state and survives reloads), `/metrics`,
 //! `/healthz`, `/config` and the `/status` page.
 //!
+//! Served on `admin.address` and, when set, also on the Unix socket `admin.socket`.
+//!
 //! `GET /servers` lists servers; `PUT /servers/{cluster}/{address}` with
 //! `{"state":"drain"|"ready"|"maint"}` changes one.
 
@@ -17,7 +19,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 
 use super::clock::now_ms;
 use super::server::{AdminState, ServerState};
@@ -82,19 +84,45 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             continue;
         };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(&shared, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc);
-            let _ = conn.await;
-        });
+        tokio::spawn(serve_connection(stream, shared.clone()));
     }
+}
+
+/// The same API on a Unix socket (`admin.socket`).
+pub async fn serve_unix(listener: UnixListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        };
+        tokio::spawn(serve_connection(stream, shared.clone()));
+    }
+}
+
+/// Binds `path`, replacing a socket left by an earlier run (never any other kind of file).
+pub fn bind_unix(path: &std::path::Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_socket()
+    {
+        std::fs::remove_file(path)?;
+    }
+    UnixListener::bind(path)
+}
+
+async fn serve_connection<S>(stream: S, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(route(&shared, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), svc);
+    let _ = conn.await;
 }
 
 async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {

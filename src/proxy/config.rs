@@ -55,6 +55,10 @@ pub struct Listener {
 pub struct Admin {
     /// `ip:port` to bind; keep it on a loopback or private address.
     pub address: String,
+    /// Absolute path of a Unix socket serving the same API, for callers on the host (a folder
+    /// mounted into the proxy's container), with file permissions instead of network exposure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<String>,
 }
 
 /// Timeouts in milliseconds.
@@ -538,6 +542,11 @@ impl ProxyConfig {
             && admin.address.parse::<SocketAddr>().is_err()
         {
             errors.push(format!("admin.address: `{}` is not ip:port", admin.address));
+        }
+        if let Some(socket) = self.admin.as_ref().and_then(|a| a.socket.as_ref())
+            && !socket.starts_with('/')
+        {
+            errors.push(format!("admin.socket: `{socket}` is not an absolute path"));
         }
         for (i, cidr) in self.trusted_proxies.iter().enumerate() {
             if parse_cidr(cidr).is_none() {
