@@ -200,27 +200,17 @@ pub async fn remove_network_if_unused(docker: &Docker, name: &str) -> bool {
 /// The egress networks itsup created for `root` (labelled so at creation), by name. Networks
 /// of other roots on the same host, and networks created by hand, are never listed.
 pub async fn egress_networks(docker: &Docker, root: &str) -> anyhow::Result<Vec<String>> {
-    let filters: HashMap<String, Vec<String>> = [(
-        "label".to_string(),
+    let mut names: Vec<String> = networks_labelled(
+        docker,
         vec![
             format!("{MANAGED}=true"),
             format!("{}={root}", labels::ROOT),
         ],
-    )]
-    .into();
-    let nets = docker
-        .list_networks(Some(
-            bollard::query_parameters::ListNetworksOptionsBuilder::new()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .context("cannot list networks")?;
-    let mut names: Vec<String> = nets
-        .into_iter()
-        .filter_map(|n| n.name)
-        .filter(|n| n.starts_with(EGRESS_PREFIX))
-        .collect();
+    )
+    .await?
+    .into_iter()
+    .filter(|n| n.starts_with(EGRESS_PREFIX))
+    .collect();
     names.sort();
     names.dedup();
     Ok(names)
@@ -364,11 +354,16 @@ pub fn short(id: &str) -> &str {
 
 /// Networks Compose created for a project (not the external ones deploy created).
 pub async fn project_networks(docker: &Docker, project: &str) -> anyhow::Result<Vec<String>> {
-    let filters: HashMap<String, Vec<String>> = [(
-        "label".to_string(),
+    networks_labelled(
+        docker,
         vec![format!("{}={project}", labels::COMPOSE_PROJECT)],
-    )]
-    .into();
+    )
+    .await
+}
+
+/// Names of the networks carrying every one of `labels` (`key=value`).
+async fn networks_labelled(docker: &Docker, labels: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let filters: HashMap<String, Vec<String>> = [("label".to_string(), labels)].into();
     let nets = docker
         .list_networks(Some(
             bollard::query_parameters::ListNetworksOptionsBuilder::new()
