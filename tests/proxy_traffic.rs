@@ -328,3 +328,94 @@ fn idle_client_connections_are_closed() {
         assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(3), "{waited:?}");
     });
 }
+
+/// Reads one response with a Content-Length body; returns head and body as text.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())
+                        .flatten()
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(n > 0, "connection closed early after {text:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn quiet_keep_alive_connections_park_and_resume() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    mt().block_on(async {
+        let web = Upstream::start("web").await;
+        let config = format!(
+            "{HEAD}routes: [{{cluster: web}}]\nclusters: {{web: {{servers: [{{address: '{}'}}]}}}}\n",
+            web.addr
+        );
+        let proxy = Proxy::start(&config);
+        let mut s = tokio::net::TcpStream::connect(proxy.addr)
+            .await
+            .expect("connect");
+        // Quiet for 700 ms after each answer: the connection parks (after 200 ms) and the
+        // next request on the same socket starts a fresh HTTP/1 state.
+        for _ in 0..2 {
+            s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .expect("write");
+            let r = read_response(&mut s).await;
+            assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("web"), "{r:?}");
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        // A request head with a pause in it: not parked half-read (hyper would answer it
+        // with `Connection: close`), answered on the same connection.
+        s.write_all(b"GET /b HTTP/1.1\r\nHo").await.expect("write");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        s.write_all(b"st: x\r\n\r\n").await.expect("write");
+        let r = read_response(&mut s).await;
+        assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("web"), "{r:?}");
+        assert!(!r.to_ascii_lowercase().contains("connection: close"), "{r:?}");
+        // Two pipelined requests in one write after a park: both answered, in order.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        s.write_all(b"GET /c HTTP/1.1\r\nHost: x\r\n\r\nGET /d HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut both = Vec::new();
+        while {
+            let text = String::from_utf8_lossy(&both);
+            text.matches("HTTP/1.1 200").count() < 2 || !text.ends_with("web")
+        } {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+                .await
+                .expect("answers in time")
+                .expect("read");
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&both));
+            both.extend_from_slice(&chunk[..n]);
+        }
+        let paths: Vec<String> = web
+            .seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|s| s.path.clone())
+            .collect();
+        assert_eq!(paths, ["/a", "/a", "/b", "/c", "/d"]);
+        assert_eq!(proxy.metric("itsup_proxy_connections_total").await, 1.0);
+    });
+}

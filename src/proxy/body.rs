@@ -13,6 +13,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::access_log::Entry;
+use super::listener::ConnCtx;
 use super::pool::Conn;
 use super::server::ServerState;
 
@@ -78,6 +79,9 @@ pub struct ProxyBody {
     kind: Kind,
     bytes: u64,
     tail: Option<Tail>,
+    /// The HTTP/1 client connection to tell when this response is done (it restarts the
+    /// header timeout for the next request).
+    client: Option<Arc<ConnCtx>>,
 }
 
 impl ProxyBody {
@@ -86,6 +90,7 @@ impl ProxyBody {
             kind: Kind::Full(Some(bytes.into())),
             bytes: 0,
             tail: None,
+            client: None,
         }
     }
 
@@ -94,6 +99,7 @@ impl ProxyBody {
             kind: Kind::Full(None),
             bytes: 0,
             tail: None,
+            client: None,
         }
     }
 
@@ -102,6 +108,7 @@ impl ProxyBody {
             kind: Kind::Upstream(body),
             bytes: 0,
             tail,
+            client: None,
         };
         if let Kind::Upstream(b) = &this.kind
             && b.is_end_stream()
@@ -117,6 +124,11 @@ impl ProxyBody {
         self
     }
 
+    /// Tells `client` when the response is done (dropped by hyper after its last frame).
+    pub fn notify_done(&mut self, client: Arc<ConnCtx>) {
+        self.client = Some(client);
+    }
+
     /// The upstream body is complete: the connection may serve the next request.
     fn finish(&mut self) {
         if let Some(tail) = self.tail.as_mut()
@@ -129,6 +141,9 @@ impl ProxyBody {
 
 impl Drop for ProxyBody {
     fn drop(&mut self) {
+        if let Some(client) = &self.client {
+            client.watch.response_done();
+        }
         if let Some(tail) = self.tail.as_mut()
             && let Some(mut entry) = tail.log.take()
         {

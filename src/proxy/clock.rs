@@ -2,6 +2,7 @@
 //! kept in plain atomics instead of `Instant`s behind locks.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 fn epoch() -> Instant {
@@ -12,6 +13,26 @@ fn epoch() -> Instant {
 /// Milliseconds since the first call in this process.
 pub fn now_ms() -> u64 {
     epoch().elapsed().as_millis() as u64
+}
+
+/// Milliseconds since `epoch` for an instant already read (saves a second clock read).
+pub fn ms_at(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_millis() as u64
+}
+
+/// `now_ms` as of the supervisor's last sweep (at most one sweep period old); a plain load
+/// for the request path, which only needs it for the header timeout.
+static COARSE: AtomicU64 = AtomicU64::new(0);
+
+pub fn coarse_ms() -> u64 {
+    COARSE.load(Ordering::Relaxed)
+}
+
+/// Reads the clock and publishes it as the coarse time.
+pub fn tick_coarse() -> u64 {
+    let now = now_ms();
+    COARSE.fetch_max(now, Ordering::Relaxed);
+    now
 }
 
 /// Formats a UNIX time in milliseconds as RFC 3339 UTC with milliseconds.

@@ -7,8 +7,12 @@
 //! idempotent requests without a body are re-sent (rebuilt from a copy of the head); a body
 //! already sent is never sent again. A response timeout is not retried.
 
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,41 +24,48 @@ use hyper_util::rt::TokioIo;
 
 use super::access_log::Entry;
 use super::body::{ProxyBody, Tail, UpBody};
-use super::clock::{now_ms, unix_ms};
+use super::clock::{ms_at, unix_ms};
 use super::config::{AllDownPolicy, UpstreamProtocol};
-use super::headers::{self, PeerInfo};
+use super::headers;
 use super::lb::{Balancer, IndexSet, PickCtx};
+use super::listener::ConnCtx;
 use super::pool::{Conn, ConnectError};
 use super::routing;
 use super::server::{Eligibility, ServerState};
 use super::state::{ClusterRt, RouteRt, Shared};
+use super::supervisor::ConnWatch;
 
 /// Entry point from the listener: one call per client request.
 pub async fn handle(
-    shared: Arc<Shared>,
+    ctx: Arc<ConnCtx>,
     req: Request<Incoming>,
-    peer: Arc<PeerInfo>,
-) -> Response<ProxyBody> {
+) -> Result<Response<ProxyBody>, Infallible> {
+    ctx.watch.request_started();
+    // HTTP/1 requests run inside their connection's task, one at a time, so the supervisor
+    // can keep their response deadline; h2 streams run as tasks of their own.
+    let h1 = req.version() <= Version::HTTP_11;
     // hyper refuses conflicting Content-Length values and lets Transfer-Encoding win over
     // Content-Length (dropping the latter). Bytes after a chunked body are the classic
     // smuggling payload, so such a connection is closed after the answer (RFC 9112 §6.3)
     // instead of parsing them as the next request.
-    let close_after =
-        req.version() <= Version::HTTP_11 && req.headers().contains_key(header::TRANSFER_ENCODING);
-    let mut resp = proxy(shared, req, &peer).await;
+    let close_after = h1 && req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut resp = proxy(&ctx, req, h1).await;
     if close_after {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    resp
+    if h1 {
+        // The header timeout for the next request starts when this response is done.
+        resp.body_mut().notify_done(ctx);
+    }
+    Ok(resp)
 }
 
-async fn proxy(
-    shared: Arc<Shared>,
-    req: Request<Incoming>,
-    peer: &PeerInfo,
-) -> Response<ProxyBody> {
+async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<ProxyBody> {
+    let shared = &ctx.shared;
+    let peer = &ctx.peer;
     let start = Instant::now();
+    let now = ms_at(start);
     // A full Arc (not a guard) so the request keeps its config even if a reload swaps it.
     let snap = shared.snapshot.load_full();
 
@@ -136,13 +147,15 @@ async fn proxy(
         && is_idempotent(req.method())
         && req.body().is_end_stream()
         && !upgrade;
+    // Boxed: rarely needed, and the request future stays small (hyper keeps a slot of its
+    // size per connection and moves it in for every request).
     let saved = replayable.then(|| {
-        (
+        Box::new((
             req.method().clone(),
             req.uri().clone(),
             req.version(),
             req.headers().clone(),
-        )
+        ))
     });
     let mut pending = Some(req.map(UpBody::Incoming));
     let mut tried = IndexSet::default();
@@ -164,6 +177,7 @@ async fn proxy(
             pinned.flatten(),
             &tried,
             attempts == 0,
+            now,
         ) else {
             break;
         };
@@ -200,7 +214,8 @@ async fn proxy(
                 continue;
             }
         };
-        match send(conn, req, route.response_timeout).await {
+        let watch = h1.then_some(&*ctx.watch);
+        match send(conn, req, route.response_timeout, watch, now).await {
             Sent::Response(mut resp, conn) => {
                 let status = resp.status();
                 if status.is_server_error() && cluster.breaker.on_5xx {
@@ -226,8 +241,13 @@ async fn proxy(
                 if let Some(cookie) = set_cookie {
                     parts.headers.append(header::SET_COOKIE, cookie);
                 }
-                if let (Some(up), Some(down)) = (upstream_upgrade, on_client_upgrade) {
-                    tokio::spawn(tunnel(down, up, claim, shared.clone()));
+                if let (Some(up), Some(_)) = (upstream_upgrade, on_client_upgrade) {
+                    // The client connection hands its socket to the tunnel once hyper has
+                    // written this 101 (see `listener`).
+                    ctx.start_tunnel(Tunnel {
+                        upstream: up,
+                        claim,
+                    });
                     let tail = Tail {
                         conn: None,
                         server: None,
@@ -283,8 +303,8 @@ fn choose(
     pinned: Option<usize>,
     tried: &IndexSet,
     first: bool,
+    now: u64,
 ) -> Option<(usize, Arc<ServerState>)> {
-    let now = now_ms();
     let servers = &cluster.servers;
     if first
         && let Some(i) = pinned
@@ -347,14 +367,23 @@ enum Sent {
     TimedOut,
 }
 
-async fn send(conn: Conn, req: Request<UpBody>, timeout: Duration) -> Sent {
+/// Sends the request and waits for the response head, within `timeout`. An HTTP/1 request
+/// (`watch` given) uses its connection's deadline, which the supervisor fires; an h2 stream
+/// runs in a task of its own and uses a tokio timer.
+async fn send(
+    conn: Conn,
+    req: Request<UpBody>,
+    timeout: Duration,
+    watch: Option<&ConnWatch>,
+    now: u64,
+) -> Sent {
     macro_rules! attempt {
         ($sender:ident, $wrap:path) => {{
             let fut = $sender.try_send_request(req);
-            match tokio::time::timeout(timeout, fut).await {
-                Err(_) => Sent::TimedOut,
-                Ok(Ok(resp)) => Sent::Response(resp, Some($wrap($sender))),
-                Ok(Err(mut e)) => match e.take_message() {
+            match within(fut, timeout, watch, now).await {
+                None => Sent::TimedOut,
+                Some(Ok(resp)) => Sent::Response(resp, Some($wrap($sender))),
+                Some(Err(mut e)) => match e.take_message() {
                     Some(req) => Sent::Refused(req),
                     None => Sent::Failed(e.into_error()),
                 },
@@ -364,6 +393,42 @@ async fn send(conn: Conn, req: Request<UpBody>, timeout: Duration) -> Sent {
     match conn {
         Conn::H1(mut sender) => attempt!(sender, Conn::H1),
         Conn::H2(mut sender) => attempt!(sender, Conn::H2),
+    }
+}
+
+/// `fut`'s output, or `None` when `timeout` passed first.
+async fn within<F: Future>(
+    fut: F,
+    timeout: Duration,
+    watch: Option<&ConnWatch>,
+    now: u64,
+) -> Option<F::Output> {
+    match watch {
+        Some(w) => {
+            w.arm(now + timeout.as_millis() as u64);
+            let disarm = Disarm(w);
+            let mut fut = pin!(fut);
+            let out = poll_fn(|cx| {
+                if w.expired() {
+                    return Poll::Ready(None);
+                }
+                fut.as_mut().poll(cx).map(Some)
+            })
+            .await;
+            drop(disarm);
+            out
+        }
+        // Boxed: the timer is large and only h2 streams use it.
+        None => Box::pin(tokio::time::timeout(timeout, fut)).await.ok(),
+    }
+}
+
+/// Clears the response deadline however the wait ends (also when the request is dropped).
+struct Disarm<'a>(&'a ConnWatch);
+
+impl Drop for Disarm<'_> {
+    fn drop(&mut self) {
+        self.0.disarm();
     }
 }
 
@@ -416,24 +481,34 @@ fn upstream_uri(
     text.parse().ok()
 }
 
-/// Copies bytes both ways between an upgraded client and upstream connection. It holds no
-/// config, so it survives reloads.
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, claim: Claim, shared: Arc<Shared>) {
-    let (Ok(c), Ok(u)) = (client.await, upstream.await) else {
-        return;
-    };
-    shared
-        .metrics
-        .active_tunnels
-        .fetch_add(1, Ordering::Relaxed);
-    let mut c = TokioIo::new(c);
-    let mut u = TokioIo::new(u);
-    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-    shared
-        .metrics
-        .active_tunnels
-        .fetch_sub(1, Ordering::Relaxed);
-    drop(claim);
+/// The upstream half of an upgraded (WebSocket) exchange, waiting for the client socket.
+pub struct Tunnel {
+    upstream: OnUpgrade,
+    claim: Claim,
+}
+
+impl Tunnel {
+    /// Copies bytes both ways between the client socket and the upgraded upstream
+    /// connection. It holds no config, so it survives reloads.
+    pub async fn run<C>(self, mut client: C, shared: Arc<Shared>)
+    where
+        C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let Ok(u) = self.upstream.await else {
+            return;
+        };
+        shared
+            .metrics
+            .active_tunnels
+            .fetch_add(1, Ordering::Relaxed);
+        let mut u = TokioIo::new(u);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut u).await;
+        shared
+            .metrics
+            .active_tunnels
+            .fetch_sub(1, Ordering::Relaxed);
+        drop(self.claim);
+    }
 }
 
 /// A small plain-text answer generated by the proxy itself.

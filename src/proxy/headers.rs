@@ -3,6 +3,7 @@
 //! `X-Real-IP` and `Forwarded` headers sent upstream.
 
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
 use hyper::HeaderMap;
@@ -30,24 +31,32 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 }
 
 /// Hop-by-hop names removed in every direction (RFC 9110 §7.6.1), as one bit each.
+/// Dispatches on the length first: most names are none of these and cost one comparison.
 fn hop_bit(name: &HeaderName) -> u8 {
-    if name == header::CONNECTION {
-        1
-    } else if name == header::TE {
-        2
-    } else if name == header::TRAILER {
-        4
-    } else if name == header::TRANSFER_ENCODING {
-        8
-    } else if name == header::UPGRADE {
-        16
-    } else if name == KEEP_ALIVE {
-        32
-    } else if name == PROXY_CONNECTION {
-        64
-    } else {
-        0
+    match name.as_str() {
+        "connection" => 1,
+        "te" => 2,
+        "trailer" => 4,
+        "transfer-encoding" => 8,
+        "upgrade" => 16,
+        "keep-alive" => 32,
+        "proxy-connection" => 64,
+        _ => 0,
     }
+}
+
+/// Whether a `Connection` token names something that is not removed by name anyway (or is
+/// no header at all), i.e. a header this hop must additionally drop.
+fn listed_elsewhere(token: &[u8]) -> bool {
+    const HANDLED: [&[u8]; 6] = [
+        b"close",
+        b"keep-alive",
+        b"upgrade",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+    ];
+    !token.is_empty() && !HANDLED.iter().any(|h| h.eq_ignore_ascii_case(token))
 }
 
 /// Removes hop-by-hop headers, including any named in `Connection`. With `keep_upgrade`, the
@@ -55,27 +64,23 @@ fn hop_bit(name: &HeaderName) -> u8 {
 ///
 /// Messages carry a handful of headers, so one pass over their names finds which hop-by-hop
 /// names are present; only those are removed (a hash lookup each), and `Connection` tokens
-/// that name one of them (`keep-alive`, `close`, ...) are not parsed into header names.
+/// that name one of them (`keep-alive`, `close`, ...) are not parsed into header names. This
+/// runs twice per proxied request, so it avoids iterator chains and allocations when the
+/// `Connection` header only carries such tokens (nearly always).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let present = headers.keys().fold(0u8, |acc, name| acc | hop_bit(name));
     if present & 1 != 0 {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| {
-                !t.is_empty()
-                    && !t.eq_ignore_ascii_case("close")
-                    && !t.eq_ignore_ascii_case("keep-alive")
-                    && !t.eq_ignore_ascii_case("upgrade")
-                    && !t.eq_ignore_ascii_case("te")
-                    && !t.eq_ignore_ascii_case("trailer")
-                    && !t.eq_ignore_ascii_case("transfer-encoding")
-            })
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
+        let mut listed: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(header::CONNECTION) {
+            for token in value.as_bytes().split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if listed_elsewhere(token)
+                    && let Ok(name) = HeaderName::from_bytes(token)
+                {
+                    listed.push(name);
+                }
+            }
+        }
         for name in listed {
             headers.remove(&name);
         }
@@ -145,7 +150,10 @@ pub struct PeerInfo {
     /// The peer address as a header value (`X-Forwarded-For`, `X-Real-IP`).
     pub value: HeaderValue,
     /// `for=<node>;proto=http`: the start of this hop's RFC 7239 element.
-    forwarded: Bytes,
+    forwarded: HeaderValue,
+    /// The last request's host and its full element: a connection nearly always talks to one
+    /// host, so the element is built (allocated and validated) once instead of per request.
+    last: Mutex<Option<(HeaderValue, HeaderValue)>>,
 }
 
 impl PeerInfo {
@@ -160,8 +168,40 @@ impl PeerInfo {
             ip,
             value: HeaderValue::from_maybe_shared(Bytes::from(text))
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-            forwarded: Bytes::from(forwarded),
+            forwarded: HeaderValue::from_maybe_shared(Bytes::from(forwarded))
+                .unwrap_or_else(|_| HeaderValue::from_static("for=unknown;proto=http")),
+            last: Mutex::new(None),
         }
+    }
+
+    /// This hop's RFC 7239 element: `for=<node>;proto=http[;host=<host>]`. A host that would
+    /// need quoting is left out.
+    fn element(&self, host: Option<&HeaderValue>) -> HeaderValue {
+        let Some(host) = host.filter(|h| {
+            h.as_bytes()
+                .iter()
+                .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
+        }) else {
+            return self.forwarded.clone();
+        };
+        if let Ok(last) = self.last.lock()
+            && let Some((h, element)) = last.as_ref()
+            && h == host
+        {
+            return element.clone();
+        }
+        let start = self.forwarded.as_bytes();
+        let mut e = BytesMut::with_capacity(start.len() + 6 + host.len());
+        e.extend_from_slice(start);
+        e.extend_from_slice(b";host=");
+        e.extend_from_slice(host.as_bytes());
+        // Only visible ASCII went in, so this cannot fail; fall back to the host-less form.
+        let element =
+            HeaderValue::from_maybe_shared(e.freeze()).unwrap_or_else(|_| self.forwarded.clone());
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((host.clone(), element.clone()));
+        }
+        element
     }
 }
 
@@ -194,29 +234,15 @@ pub fn set_forwarded(
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         set(headers, &X_FORWARDED_HOST, host.cloned());
     }
-    // RFC 7239 element: for=<node>;proto=http[;host=<host>]
-    let host = host.map(HeaderValue::as_bytes).filter(|h| {
-        h.iter()
-            .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
-    });
-    let element = match host {
-        None => peer.forwarded.clone(),
-        Some(h) => {
-            let mut e = BytesMut::with_capacity(peer.forwarded.len() + 6 + h.len());
-            e.extend_from_slice(&peer.forwarded);
-            e.extend_from_slice(b";host=");
-            e.extend_from_slice(h);
-            e.freeze()
-        }
-    };
+    let element = peer.element(host);
     let forwarded = match peer_trusted
-        .then(|| appended(headers, &header::FORWARDED, &element))
+        .then(|| appended(headers, &header::FORWARDED, element.as_bytes()))
         .flatten()
     {
-        Some(v) => Some(v),
-        None => HeaderValue::from_maybe_shared(element).ok(),
+        Some(v) => v,
+        None => element,
     };
-    set(headers, &header::FORWARDED, forwarded);
+    headers.insert(header::FORWARDED, forwarded);
 }
 
 /// The values of a header joined with `, `, plus `last`; `None` when the header is absent.
@@ -289,6 +315,36 @@ mod tests {
         h.insert("x-plain", "1".parse().expect("v"));
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn forwarded_element_names_the_host_and_follows_host_changes() {
+        let peer = PeerInfo::new(ip("192.0.2.7"));
+        let a = HeaderValue::from_static("a.test");
+        let b = HeaderValue::from_static("b.test:8080");
+        for (host, want) in [
+            (Some(&a), "for=192.0.2.7;proto=http;host=a.test"),
+            (Some(&a), "for=192.0.2.7;proto=http;host=a.test"),
+            (Some(&b), "for=192.0.2.7;proto=http;host=b.test:8080"),
+            (None, "for=192.0.2.7;proto=http"),
+        ] {
+            let mut h = HeaderMap::new();
+            set_forwarded(&mut h, &peer, peer.ip, false, host);
+            assert_eq!(
+                h.get(header::FORWARDED).map(|v| v.as_bytes()),
+                Some(want.as_bytes())
+            );
+        }
+        let bad = HeaderValue::from_static("a\"b");
+        assert_eq!(
+            peer.element(Some(&bad)).as_bytes(),
+            b"for=192.0.2.7;proto=http"
+        );
+        let v6 = PeerInfo::new(ip("2001:db8::1"));
+        assert_eq!(
+            v6.element(None).as_bytes(),
+            b"for=\"[2001:db8::1]\";proto=http"
+        );
     }
 
     #[test]

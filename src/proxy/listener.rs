@@ -1,26 +1,31 @@
-//! Client side: accept loop and per-connection serving (HTTP/1.1 keep-alive and h2c on the
-//! same port via hyper-util's auto builder), idle timeout, and graceful shutdown.
+//! Client side: accept loop and per-connection serving, HTTP/1.1 keep-alive or h2c (prior
+//! knowledge) on the same port. Timeouts and graceful shutdown come from the
+//! [`Supervisor`](super::supervisor) through the connection's [`ConnWatch`].
 
-use std::convert::Infallible;
+use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::{Pin, pin};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::body::ProxyBody;
 use super::config::ProxyConfig;
-use super::forward;
+use super::forward::{self, Tunnel};
 use super::headers::PeerInfo;
 use super::state::Shared;
+use super::supervisor::{CLOSE, ConnWatch, GRACEFUL, Limits, Supervisor};
 
 /// Connection settings fixed at startup.
 #[derive(Clone)]
@@ -38,34 +43,67 @@ impl ConnSettings {
             max_header_bytes: cfg.limits.max_header_bytes,
         }
     }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            header_ms: self.header_timeout.as_millis() as u64,
+            idle_ms: self.idle_timeout.as_millis() as u64,
+        }
+    }
+}
+
+/// What every request of one client connection needs, shared in one allocation so a
+/// request costs a single reference-count increment.
+pub struct ConnCtx {
+    pub shared: Arc<Shared>,
+    pub peer: PeerInfo,
+    pub watch: Arc<ConnWatch>,
+    /// An upgrade answered with 101, waiting for hyper to hand back the client socket.
+    tunnel: Mutex<Option<Tunnel>>,
+}
+
+impl ConnCtx {
+    pub fn start_tunnel(&self, tunnel: Tunnel) {
+        if let Ok(mut slot) = self.tunnel.lock() {
+            *slot = Some(tunnel);
+        }
+    }
+
+    fn take_tunnel(&self) -> Option<Tunnel> {
+        self.tunnel.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
 }
 
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     settings: ConnSettings,
+    supervisor: Arc<Supervisor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_timeout)
-        .max_buf_size(settings.max_header_bytes)
+    let mut h1 = http1::Builder::new();
+    // No hyper timer: the supervisor enforces the header timeout (hyper's would allocate and
+    // register a timer for every request).
+    h1.header_read_timeout(None)
+        .max_buf_size(settings.max_header_bytes.max(8192))
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_header_list_size(settings.max_header_bytes as u32)
         .keep_alive_interval(Some(settings.idle_timeout / 2));
-    let builder = Arc::new(builder);
+    let builders = Arc::new(Builders { h1, h2 });
     loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(connection(stream, peer, shared.clone(), builder.clone(), settings.idle_timeout, shutdown.clone()));
+                    tokio::spawn(connection(stream, peer, shared.clone(), builders.clone(), supervisor.clone()));
                 }
                 Err(e) => {
                     // Usually EMFILE: back off instead of spinning.
@@ -77,22 +115,26 @@ pub async fn serve(
     }
 }
 
+/// Keeps `active_connections` right however the connection ends.
+struct Active(Arc<Shared>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .active_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    idle: Duration,
-    mut shutdown: watch::Receiver<bool>,
+    builders: Arc<Builders>,
+    supervisor: Arc<Supervisor>,
 ) {
     let _ = stream.set_nodelay(true);
-    // Bumped on every read or write that moved bytes; the idle check compares it between
-    // ticks, so the data path never reads a clock.
-    let activity = Arc::new(AtomicU64::new(0));
-    let io = TokioIo::new(Tracked {
-        inner: stream,
-        last: activity.clone(),
-    });
     shared
         .metrics
         .active_connections
@@ -101,77 +143,206 @@ async fn connection(
         .metrics
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
-    let svc_shared = shared.clone();
-    let peer_info = Arc::new(PeerInfo::new(peer.ip()));
-    // Boxed: hyper keeps a slot the size of the service future for every connection, and
-    // the request future is large; boxing costs one allocation per request but keeps idle
-    // keep-alive connections small.
-    let svc = service_fn(move |req| {
-        let shared = svc_shared.clone();
-        let peer = peer_info.clone();
-        Box::pin(async move { Ok::<_, Infallible>(forward::handle(shared, req, peer).await) })
-    });
-    let conn = builder.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(conn);
-    let period = (idle / 4).max(Duration::from_millis(100));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = activity.load(Ordering::Relaxed);
-    let mut quiet_since = tokio::time::Instant::now();
-    let mut closing = false;
-    let mut shutting_down = *shutdown.borrow();
-    if shutting_down {
-        conn.as_mut().graceful_shutdown();
-    }
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(%peer, error = %e, "client connection error");
-                }
-                break;
-            }
-            changed = shutdown.changed(), if !shutting_down => {
-                shutting_down = true;
-                if changed.is_ok() {
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-            now = tick.tick() => {
-                let current = activity.load(Ordering::Relaxed);
-                if current != seen {
-                    seen = current;
-                    quiet_since = now;
-                } else if now.duration_since(quiet_since) >= idle {
-                    if closing {
-                        // Asked politely one idle period ago and still silent: drop it.
-                        break;
-                    }
-                    closing = true;
-                    quiet_since = now;
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
+    let _active = Active(shared.clone());
+    let watch = Arc::new(ConnWatch::default());
+    let _registration = supervisor.register(watch.clone());
+    // Nothing is allocated for the protocol until the client sent its first bytes.
+    let h2 = match supervised(&watch, is_h2_preface(&stream)).await {
+        Some(Ok(h2)) => h2,
+        Some(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "client connection error");
+            return;
         }
+        None => return,
+    };
+    let ctx = Arc::new(ConnCtx {
+        shared,
+        peer: PeerInfo::new(peer.ip()),
+        watch: watch.clone(),
+        tunnel: Mutex::new(None),
+    });
+    let io = Tracked {
+        inner: stream,
+        watch: watch.clone(),
+        prefix: None,
+    };
+    if h2 {
+        // Boxed: the h2 connection state is large and rare; keeping it out of the common
+        // HTTP/1 task keeps every idle keep-alive connection smaller.
+        let svc =
+            service_fn(move |req: hyper::Request<Incoming>| forward::handle(ctx.clone(), req));
+        let conn = builders.h2.serve_connection(TokioIo::new(io), svc);
+        if let Err(e) = Box::pin(drive(conn, &watch)).await {
+            tracing::debug!(%peer, error = %e, "client connection error");
+        }
+    } else if let Err(e) = serve_h1(io, ctx, &builders.h1).await {
+        tracing::debug!(%peer, error = %e, "client connection error");
     }
-    shared
-        .metrics
-        .active_connections
-        .fetch_sub(1, Ordering::Relaxed);
 }
 
-/// A socket that counts the reads and writes that moved bytes, for the idle timeout.
+/// Serves HTTP/1 requests on one client connection. Between requests a connection that stays
+/// quiet is parked: hyper finishes without shutting the socket, its state (two 8 KiB
+/// buffers, the request slot, about 20 KiB in all) is dropped, and a fresh hyper connection
+/// starts when the next bytes arrive. Busy connections keep their state; idle keep-alive
+/// connections cost little more than their socket.
+async fn serve_h1(
+    mut io: Tracked,
+    ctx: Arc<ConnCtx>,
+    h1: &http1::Builder,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let watch = ctx.watch.clone();
+    watch.set_parkable();
+    loop {
+        let svc_ctx = ctx.clone();
+        let svc =
+            service_fn(move |req: hyper::Request<Incoming>| forward::handle(svc_ctx.clone(), req));
+        let mut conn = h1.serve_connection(TokioIo::new(io), svc);
+        let mut graceful = false;
+        let mut parking = false;
+        let closed = poll_fn(|cx| {
+            watch.register(cx.waker());
+            let signals = watch.signals();
+            if signals & CLOSE != 0 {
+                return Poll::Ready(Ok(true));
+            }
+            if signals & GRACEFUL != 0 && !graceful {
+                graceful = true;
+                parking = false;
+                watch.set_parking(false);
+                Pin::new(&mut conn).graceful_shutdown();
+            } else if !graceful && !parking && watch.take_park() {
+                parking = true;
+                watch.set_parking(true);
+                Pin::new(&mut conn).graceful_shutdown();
+            }
+            Pin::new(&mut conn).poll(cx).map_ok(|()| false)
+        })
+        .await?;
+        watch.set_parking(false);
+        if closed {
+            return Ok(());
+        }
+        let parts = conn.into_parts();
+        if let Some(tunnel) = ctx.take_tunnel() {
+            // hyper wrote the 101 and handed the socket back (bytes the client sent after
+            // its request are in `read_buf`): the tunnel outlives this connection's
+            // supervision, as an upgraded connection is no longer HTTP.
+            let mut client = parts.io.into_inner();
+            client.prefix = Some(parts.read_buf).filter(|b| !b.is_empty());
+            tokio::spawn(tunnel.run(client, ctx.shared.clone()));
+            return Ok(());
+        }
+        if !parking {
+            // The client closed, asked to close, or the connection was shut down.
+            return Ok(());
+        }
+        let http1::Parts {
+            io: parked,
+            read_buf,
+            ..
+        } = parts;
+        io = parked.into_inner();
+        if read_buf.is_empty() {
+            // Dropped before waiting: an empty `read_buf` still owns hyper's 8 KiB buffer.
+            drop(read_buf);
+            watch.set_parked(true);
+            // Nothing buffered: wait for the next request with the bare socket.
+            match supervised(&watch, io.inner.readable()).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            }
+        } else {
+            io.prefix = Some(read_buf);
+        }
+        watch.set_parked(false);
+    }
+}
+
+/// Polls `fut` until it finishes or the supervisor asks the connection to go (`None`):
+/// before the first request there is nothing to finish gracefully.
+async fn supervised<F: Future>(watch: &ConnWatch, fut: F) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    poll_fn(|cx| {
+        watch.register(cx.waker());
+        if watch.signals() & (GRACEFUL | CLOSE) != 0 {
+            return Poll::Ready(None);
+        }
+        fut.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the client starts with the HTTP/2 connection preface (h2c prior knowledge).
+/// Peeks, so the bytes stay in the socket for hyper's first read, which then gets the whole
+/// request head: reading a prefix first and replaying it (what hyper-util's auto builder
+/// does) makes hyper's read buffer grow to 16 KiB on every connection.
+async fn is_h2_preface(stream: &TcpStream) -> io::Result<bool> {
+    let mut buf = [0u8; 3];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 || buf[..n] != H2_PREFACE[..n] {
+            return Ok(false);
+        }
+        if n == buf.len() {
+            // "PRI" is no HTTP/1 method anyone uses; h2 checks the rest of the preface.
+            return Ok(true);
+        }
+        // A fragment of "PRI": the socket stays readable, so wait instead of spinning. The
+        // supervisor's header timeout bounds this.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// h2 connections can finish their current streams and then close.
+trait Graceful {
+    fn graceful(self: Pin<&mut Self>);
+}
+
+impl<I, S> Graceful for http2::Connection<I, S, TokioExecutor>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = ProxyBody>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn graceful(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Serves a connection, acting on the supervisor's flags: `GRACEFUL` finishes the request
+/// in flight and closes, `CLOSE` drops the connection at once.
+async fn drive<C>(conn: C, watch: &ConnWatch) -> hyper::Result<()>
+where
+    C: Future<Output = hyper::Result<()>> + Graceful,
+{
+    let mut conn = pin!(conn);
+    let mut graceful = false;
+    poll_fn(|cx| {
+        watch.register(cx.waker());
+        let signals = watch.signals();
+        if signals & CLOSE != 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if signals & GRACEFUL != 0 && !graceful {
+            graceful = true;
+            conn.as_mut().graceful();
+        }
+        conn.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// A socket that tells the supervisor when bytes moved (idle timeout) without reading a
+/// clock on the data path. It replays bytes hyper had read but not used (`prefix`) when a
+/// parked connection resumes, and ignores hyper's shutdown while parking.
 struct Tracked {
     inner: TcpStream,
-    last: Arc<AtomicU64>,
-}
-
-impl Tracked {
-    fn touch(&self) {
-        // Only this connection's task writes it: a plain load and store, no locked add.
-        let v = self.last.load(Ordering::Relaxed);
-        self.last.store(v.wrapping_add(1), Ordering::Relaxed);
-    }
+    watch: Arc<ConnWatch>,
+    prefix: Option<Bytes>,
 }
 
 impl AsyncRead for Tracked {
@@ -180,10 +351,18 @@ impl AsyncRead for Tracked {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(prefix) = self.prefix.as_mut() {
+            let n = prefix.len().min(buf.remaining());
+            buf.put_slice(&prefix.split_to(n));
+            if prefix.is_empty() {
+                self.prefix = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.touch();
+            self.watch.touch_read();
         }
         res
     }
@@ -197,7 +376,7 @@ impl AsyncWrite for Tracked {
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
+            self.watch.touch();
         }
         res
     }
@@ -209,7 +388,7 @@ impl AsyncWrite for Tracked {
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.touch();
+            self.watch.touch();
         }
         res
     }
@@ -223,6 +402,11 @@ impl AsyncWrite for Tracked {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.watch.parking() {
+            // hyper ends a connection it was asked to finish with a shutdown; a parking
+            // connection keeps its socket for the next request.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

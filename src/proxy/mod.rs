@@ -18,6 +18,7 @@ pub mod headers;
 pub mod health;
 pub mod lb;
 pub mod listener;
+pub mod memory;
 pub mod metrics;
 pub mod pool;
 pub mod reload;
@@ -25,6 +26,7 @@ pub mod routing;
 pub mod server;
 pub mod state;
 pub mod status_page;
+pub mod supervisor;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -107,6 +109,11 @@ async fn serve(
 ) -> anyhow::Result<i32> {
     let shared = state::Shared::new(cfg.clone(), &path);
     let settings = listener::ConnSettings::from_config(&cfg);
+    let supervisor = supervisor::Supervisor::new(
+        settings.limits(),
+        shared.snapshot.load().shortest_response_ms,
+    );
+    tokio::spawn(supervisor.clone().run(shared.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for l in &cfg.listeners {
         let sock = TcpListener::bind(&l.address)
@@ -117,6 +124,7 @@ async fn serve(
             sock,
             shared.clone(),
             settings.clone(),
+            supervisor.clone(),
             stop_rx.clone(),
         ));
     }
@@ -151,6 +159,7 @@ async fn serve(
         "shutting down, draining connections"
     );
     let _ = stop_tx.send(true);
+    supervisor.shutdown();
     let deadline = Instant::now() + drain;
     while shared.metrics.active_connections.load(Ordering::Relaxed) > 0 && Instant::now() < deadline
     {

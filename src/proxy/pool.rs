@@ -15,8 +15,12 @@ use tokio::net::TcpStream;
 use super::body::UpBody;
 use super::config::UpstreamProtocol;
 
-/// Idle connections kept per server; more are closed when released.
-const MAX_IDLE: usize = 1024;
+/// Idle connections kept per server; more are closed when released. A burst of concurrent
+/// requests opens as many connections as it needs, but each idle HTTP/1 connection holds
+/// about 25 KiB (hyper's read and write buffers, its request channel, a task), so only as
+/// many as a busy server typically reuses are kept (nginx's `keepalive` is often set to the
+/// same).
+const MAX_IDLE: usize = 128;
 
 pub enum Conn {
     H1(http1::SendRequest<UpBody>),
@@ -53,20 +57,41 @@ impl Pool {
         connect_timeout: Duration,
     ) -> Result<Conn, ConnectError> {
         match protocol {
-            UpstreamProtocol::Http1 => {
-                loop {
-                    let candidate = self.idle.lock().ok().and_then(|mut v| v.pop());
-                    let Some(mut sender) = candidate else { break };
-                    if sender.is_closed() {
-                        continue;
-                    }
-                    // Released right after the last body frame, the dispatcher may not have
-                    // flagged itself idle yet; this resolves as soon as it does.
-                    if sender.ready().await.is_ok() {
-                        return Ok(Conn::H1(sender));
-                    }
+            UpstreamProtocol::Http1 => loop {
+                let candidate = self.idle.lock().ok().and_then(|mut v| v.pop());
+                let Some(mut sender) = candidate else { break };
+                if sender.is_closed() {
+                    continue;
                 }
-                let stream = connect(address, fixed, connect_timeout).await?;
+                // Released right after the last body frame, the dispatcher may not have
+                // flagged itself idle yet; this resolves as soon as it does.
+                if sender.ready().await.is_ok() {
+                    return Ok(Conn::H1(sender));
+                }
+            },
+            UpstreamProtocol::H2c => {
+                if let Some(sender) = self.h2.lock().ok().and_then(|g| g.clone())
+                    && !sender.is_closed()
+                {
+                    return Ok(Conn::H2(sender));
+                }
+            }
+        }
+        // Boxed: connecting (resolve, connect, handshake) is a large future that most requests
+        // never need, and it would otherwise make every request future that size.
+        Box::pin(self.open(address, fixed, protocol, connect_timeout)).await
+    }
+
+    async fn open(
+        &self,
+        address: &str,
+        fixed: Option<SocketAddr>,
+        protocol: UpstreamProtocol,
+        connect_timeout: Duration,
+    ) -> Result<Conn, ConnectError> {
+        let stream = connect(address, fixed, connect_timeout).await?;
+        match protocol {
+            UpstreamProtocol::Http1 => {
                 let (sender, conn) = http1::Builder::new()
                     .handshake(TokioIo::new(stream))
                     .await?;
@@ -78,12 +103,6 @@ impl Pool {
                 Ok(Conn::H1(sender))
             }
             UpstreamProtocol::H2c => {
-                if let Some(sender) = self.h2.lock().ok().and_then(|g| g.clone())
-                    && !sender.is_closed()
-                {
-                    return Ok(Conn::H2(sender));
-                }
-                let stream = connect(address, fixed, connect_timeout).await?;
                 let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .handshake(TokioIo::new(stream))
@@ -106,9 +125,14 @@ impl Pool {
         if let Conn::H1(sender) = conn
             && !sender.is_closed()
             && let Ok(mut idle) = self.idle.lock()
-            && idle.len() < MAX_IDLE
         {
-            idle.push(sender);
+            if idle.len() < MAX_IDLE {
+                idle.push(sender);
+            } else {
+                // Dropping the sender ends the connection; let the allocator give the memory
+                // back after the burst.
+                super::memory::note_freed();
+            }
         }
     }
 

@@ -49,6 +49,8 @@ pub struct Snapshot {
     pub trusted: Vec<IpNet>,
     pub access_log: Option<Arc<AccessLog>>,
     pub no_route: Arc<RouteMetrics>,
+    /// Shortest upstream response timeout of any route (the supervisor's period follows it).
+    pub shortest_response_ms: u64,
 }
 
 impl Snapshot {
@@ -85,6 +87,7 @@ impl Shared {
             trusted: Vec::new(),
             access_log: None,
             no_route: Arc::new(RouteMetrics::new("")),
+            shortest_response_ms: u64::MAX,
         };
         let shared = Arc::new(Self {
             snapshot: ArcSwap::from_pointee(placeholder),
@@ -186,7 +189,7 @@ impl Shared {
                 .clone()
         };
         let t = &config.timeouts;
-        let routes = config
+        let routes: Vec<RouteRt> = config
             .routes
             .iter()
             .map(|r| {
@@ -216,7 +219,13 @@ impl Shared {
             Some(log) if log.settings == config.access_log => Some(log),
             _ => AccessLog::start(&config.access_log),
         };
+        let shortest_response_ms = routes
+            .iter()
+            .map(|r| r.response_timeout.as_millis() as u64)
+            .min()
+            .unwrap_or(t.response_ms);
         Snapshot {
+            shortest_response_ms,
             table: RouteTable::new(
                 config
                     .routes
