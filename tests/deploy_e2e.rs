@@ -338,13 +338,7 @@ fn deploy_bundled_example_end_to_end() {
     };
     let started = std::time::Instant::now();
     let first = spawn(&[]);
-    let lock = f.root.join(".itsup/apply.lock");
-    eventually(Duration::from_secs(10), || {
-        std::fs::read_to_string(&lock)
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-    })
-    .expect("the rollout holds the lock");
+    deploy_support::wait_for_apply_lock(&f.root, "the rollout holds the lock");
     let waiter = spawn(&["--lock-timeout", "240"]);
     let refused = f.itsup(&["apply", "--lock-timeout", "0"]);
     let first = first.wait_with_output().expect("rollout apply");

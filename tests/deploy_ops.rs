@@ -49,13 +49,7 @@ fn deploy_concurrent_applies_wait_or_refuse() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("first apply");
-    let lock = f.root.join(".itsup/apply.lock");
-    eventually(Duration::from_secs(10), || {
-        std::fs::read_to_string(&lock)
-            .ok()
-            .filter(|s| !s.trim().is_empty())
-    })
-    .expect("the first apply holds the lock");
+    deploy_support::wait_for_apply_lock(&f.root, "the first apply holds the lock");
     // Both start while the first apply holds the lock: one waits for it, one refuses at once.
     let waiter = Command::new(deploy_support::itsup_bin())
         .arg("--root")

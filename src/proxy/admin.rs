@@ -78,24 +78,27 @@ struct StateChange {
     state: AdminState,
 }
 
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            continue;
-        };
-        tokio::spawn(serve_connection(stream, shared.clone()));
-    }
+/// Where the admin API listens: `admin.address`, and `admin.socket` when set.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
 }
 
-/// The same API on a Unix socket (`admin.socket`).
-pub async fn serve_unix(listener: UnixListener, shared: Arc<Shared>) {
+pub async fn serve(listener: Listener, shared: Arc<Shared>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            continue;
+        let accepted = match &listener {
+            Listener::Tcp(l) => l
+                .accept()
+                .await
+                .map(|(s, _)| tokio::spawn(serve_connection(s, shared.clone()))),
+            Listener::Unix(l) => l
+                .accept()
+                .await
+                .map(|(s, _)| tokio::spawn(serve_connection(s, shared.clone()))),
         };
-        tokio::spawn(serve_connection(stream, shared.clone()));
+        if accepted.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 

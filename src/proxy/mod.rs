@@ -136,13 +136,13 @@ async fn serve(
             .await
             .with_context(|| format!("binding admin {addr}"))?;
         eprintln!("itsup proxy: admin on {}", sock.local_addr()?);
-        tokio::spawn(admin::serve(sock, shared.clone()));
+        tokio::spawn(admin::serve(admin::Listener::Tcp(sock), shared.clone()));
     }
     if let Some(path) = cfg.admin.as_ref().and_then(|a| a.socket.as_ref()) {
         let sock = admin::bind_unix(std::path::Path::new(path))
             .with_context(|| format!("binding admin socket {path}"))?;
         eprintln!("itsup proxy: admin on unix:{path}");
-        tokio::spawn(admin::serve_unix(sock, shared.clone()));
+        tokio::spawn(admin::serve(admin::Listener::Unix(sock), shared.clone()));
     }
     let _watcher = reload::watch(shared.clone())?;
 

@@ -654,6 +654,17 @@ pub struct LoadStats {
     pub last_body: String,
 }
 
+/// Waits (bounded) until an apply under `root` holds the apply lock.
+pub fn wait_for_apply_lock(root: &Path, what: &str) {
+    let lock = root.join(".itsup/apply.lock");
+    eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&lock)
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+    })
+    .unwrap_or_else(|| panic!("{what}: the lock was never taken"));
+}
+
 /// No request of a load loop failed (`what` says what was going on).
 pub fn assert_no_failed(stats: &LoadStats, what: &str) {
     assert_eq!(
