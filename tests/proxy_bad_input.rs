@@ -11,14 +11,6 @@ use hyper::StatusCode;
 use proxy_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn mt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 async fn proxy_for(extra: &str) -> (Upstream, Proxy) {
     let a = Upstream::start("a").await;
     let config = format!(

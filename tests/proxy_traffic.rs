@@ -11,14 +11,6 @@ use http_body_util::Full;
 use hyper::{Request, StatusCode};
 use proxy_support::*;
 
-fn mt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 #[test]
 fn routing_table_status_codes_and_forwarding_headers() {
     mt().block_on(async {

@@ -281,6 +281,16 @@ impl Drop for Proxy {
     }
 }
 
+/// The runtime each proxy test runs on (two workers: the proxy is another process, the
+/// upstreams and clients share these).
+pub fn mt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// Listener and admin lines every test config needs.
 pub const HEAD: &str =
     "listeners: [{address: \"127.0.0.1:0\"}]\nadmin: {address: \"127.0.0.1:0\"}\n";
