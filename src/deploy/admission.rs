@@ -197,15 +197,15 @@ impl Admission {
             *admitted = new.to_vec();
             let both: Vec<Ipv4Addr> = old.iter().chain(new).copied().collect();
             pin_all(admin, pins, rendered, &both, timeout).await?;
-            for (cluster, server) in rendered.iter() {
-                for addr in with_port(new, server)? {
-                    admin.set_state(cluster, &addr, "ready").await?;
-                }
-            }
             let added: Vec<(String, Vec<String>)> = rendered
                 .iter()
                 .map(|(c, server)| Ok((c.clone(), with_port(new, server)?)))
                 .collect::<anyhow::Result<_>>()?;
+            for (cluster, addrs) in &added {
+                for addr in addrs {
+                    admin.set_state(cluster, addr, "ready").await?;
+                }
+            }
             return admin
                 .wait_for(timeout, "the new container up at the proxy", |servers| {
                     added.iter().all(|(c, addrs)| {

@@ -229,15 +229,22 @@ pub enum Health {
     Down(String),
 }
 
-/// Current health of a container.
-pub async fn health(docker: &Docker, id: &str) -> anyhow::Result<Health> {
-    let info = docker
+async fn inspect(
+    docker: &Docker,
+    id: &str,
+) -> anyhow::Result<bollard::models::ContainerInspectResponse> {
+    docker
         .inspect_container(
             id,
             None::<bollard::query_parameters::InspectContainerOptions>,
         )
         .await
-        .with_context(|| format!("cannot inspect container {}", short(id)))?;
+        .with_context(|| format!("cannot inspect container {}", short(id)))
+}
+
+/// Current health of a container.
+pub async fn health(docker: &Docker, id: &str) -> anyhow::Result<Health> {
+    let info = inspect(docker, id).await?;
     let state = info.state.unwrap_or_default();
     if state.running != Some(true) || state.restarting == Some(true) {
         return Ok(Health::Down(format!(
@@ -265,13 +272,7 @@ pub async fn health(docker: &Docker, id: &str) -> anyhow::Result<Health> {
 
 /// IPv4 addresses of a container by network name.
 pub async fn addresses(docker: &Docker, id: &str) -> anyhow::Result<HashMap<String, Ipv4Addr>> {
-    let info = docker
-        .inspect_container(
-            id,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
-        .await
-        .with_context(|| format!("cannot inspect container {}", short(id)))?;
+    let info = inspect(docker, id).await?;
     Ok(info
         .network_settings
         .and_then(|n| n.networks)

@@ -445,17 +445,27 @@ async fn create(ctx: &Ctx, plan: &StackPlan, todo: &[&ServiceAction]) -> Vec<Ser
             if running.is_empty() {
                 anyhow::bail!("compose started no container");
             }
-            let how = wait_all_ready(ctx, d, &running, line).await?;
-            Ok(format!(
-                "{} container(s) {}",
-                running.len(),
-                how.first().copied().unwrap_or("up")
-            ))
+            ready_summary(ctx, d, &running, line).await
         }
         .await;
         out.push(finish(line, s, start, outcome));
     }
     out
+}
+
+/// Waits for `running` to be ready; "N container(s) <how>" for the report.
+async fn ready_summary(
+    ctx: &Ctx,
+    d: &DesiredService,
+    running: &[Observed],
+    line: &Line,
+) -> anyhow::Result<String> {
+    let how = wait_all_ready(ctx, d, running, line).await?;
+    Ok(format!(
+        "{} container(s) {}",
+        running.len(),
+        how.first().copied().unwrap_or("up")
+    ))
 }
 
 async fn recreate(
@@ -483,13 +493,8 @@ async fn recreate(
     if running.is_empty() {
         anyhow::bail!("compose started no container with the new hash");
     }
-    let how = wait_all_ready(ctx, d, &running, line).await?;
-    Ok(format!(
-        "stop-first: {} container(s) {} ({})",
-        running.len(),
-        how.first().copied().unwrap_or("up"),
-        d.rollout.reason
-    ))
+    let ready = ready_summary(ctx, d, &running, line).await?;
+    Ok(format!("stop-first: {ready} ({})", d.rollout.reason))
 }
 
 async fn rollout(
