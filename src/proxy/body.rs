@@ -2,8 +2,9 @@
 //!
 //! `UpBody` is what goes upstream: the client's streaming body, or nothing (used to re-send a
 //! bodiless idempotent request). `ProxyBody` is what goes back to the client: the upstream
-//! body, which on its last frame hands the upstream connection back to the pool and on drop
-//! releases the in-flight slot and writes the access log line, or a small canned body.
+//! body (from hyper's client or the direct HTTP/1.1 path), which on its last frame hands
+//! the upstream connection back to the pool and on drop releases the in-flight slot and
+//! writes the access log line, or a small canned body.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::access_log::Entry;
+use super::h1::ResponseBody;
 use super::listener::ConnCtx;
 use super::pool::Conn;
 use super::server::ServerState;
@@ -70,10 +72,20 @@ impl Drop for Tail {
     }
 }
 
+/// An upstream response body: from hyper's client or from the direct HTTP/1.1 path.
+pub enum Upstream {
+    Hyper(Incoming),
+    Direct(ResponseBody),
+}
+
 enum Kind {
     Upstream(Incoming),
+    Direct(ResponseBody),
     Full(Option<Bytes>),
 }
+
+/// Errors of a response body as hyper's server takes them.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub struct ProxyBody {
     kind: Kind,
@@ -103,16 +115,18 @@ impl ProxyBody {
         }
     }
 
-    pub fn upstream(body: Incoming, tail: Option<Tail>) -> Self {
+    pub fn upstream(body: Upstream, tail: Option<Tail>) -> Self {
+        let kind = match body {
+            Upstream::Hyper(b) => Kind::Upstream(b),
+            Upstream::Direct(b) => Kind::Direct(b),
+        };
         let mut this = Self {
-            kind: Kind::Upstream(body),
+            kind,
             bytes: 0,
             tail,
             client: None,
         };
-        if let Kind::Upstream(b) = &this.kind
-            && b.is_end_stream()
-        {
+        if this.is_end_stream() {
             this.finish();
         }
         this
@@ -131,10 +145,19 @@ impl ProxyBody {
 
     /// The upstream body is complete: the connection may serve the next request.
     fn finish(&mut self) {
-        if let Some(tail) = self.tail.as_mut()
-            && let (Some(conn), Some(server)) = (tail.conn.take(), tail.server.as_ref())
-        {
+        let Some(tail) = self.tail.as_mut() else {
+            return;
+        };
+        let Some(server) = tail.server.as_ref() else {
+            return;
+        };
+        if let Some(conn) = tail.conn.take() {
             server.pool.put(conn);
+        }
+        if let Kind::Direct(body) = &mut self.kind
+            && let Some(conn) = body.take_reusable()
+        {
+            server.pool.put_direct(conn);
         }
     }
 }
@@ -155,18 +178,30 @@ impl Drop for ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         match &mut this.kind {
             Kind::Full(data) => Poll::Ready(data.take().map(|d| {
                 this.bytes += d.len() as u64;
                 Ok(Frame::data(d))
             })),
+            Kind::Direct(body) => {
+                let polled = Pin::new(&mut *body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled
+                    && let Some(d) = frame.data_ref()
+                {
+                    this.bytes += d.len() as u64;
+                }
+                if body.is_end_stream() {
+                    this.finish();
+                }
+                polled.map_err(Into::into)
+            }
             Kind::Upstream(body) => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
                 let ended = match &polled {
@@ -182,7 +217,7 @@ impl Body for ProxyBody {
                 if ended {
                     this.finish();
                 }
-                polled
+                polled.map_err(Into::into)
             }
         }
     }
@@ -191,6 +226,7 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(d) => d.is_none(),
             Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Direct(b) => b.is_end_stream(),
         }
     }
 
@@ -199,6 +235,7 @@ impl Body for ProxyBody {
             Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream(b) => b.size_hint(),
+            Kind::Direct(b) => b.size_hint(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The request path: route, pick a server, forward over a pooled connection, apply the retry
-//! rules and hand back the upstream response.
+//! The request path: route, pick a server, forward over a pooled connection (the direct
+//! HTTP/1.1 path for bodiless requests, hyper's client otherwise), apply the retry rules and
+//! hand back the upstream response.
 //!
 //! Retry rules: a request that never reached an upstream (connect failure, or a pooled
 //! connection that refused it before anything was written) is retried on another server
@@ -23,13 +24,14 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 
 use super::access_log::Entry;
-use super::body::{ProxyBody, Tail, UpBody};
+use super::body::{BoxError, ProxyBody, Tail, UpBody, Upstream};
 use super::clock::{ms_at, unix_ms};
 use super::config::{AllDownPolicy, UpstreamProtocol};
+use super::h1;
 use super::headers;
 use super::lb::{Balancer, IndexSet, PickCtx};
 use super::listener::ConnCtx;
-use super::pool::{Conn, ConnectError};
+use super::pool::{Conn, ConnectError, Pool};
 use super::routing;
 use super::server::{Eligibility, ServerState};
 use super::state::{ClusterRt, RouteRt, Shared};
@@ -157,6 +159,9 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
             req.headers().clone(),
         ))
     });
+    // Bodiless requests to HTTP/1.1 servers skip hyper's client (see `h1`).
+    let direct =
+        cluster.protocol == UpstreamProtocol::Http1 && !upgrade && req.body().is_end_stream();
     let mut pending = Some(req.map(UpBody::Incoming));
     let mut tried = IndexSet::default();
     let mut attempts: u32 = 0;
@@ -187,18 +192,26 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
             shared.metrics.retries_total.fetch_add(1, Ordering::Relaxed);
         }
         attempts += 1;
-        let conn = match server
-            .pool
-            .acquire(
-                &server.address,
-                server.socket_addr,
-                cluster.protocol,
-                route.connect_timeout,
-            )
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
+        let watch = h1.then_some(&*ctx.watch);
+        let sent = if direct {
+            send_direct(&server, req, route, watch, now).await
+        } else {
+            match server
+                .pool
+                .acquire(
+                    &server.address,
+                    server.socket_addr,
+                    cluster.protocol,
+                    route.connect_timeout,
+                )
+                .await
+            {
+                Ok(conn) => send(conn, req, route.response_timeout, watch, now).await,
+                Err(e) => Sent::NotConnected(e, req),
+            }
+        };
+        match sent {
+            Sent::NotConnected(e, req) => {
                 tracing::debug!(server = %server.address, error = %e, "upstream connect failed");
                 record_failure(&server, cluster);
                 last_error = match e {
@@ -208,14 +221,7 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
                     _ => (StatusCode::BAD_GATEWAY, "bad gateway\n"),
                 };
                 pending = Some(req);
-                if attempts > route.retries {
-                    break;
-                }
-                continue;
             }
-        };
-        let watch = h1.then_some(&*ctx.watch);
-        match send(conn, req, route.response_timeout, watch, now).await {
             Sent::Response(mut resp, conn) => {
                 let status = resp.status();
                 if status.is_server_error() && cluster.breaker.on_5xx {
@@ -229,6 +235,7 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
                     entry.upstream = Some(server.address.clone());
                     entry.retries = attempts - 1;
                 }
+                // Only hyper's client path carries upgrades (the direct path refuses a 101).
                 let upstream_upgrade = (status == StatusCode::SWITCHING_PROTOCOLS
                     && on_client_upgrade.is_some())
                 .then(|| hyper::upgrade::on(&mut resp));
@@ -361,9 +368,11 @@ impl Drop for Claim {
 }
 
 enum Sent {
-    Response(Response<Incoming>, Option<Conn>),
+    /// No connection to the server: the request is handed back untouched.
+    NotConnected(ConnectError, Request<UpBody>),
+    Response(Response<Upstream>, Option<Conn>),
     Refused(Request<UpBody>),
-    Failed(hyper::Error),
+    Failed(BoxError),
     TimedOut,
 }
 
@@ -382,10 +391,10 @@ async fn send(
             let fut = $sender.try_send_request(req);
             match within(fut, timeout, watch, now).await {
                 None => Sent::TimedOut,
-                Some(Ok(resp)) => Sent::Response(resp, Some($wrap($sender))),
+                Some(Ok(resp)) => Sent::Response(resp.map(Upstream::Hyper), Some($wrap($sender))),
                 Some(Err(mut e)) => match e.take_message() {
                     Some(req) => Sent::Refused(req),
-                    None => Sent::Failed(e.into_error()),
+                    None => Sent::Failed(e.into_error().into()),
                 },
             }
         }};
@@ -393,6 +402,49 @@ async fn send(
     match conn {
         Conn::H1(mut sender) => attempt!(sender, Conn::H1),
         Conn::H2(mut sender) => attempt!(sender, Conn::H2),
+    }
+}
+
+/// Sends a bodiless HTTP/1.1 request on the direct path (see [`h1`]) and waits for the
+/// response head, within the route's response timeout. A pooled connection that the
+/// upstream closed as idle just as the request went out is replaced by a fresh one once,
+/// for idempotent requests; other requests are not re-sent.
+async fn send_direct(
+    server: &ServerState,
+    req: Request<UpBody>,
+    route: &RouteRt,
+    watch: Option<&ConnWatch>,
+    now: u64,
+) -> Sent {
+    let mut conn = match server
+        .pool
+        .acquire_direct(&server.address, server.socket_addr, route.connect_timeout)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return Sent::NotConnected(e, req),
+    };
+    loop {
+        match within(h1::exchange(conn, &req), route.response_timeout, watch, now).await {
+            None => return Sent::TimedOut,
+            Some(Ok(resp)) => return Sent::Response(resp.map(Upstream::Direct), None),
+            Some(Err(h1::Failure::Stale)) if is_idempotent(req.method()) => {
+                conn = match Pool::open_direct(
+                    &server.address,
+                    server.socket_addr,
+                    route.connect_timeout,
+                )
+                .await
+                {
+                    Ok(c) => c,
+                    Err(e) => return Sent::NotConnected(e, req),
+                };
+            }
+            Some(Err(h1::Failure::Stale)) => {
+                return Sent::Failed("pooled connection closed by the upstream".into());
+            }
+            Some(Err(h1::Failure::Error(e))) => return Sent::Failed(e.into()),
+        }
     }
 }
 

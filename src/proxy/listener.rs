@@ -162,7 +162,7 @@ async fn connection(
         tunnel: Mutex::new(None),
     });
     let io = Tracked {
-        inner: stream,
+        inner: super::batch::Batched::new(stream),
         watch: watch.clone(),
         prefix: None,
     };
@@ -247,7 +247,7 @@ async fn serve_h1(
             drop(read_buf);
             watch.set_parked(true);
             // Nothing buffered: wait for the next request with the bare socket.
-            match supervised(&watch, io.inner.readable()).await {
+            match supervised(&watch, io.inner.read.readable()).await {
                 Some(Ok(())) => {}
                 Some(Err(e)) => return Err(e.into()),
                 None => return Ok(()),
@@ -340,7 +340,7 @@ where
 /// clock on the data path. It replays bytes hyper had read but not used (`prefix`) when a
 /// parked connection resumes, and ignores hyper's shutdown while parking.
 struct Tracked {
-    inner: TcpStream,
+    inner: super::batch::Batched,
     watch: Arc<ConnWatch>,
     prefix: Option<Bytes>,
 }
@@ -381,20 +381,8 @@ impl AsyncWrite for Tracked {
         res
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
-            self.watch.touch();
-        }
-        res
-    }
-
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

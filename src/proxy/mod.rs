@@ -9,11 +9,13 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod batch;
 pub mod body;
 pub mod breaker;
 pub mod clock;
 pub mod config;
 pub mod forward;
+pub mod h1;
 pub mod headers;
 pub mod health;
 pub mod lb;
@@ -99,14 +101,18 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<i32> {
             .enable_all()
             .build()?
     };
-    runtime.block_on(serve(cfg, path, args.admin_listen))
+    runtime.block_on(serve(cfg, path, args.admin_listen, threads <= 1))
 }
 
 async fn serve(
     cfg: ProxyConfig,
     path: PathBuf,
     admin_override: Option<SocketAddr>,
+    single_thread: bool,
 ) -> anyhow::Result<i32> {
+    if single_thread {
+        batch::start();
+    }
     let shared = state::Shared::new(cfg.clone(), &path);
     let settings = listener::ConnSettings::from_config(&cfg);
     let supervisor = supervisor::Supervisor::new(
@@ -144,7 +150,7 @@ async fn serve(
         eprintln!("itsup proxy: admin on unix:{path}");
         tokio::spawn(admin::serve(admin::Listener::Unix(sock), shared.clone()));
     }
-    let _watcher = reload::watch(shared.clone())?;
+    reload::watch(shared.clone())?;
 
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;

@@ -1,9 +1,11 @@
-//! Upstream connections: an idle pool of HTTP/1.1 keep-alive connections per server, or one
-//! shared multiplexed h2c connection.
+//! Upstream connections per server: idle HTTP/1.1 keep-alive connections of the direct path
+//! (see [`super::h1`]) and of hyper's client (requests with bodies, upgrades), or one shared
+//! multiplexed h2c connection.
 //!
 //! Connecting happens before the request is handed over, so a connect failure provably means
 //! the request never reached the server and can be retried anywhere, even a POST.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use tokio::net::TcpStream;
 
 use super::body::UpBody;
 use super::config::UpstreamProtocol;
+use super::h1::H1Conn;
 
 /// Idle connections kept per server; more are closed when released. A burst of concurrent
 /// requests opens as many connections as it needs, but each idle HTTP/1 connection holds
@@ -21,6 +24,11 @@ use super::config::UpstreamProtocol;
 /// many as a busy server typically reuses are kept (nginx's `keepalive` is often set to the
 /// same).
 const MAX_IDLE: usize = 128;
+
+/// Longest time an idle direct-path connection is kept. Upstreams that close sooner are
+/// noticed when the connection is next taken (it turned readable), so this only bounds
+/// how long sockets of a quiet server linger.
+const MAX_IDLE_TIME: Duration = Duration::from_secs(60);
 
 pub enum Conn {
     H1(http1::SendRequest<UpBody>),
@@ -43,6 +51,8 @@ pub enum ConnectError {
 
 #[derive(Default)]
 pub struct Pool {
+    /// Idle connections of the direct path, oldest first (reused newest first).
+    direct: Mutex<VecDeque<H1Conn>>,
     idle: Mutex<Vec<http1::SendRequest<UpBody>>>,
     h2: Mutex<Option<http2::SendRequest<UpBody>>>,
 }
@@ -136,8 +146,52 @@ impl Pool {
         }
     }
 
+    /// A connection for the direct HTTP/1.1 path: the most recently used idle one that is
+    /// still alive, else a fresh one.
+    pub async fn acquire_direct(
+        &self,
+        address: &str,
+        fixed: Option<SocketAddr>,
+        connect_timeout: Duration,
+    ) -> Result<H1Conn, ConnectError> {
+        while let Some(conn) = self.direct.lock().ok().and_then(|mut v| v.pop_back()) {
+            if conn.alive(MAX_IDLE_TIME) {
+                return Ok(conn);
+            }
+        }
+        Self::open_direct(address, fixed, connect_timeout).await
+    }
+
+    /// A fresh connection for the direct path (boxed for the same reason as `open`).
+    pub async fn open_direct(
+        address: &str,
+        fixed: Option<SocketAddr>,
+        connect_timeout: Duration,
+    ) -> Result<H1Conn, ConnectError> {
+        Ok(H1Conn::new(
+            Box::pin(connect(address, fixed, connect_timeout)).await?,
+        ))
+    }
+
+    /// Returns a direct-path connection whose response is complete. Connections idle
+    /// longer than the upstream would keep them are closed on the way.
+    pub fn put_direct(&self, conn: H1Conn) {
+        let Ok(mut idle) = self.direct.lock() else {
+            return;
+        };
+        while idle.front().is_some_and(|c| c.idle_for() > MAX_IDLE_TIME) {
+            idle.pop_front();
+        }
+        if idle.len() < MAX_IDLE {
+            idle.push_back(conn);
+        } else {
+            super::memory::note_freed();
+        }
+    }
+
     pub fn idle_count(&self) -> usize {
         self.idle.lock().map(|v| v.len()).unwrap_or(0)
+            + self.direct.lock().map(|v| v.len()).unwrap_or(0)
     }
 }
 

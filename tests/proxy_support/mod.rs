@@ -257,6 +257,96 @@ impl BlackHole {
     }
 }
 
+/// What a [`Scripted`] upstream does with one request.
+pub enum Act {
+    /// Write these bytes and keep the connection for the next request.
+    Reply(Vec<u8>),
+    /// Write these bytes, then close.
+    ReplyClose(Vec<u8>),
+    /// Close without a byte of answer.
+    Close,
+}
+
+/// A raw TCP upstream answering from a script: `(connection number, request number on that
+/// connection, request head) -> Act`. Reads request heads only (the direct path sends
+/// bodiless requests). Counts connections and requests.
+pub struct Scripted {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    pub requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type Script = dyn Fn(usize, usize, &str) -> Act + Send + Sync;
+
+impl Scripted {
+    pub async fn start(
+        script: impl Fn(usize, usize, &str) -> Act + Send + Sync + 'static,
+    ) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let script: Arc<Script> = Arc::new(script);
+        let (c, r) = (connections.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let conn_no = c.fetch_add(1, Ordering::SeqCst);
+                let (r, script) = (r.clone(), script.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut req_no = 0;
+                    loop {
+                        let Some(end) = find(&buf, b"\r\n\r\n") else {
+                            let mut chunk = [0u8; 4096];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        r.fetch_add(1, Ordering::SeqCst);
+                        let act = script(conn_no, req_no, &String::from_utf8_lossy(&head));
+                        req_no += 1;
+                        match act {
+                            Act::Reply(bytes) => {
+                                if stream.write_all(&bytes).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Act::ReplyClose(bytes) => {
+                                let _ = stream.write_all(&bytes).await;
+                                return;
+                            }
+                            Act::Close => return,
+                        }
+                    }
+                });
+            }
+        });
+        Scripted {
+            addr,
+            connections,
+            requests,
+            task,
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 /// A port with nothing listening (bound, then released).
 pub async fn dead_port() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
