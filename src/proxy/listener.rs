@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::batch::Batched;
 use super::body::ProxyBody;
 use super::config::ProxyConfig;
 use super::forward::{self, Tunnel};
@@ -162,7 +163,7 @@ async fn connection(
         tunnel: Mutex::new(None),
     });
     let io = Tracked {
-        inner: super::batch::Batched::new(stream),
+        inner: Batched::new(stream),
         watch: watch.clone(),
         prefix: None,
     };
@@ -338,9 +339,10 @@ where
 
 /// A socket that tells the supervisor when bytes moved (idle timeout) without reading a
 /// clock on the data path. It replays bytes hyper had read but not used (`prefix`) when a
-/// parked connection resumes, and ignores hyper's shutdown while parking.
+/// parked connection resumes, and ignores hyper's shutdown while parking. Writes go through
+/// [`Batched`].
 struct Tracked {
-    inner: super::batch::Batched,
+    inner: Batched,
     watch: Arc<ConnWatch>,
     prefix: Option<Bytes>,
 }
@@ -381,6 +383,8 @@ impl AsyncWrite for Tracked {
         res
     }
 
+    /// hyper then gathers head and body into its own buffer and writes once per flush,
+    /// instead of a list that would be written one slice at a time.
     fn is_write_vectored(&self) -> bool {
         false
     }

@@ -2,8 +2,10 @@
 //!
 //! Layout: [`config`] (file format, schema, checks) is compiled by [`state`] into a
 //! [`routing`] table and clusters with a [`lb`] balancer each; [`listener`] accepts clients and
-//! hands requests to [`forward`], which uses the [`pool`] of upstream connections, the
-//! per-server [`breaker`] and the [`headers`] rules. [`health`] runs active checks,
+//! hands requests to [`forward`], which uses the [`pool`] of upstream connections (bodiless
+//! HTTP/1.1 requests through the direct path in [`h1`], the rest through hyper's client), the
+//! per-server [`breaker`] and the [`headers`] rules; with one thread, socket writes are
+//! batched per scheduler round by [`batch`]. [`health`] runs active checks,
 //! [`reload`] watches the config, [`admin`] serves the runtime API, [`metrics`] and the
 //! [`status_page`], and [`access_log`] writes the JSON log.
 

@@ -77,23 +77,14 @@ impl Decoder {
                 State::Length(_) | State::ChunkData(_) | State::UntilClose if buf.is_empty() => {
                     return Ok(Step::NeedMore);
                 }
-                State::Length(n) => {
+                State::Length(n) | State::ChunkData(n) => {
                     let data = take(buf, n);
                     let left = n - data.len() as u64;
-                    self.state = if left == 0 {
-                        State::Done
-                    } else {
-                        State::Length(left)
-                    };
-                    return Ok(Step::Frame(Frame::data(data)));
-                }
-                State::ChunkData(n) => {
-                    let data = take(buf, n);
-                    let left = n - data.len() as u64;
-                    self.state = if left == 0 {
-                        State::ChunkEnd
-                    } else {
-                        State::ChunkData(left)
+                    self.state = match (self.state, left) {
+                        (State::Length(_), 0) => State::Done,
+                        (State::Length(_), _) => State::Length(left),
+                        (_, 0) => State::ChunkEnd,
+                        _ => State::ChunkData(left),
                     };
                     return Ok(Step::Frame(Frame::data(data)));
                 }
