@@ -6,6 +6,8 @@
 #   keep-alive client connections; then (when valgrind is installed) user-space instructions per
 #   request of itsup and HAProxy under callgrind, which does not depend on the machine's load.
 # Everything listens on 127.0.0.1 ephemeral ports and stops on exit.
+# Each itsup and HAProxy line also gives the proxy process's CPU time (user + system, from
+# /proc) per request, which depends much less on the host's other load than req/s.
 # Usage: bench/proxy.sh [duration, default 10s]   (env ITSUP_BIN to skip the release build,
 #        BENCH_ROUNDS=N for N extra alternating itsup/HAProxy pairs and their median ratio,
 #        BENCH_IR=0 to skip the callgrind part, BENCH_IR_REQUESTS=N1,N2 to change its counts)
@@ -93,27 +95,35 @@ CONF
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 nginx -c "$WORK/backend/nginx.conf" -p "$WORK/backend" & PIDS+=($!)
 nginx -c "$WORK/proxy/nginx.conf" -p "$WORK/proxy" & PIDS+=($!)
-haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 & PIDS+=($!)
+haproxy -f "$WORK/haproxy.cfg" -db >/dev/null 2>&1 & HAPROXY_PID=$!; PIDS+=($HAPROXY_PID)
 ITSUP_LOG=warn "$BIN" proxy --config "$WORK/proxy.yml" --threads 1 2>"$WORK/itsup.log" & ITSUP_PID=$!; PIDS+=($ITSUP_PID)
 for p in $BACKEND $NGINX_PROXY $HAPROXY $ITSUP; do wait_port "$p"; done
 
 to_ms() { # wrk latency like 1.23ms / 850.00us / 1.01s
   awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.3f", n }'
 }
-declare -A RPS P99
-run() { # label port
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # utime + stime of one process
+declare -A RPS P99 CPU
+run() { # label port [pid: also report that process's CPU time per request]
   wrk -t1 -c$CONNS -d2s "http://127.0.0.1:$2/" >/dev/null 2>&1 # warm-up (pools, caches)
+  local before=0; [ -n "${3:-}" ] && before=$(cpu_ticks "$3")
   local out; out=$(wrk -t1 -c$CONNS -d"$DURATION" --latency "http://127.0.0.1:$2/")
   if echo "$out" | grep -q "Non-2xx\|Socket errors"; then echo "$out" >&2; fi
   RPS[$1]=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
   P99[$1]=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
-  printf '%-14s %12s req/s   p99 %8s ms\n' "$1" "${RPS[$1]}" "${P99[$1]}"
+  local cpu=""
+  if [ -n "${3:-}" ]; then
+    local ticks=$(($(cpu_ticks "$3") - before)) n; n=$(echo "$out" | awk '/requests in/ { print $1 }')
+    CPU[$1]=$(awk -v t="$ticks" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+    cpu="   cpu ${CPU[$1]} us/request"
+  fi
+  printf '%-14s %12s req/s   p99 %8s ms%s\n' "$1" "${RPS[$1]}" "${P99[$1]}" "$cpu"
 }
 
 echo "wrk -t1 -c$CONNS -d$DURATION, tiny body, all on $(nproc) cores of $(uname -n)"
 run nginx-direct "$BACKEND"
-run itsup "$ITSUP"
-run haproxy "$HAPROXY"
+run itsup "$ITSUP" "$ITSUP_PID"
+run haproxy "$HAPROXY" "$HAPROXY_PID"
 run nginx-proxy "$NGINX_PROXY"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -126,16 +136,19 @@ echo "itsup / nginx throughput:   $(ratio "${RPS[itsup]}" "${RPS[nginx-proxy]}")
 # itsup/HAProxy pairs back to back, alternating which goes first, and reports the median ratio.
 ROUNDS=${BENCH_ROUNDS:-0}
 if ((ROUNDS > 0)); then
-  RATIOS=()
+  RATIOS=(); CPU_RATIOS=()
   for ((i = 1; i <= ROUNDS; i++)); do
     if ((i % 2)); then order=(itsup haproxy); else order=(haproxy itsup); fi
     for name in "${order[@]}"; do
-      if [ "$name" = itsup ]; then run itsup "$ITSUP" >/dev/null; else run haproxy "$HAPROXY" >/dev/null; fi
+      if [ "$name" = itsup ]; then run itsup "$ITSUP" "$ITSUP_PID" >/dev/null; else run haproxy "$HAPROXY" "$HAPROXY_PID" >/dev/null; fi
     done
     RATIOS+=("$(ratio "${RPS[itsup]}" "${RPS[haproxy]}")")
-    echo "round $i: itsup ${RPS[itsup]} req/s, haproxy ${RPS[haproxy]} req/s, ratio ${RATIOS[-1]}x"
+    CPU_RATIOS+=("$(ratio "${CPU[itsup]}" "${CPU[haproxy]}")")
+    echo "round $i: itsup ${RPS[itsup]} req/s (${CPU[itsup]} us cpu/req), haproxy ${RPS[haproxy]} req/s (${CPU[haproxy]} us cpu/req), ratio ${RATIOS[-1]}x, cpu ratio ${CPU_RATIOS[-1]}x"
   done
-  echo "itsup / haproxy throughput over $ROUNDS rounds: median $(printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{ a[NR] = $1 } END { printf "%.2f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')x, all: ${RATIOS[*]}"
+  median() { sort -n | awk '{ a[NR] = $1 } END { printf "%.2f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+  echo "itsup / haproxy throughput over $ROUNDS rounds: median $(printf '%s\n' "${RATIOS[@]}" | median)x, all: ${RATIOS[*]}"
+  echo "itsup / haproxy CPU time per request over $ROUNDS rounds: median $(printf '%s\n' "${CPU_RATIOS[@]}" | median)x, all: ${CPU_RATIOS[*]}"
 fi
 
 # RSS with 1000 idle keep-alive client connections (each has served one request).
