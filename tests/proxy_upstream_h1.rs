@@ -248,3 +248,45 @@ fn large_bodies_pass_intact_in_both_framings() {
         }
     });
 }
+
+#[test]
+fn concurrent_requests_on_the_multi_threaded_runtime() {
+    mt().block_on(async {
+        let up = Scripted::start(|_, n, head| {
+            let path = head.split(' ').nth(1).unwrap_or("").to_string();
+            if n % 2 == 0 {
+                Act::Reply(ok(&path))
+            } else {
+                Act::Reply(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{path}\r\n0\r\n\r\n",
+                        path.len()
+                    )
+                    .into_bytes(),
+                )
+            }
+        })
+        .await;
+        // Without batching (it is only on with one thread), pooled connections move
+        // between worker threads.
+        let proxy = Proxy::start_with(&config(&up), &["--threads", "2"]);
+        let addr = proxy.addr;
+        let clients: Vec<_> = (0..16)
+            .map(|c| {
+                tokio::spawn(async move {
+                    for i in 0..25 {
+                        let path = format!("/c{c}/r{i}");
+                        let (s, _, body) = get(addr, "a.test", &path).await;
+                        assert_eq!((s, body), (StatusCode::OK, path));
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.await.expect("client");
+        }
+        assert_eq!(up.requests.load(Ordering::SeqCst), 400);
+        let opened = up.connections.load(Ordering::SeqCst);
+        assert!(opened <= 64, "upstream connections are reused: {opened} for 400 requests");
+    });
+}

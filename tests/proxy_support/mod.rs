@@ -394,12 +394,18 @@ impl Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("proxy.yml");
         std::fs::write(&path, config).expect("write config");
+        // One thread unless the test asks for more (the benchmark's setting, and the one
+        // where socket writes are batched).
+        let threads: &[&str] = if extra_args.contains(&"--threads") {
+            &[]
+        } else {
+            &["--threads", "1"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_itsup"))
             .arg("proxy")
             .arg("--config")
             .arg(&path)
-            .arg("--threads")
-            .arg("1")
+            .args(threads)
             .args(extra_args)
             .env("ITSUP_LOG", "info")
             .stdout(Stdio::piped())
