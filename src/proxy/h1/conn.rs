@@ -5,12 +5,13 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
 use crate::proxy::batch::Batched;
+use crate::proxy::clock;
 
 /// Read buffer growth step; a typical response head and small body fit in one read.
 const READ_CHUNK: usize = 8 * 1024;
@@ -22,7 +23,9 @@ pub struct H1Conn {
     pub(super) buf: BytesMut,
     /// The request head being written, kept to reuse its allocation.
     pub(super) out: Vec<u8>,
-    idle_since: Instant,
+    /// When it was last parked, on the supervisor's coarse clock: idle limits are tens of
+    /// seconds, and the request path then reads no clock for them.
+    idle_since_ms: u64,
     /// Carried a request before: a close before any response byte is then most likely the
     /// upstream's idle timeout racing this request, not a failure of the request.
     pub(super) reused: bool,
@@ -34,7 +37,7 @@ impl H1Conn {
             io: Batched::new(stream),
             buf: BytesMut::new(),
             out: Vec::new(),
-            idle_since: Instant::now(),
+            idle_since_ms: clock::coarse_ms(),
             reused: false,
         }
     }
@@ -43,7 +46,7 @@ impl H1Conn {
     /// the upstream neither closed it nor sent anything unasked. Costs no system call unless
     /// the socket turned readable while idle.
     pub fn alive(&self, max_idle: Duration) -> bool {
-        if self.idle_since.elapsed() > max_idle || !self.buf.is_empty() {
+        if self.idle_for() > max_idle || !self.buf.is_empty() {
             return false;
         }
         let mut cx = Context::from_waker(Waker::noop());
@@ -59,7 +62,7 @@ impl H1Conn {
 
     /// The response is complete and the connection goes back to the pool.
     pub(super) fn park(&mut self) {
-        self.idle_since = Instant::now();
+        self.idle_since_ms = clock::coarse_ms();
         self.reused = true;
         if self.buf.capacity() > KEEP_BUFFER {
             self.buf = BytesMut::new();
@@ -67,7 +70,7 @@ impl H1Conn {
     }
 
     pub fn idle_for(&self) -> Duration {
-        self.idle_since.elapsed()
+        Duration::from_millis(clock::coarse_ms().saturating_sub(self.idle_since_ms))
     }
 
     /// Reads more bytes into the buffer; `Ok(0)` is end of stream.
