@@ -10,7 +10,8 @@
 # /proc) per request, which depends much less on the host's other load than req/s.
 # Usage: bench/proxy.sh [duration, default 10s]   (env ITSUP_BIN to skip the release build,
 #        BENCH_ROUNDS=N for N extra alternating itsup/HAProxy pairs and their median ratio,
-#        BENCH_IR=0 to skip the callgrind part, BENCH_IR_REQUESTS=N1,N2 to change its counts)
+#        BENCH_IR=0 to skip the callgrind part, BENCH_IR_REQUESTS=N1,N2 to change its counts,
+#        BENCH_INTERLEAVE=N [ITSUP_BASE_BIN=...] for N rounds of 1 s runs in rotating order)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
@@ -149,6 +150,35 @@ if ((ROUNDS > 0)); then
   median() { sort -n | awk '{ a[NR] = $1 } END { printf "%.2f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
   echo "itsup / haproxy throughput over $ROUNDS rounds: median $(printf '%s\n' "${RATIOS[@]}" | median)x, all: ${RATIOS[*]}"
   echo "itsup / haproxy CPU time per request over $ROUNDS rounds: median $(printf '%s\n' "${CPU_RATIOS[@]}" | median)x, all: ${CPU_RATIOS[*]}"
+fi
+
+# Finer interleaving against slow drifts of the host's speed: BENCH_INTERLEAVE=N runs N rounds of
+# one short run (BENCH_INTERLEAVE_SECS, default 1 s, no warm-up) per proxy in rotating order;
+# with ITSUP_BASE_BIN (another itsup build, e.g. the previous main) that build joins the rotation.
+INTERLEAVE=${BENCH_INTERLEAVE:-0}
+if ((INTERLEAVE > 0)); then
+  names=(itsup haproxy); declare -A PORT=([itsup]=$ITSUP [haproxy]=$HAPROXY)
+  if [ -n "${ITSUP_BASE_BIN:-}" ]; then
+    BASE=$(free_port); BASE_ADMIN=$(free_port)
+    sed -e "s/127.0.0.1:$ITSUP/127.0.0.1:$BASE/" -e "s/127.0.0.1:$ADMIN/127.0.0.1:$BASE_ADMIN/" "$WORK/proxy.yml" >"$WORK/proxy-base.yml"
+    ITSUP_LOG=warn "$ITSUP_BASE_BIN" proxy --config "$WORK/proxy-base.yml" --threads 1 2>"$WORK/itsup-base.log" & PIDS+=($!)
+    wait_port "$BASE"; wrk -t1 -c$CONNS -d2s "http://127.0.0.1:$BASE/" >/dev/null 2>&1
+    names+=(base); PORT[base]=$BASE
+  fi
+  quick() { wrk -t1 -c$CONNS -d"${BENCH_INTERLEAVE_SECS:-1}s" "http://127.0.0.1:$1/" | awk '/Requests\/sec/ { print $2 }'; }
+  quartiles() { sort -n | awk '{ a[NR] = $1 } END { printf "median %.2fx (quartiles %.2f-%.2f)", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2, a[int(NR / 4) + 1], a[int(3 * NR / 4)] }'; }
+  NEW=(); OLD=()
+  for ((i = 0; i < INTERLEAVE; i++)); do
+    declare -A Q=()
+    for ((k = 0; k < ${#names[@]}; k++)); do
+      name=${names[$(((i + k) % ${#names[@]}))]}
+      Q[$name]=$(quick "${PORT[$name]}")
+    done
+    NEW+=("$(ratio "${Q[itsup]}" "${Q[haproxy]}")")
+    [ -n "${PORT[base]:-}" ] && OLD+=("$(ratio "${Q[base]}" "${Q[haproxy]}")")
+  done
+  echo "interleaved, $INTERLEAVE rounds: itsup / haproxy $(printf '%s\n' "${NEW[@]}" | quartiles)"
+  if ((${#OLD[@]} > 0)); then echo "interleaved, $INTERLEAVE rounds: base / haproxy $(printf '%s\n' "${OLD[@]}" | quartiles)"; fi
 fi
 
 # RSS with 1000 idle keep-alive client connections (each has served one request).
