@@ -186,12 +186,15 @@ impl AsyncWrite for Batched {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let batching = QUEUE.with(|q| q.borrow().is_some());
+        if !QUEUE.with(|q| q.borrow().is_some()) {
+            // No batching on this thread: nothing is ever buffered.
+            return self.writer.poll_write_now(cx, data);
+        }
         let mut st = self.writer.lock()?;
         if let Some(kind) = st.error {
             return Poll::Ready(Err(kind.into()));
         }
-        if !batching || (st.pending.is_empty() && data.len() >= DIRECT_WRITE) {
+        if st.pending.is_empty() && data.len() >= DIRECT_WRITE {
             drop(st);
             return self.writer.poll_write_now(cx, data);
         }

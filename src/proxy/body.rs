@@ -78,9 +78,37 @@ pub enum Upstream {
     Direct(ResponseBody),
 }
 
+impl Body for Upstream {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Self::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            Self::Direct(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Hyper(b) => b.is_end_stream(),
+            Self::Direct(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Hyper(b) => b.size_hint(),
+            Self::Direct(b) => b.size_hint(),
+        }
+    }
+}
+
 enum Kind {
-    Upstream(Incoming),
-    Direct(ResponseBody),
+    Upstream(Upstream),
     Full(Option<Bytes>),
 }
 
@@ -116,12 +144,8 @@ impl ProxyBody {
     }
 
     pub fn upstream(body: Upstream, tail: Option<Tail>) -> Self {
-        let kind = match body {
-            Upstream::Hyper(b) => Kind::Upstream(b),
-            Upstream::Direct(b) => Kind::Direct(b),
-        };
         let mut this = Self {
-            kind,
+            kind: Kind::Upstream(body),
             bytes: 0,
             tail,
             client: None,
@@ -154,7 +178,7 @@ impl ProxyBody {
         if let Some(conn) = tail.conn.take() {
             server.pool.put(conn);
         }
-        if let Kind::Direct(body) = &mut self.kind
+        if let Kind::Upstream(Upstream::Direct(body)) = &mut self.kind
             && let Some(conn) = body.take_reusable()
         {
             server.pool.put_direct(conn);
@@ -190,18 +214,6 @@ impl Body for ProxyBody {
                 this.bytes += d.len() as u64;
                 Ok(Frame::data(d))
             })),
-            Kind::Direct(body) => {
-                let polled = Pin::new(&mut *body).poll_frame(cx);
-                if let Poll::Ready(Some(Ok(frame))) = &polled
-                    && let Some(d) = frame.data_ref()
-                {
-                    this.bytes += d.len() as u64;
-                }
-                if body.is_end_stream() {
-                    this.finish();
-                }
-                polled.map_err(Into::into)
-            }
             Kind::Upstream(body) => {
                 let polled = Pin::new(&mut *body).poll_frame(cx);
                 let ended = match &polled {
@@ -217,7 +229,7 @@ impl Body for ProxyBody {
                 if ended {
                     this.finish();
                 }
-                polled.map_err(Into::into)
+                polled
             }
         }
     }
@@ -226,7 +238,6 @@ impl Body for ProxyBody {
         match &self.kind {
             Kind::Full(d) => d.is_none(),
             Kind::Upstream(b) => b.is_end_stream(),
-            Kind::Direct(b) => b.is_end_stream(),
         }
     }
 
@@ -235,7 +246,6 @@ impl Body for ProxyBody {
             Kind::Full(Some(d)) => SizeHint::with_exact(d.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream(b) => b.size_hint(),
-            Kind::Direct(b) => b.size_hint(),
         }
     }
 }

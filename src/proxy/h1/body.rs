@@ -12,11 +12,11 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use hyper::HeaderMap;
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::header::{HeaderName, HeaderValue};
+use hyper::header::HeaderValue;
 
 use super::H1Error;
 use super::conn::H1Conn;
-use super::head::{Framing, MAX_HEAD_BYTES, MAX_HEADERS};
+use super::head::{Framing, MAX_HEAD_BYTES, MAX_HEADERS, header_name};
 
 /// Longest chunk-size line (with extensions) accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
@@ -164,8 +164,7 @@ fn trailer_map(fields: &[httparse::Header<'_>]) -> Result<Option<HeaderMap>, H1E
     }
     let mut map = HeaderMap::with_capacity(fields.len());
     for f in fields {
-        let name = HeaderName::from_bytes(f.name.as_bytes())
-            .map_err(|_| H1Error::Invalid(format!("trailer name {:?}", f.name)))?;
+        let name = header_name(f.name)?;
         let value = HeaderValue::from_bytes(f.value)
             .map_err(|_| H1Error::Invalid(format!("trailer {name}")))?;
         map.append(name, value);

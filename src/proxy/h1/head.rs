@@ -7,6 +7,7 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, StatusCode, Uri, Version};
 
 use super::H1Error;
+use crate::proxy::headers::connection_has;
 
 /// Most header fields a response head may carry (hyper's default limit).
 pub const MAX_HEADERS: usize = 100;
@@ -28,7 +29,6 @@ pub enum Framing {
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
-    pub version: Version,
     pub headers: HeaderMap,
     pub framing: Framing,
     /// The connection may carry another request once this body is complete.
@@ -91,8 +91,6 @@ struct Facts {
     content_length: Option<u64>,
     has_te: bool,
     chunked_last: bool,
-    close: bool,
-    keep_alive_token: bool,
 }
 
 type Fields = Vec<(HeaderName, usize, usize)>;
@@ -125,14 +123,11 @@ fn scan(buf: &[u8]) -> Result<Option<(Facts, Fields, usize)>, H1Error> {
         content_length: None,
         has_te: false,
         chunked_last: false,
-        close: false,
-        keep_alive_token: false,
     };
     let base = buf.as_ptr() as usize;
     let mut fields = Vec::with_capacity(res.headers.len());
     for h in res.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| H1Error::Invalid(format!("header name {:?}", h.name)))?;
+        let name = header_name(h.name)?;
         if name == header::CONTENT_LENGTH {
             for part in h.value.split(|&b| b == b',') {
                 let n = parse_length(part.trim_ascii())
@@ -150,12 +145,6 @@ fn scan(buf: &[u8]) -> Result<Option<(Facts, Fields, usize)>, H1Error> {
                 .rsplit(|&b| b == b',')
                 .next()
                 .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == header::CONNECTION {
-            for token in h.value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                facts.close |= token.eq_ignore_ascii_case(b"close");
-                facts.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
         }
         // Values point into `buf`: keep their span, the bytes are sliced out afterwards.
         let start = h.value.as_ptr() as usize - base;
@@ -166,9 +155,10 @@ fn scan(buf: &[u8]) -> Result<Option<(Facts, Fields, usize)>, H1Error> {
 
 impl Facts {
     fn into_head(self, mut headers: HeaderMap, method: &Method) -> ResponseHead {
+        let close = connection_has(&headers, "close");
         let mut keep_alive = match self.version {
-            Version::HTTP_10 => self.keep_alive_token && !self.close,
-            _ => !self.close,
+            Version::HTTP_10 => !close && connection_has(&headers, "keep-alive"),
+            _ => !close,
         };
         let bodiless = *method == Method::HEAD
             || self.status == StatusCode::NO_CONTENT
@@ -196,12 +186,17 @@ impl Facts {
         };
         ResponseHead {
             status: self.status,
-            version: self.version,
             headers,
             framing,
             keep_alive,
         }
     }
+}
+
+/// A field name from `httparse` as hyper's type (lower-cased; standard names allocate nothing).
+pub fn header_name(raw: &str) -> Result<HeaderName, H1Error> {
+    HeaderName::from_bytes(raw.as_bytes())
+        .map_err(|_| H1Error::Invalid(format!("header name {raw:?}")))
 }
 
 /// A Content-Length value: digits only (no sign, no spaces), no overflow.

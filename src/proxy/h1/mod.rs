@@ -17,7 +17,7 @@ pub mod head;
 
 use std::io;
 
-use hyper::{Request, Response, Version};
+use hyper::{Request, Response};
 use tokio::io::AsyncWriteExt;
 
 use super::body::UpBody;
@@ -71,7 +71,6 @@ pub async fn exchange(
             Ok(Some(h)) => {
                 let mut resp = Response::new(ResponseBody::new(conn, h.framing, h.keep_alive));
                 *resp.status_mut() = h.status;
-                *resp.version_mut() = Version::HTTP_11;
                 *resp.headers_mut() = h.headers;
                 return Ok(resp);
             }
