@@ -347,10 +347,17 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A port with nothing listening (bound, then released).
+/// A port with nothing listening: connects to it are refused. The socket stays bound (not
+/// listening) for the rest of the test process, so a later bind to port 0, such as the
+/// proxy's own listener or admin port, can never be given the same port.
 pub async fn dead_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    l.local_addr().expect("addr")
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let addr = socket.local_addr().expect("addr");
+    std::mem::forget(socket);
+    addr
 }
 
 /// The real binary, running on a config in a temp dir.
