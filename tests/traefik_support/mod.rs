@@ -453,3 +453,182 @@ pub fn assert_loads(version: &str, root: &Path, containers: &Labelled) -> Value 
     );
     raw
 }
+
+/// Builds the Traefik images and the Docker socket proxy stand-in when missing.
+pub fn ensure_images() {
+    for (image, script) in [
+        ("traefik:v3.6", ".ci/images/traefik.sh"),
+        (
+            "tecnativa/docker-socket-proxy:0.3.0",
+            ".ci/images/docker-socket-proxy.sh",
+        ),
+    ] {
+        let present = Command::new("docker")
+            .args(["image", "inspect", image])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !present {
+            let status = Command::new("bash")
+                .arg(script)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run image script");
+            assert!(status.success(), "{script} failed");
+        }
+    }
+}
+
+// The one TLS client of the deploy tests (a test crate using this module has `deploy_support`).
+use crate::deploy_support::insecure_tls;
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>;
+
+fn tls_with(port: u16, sni: &str, alpn: &[&[u8]]) -> Result<TlsStream, String> {
+    let mut config = (*insecure_tls::client_config()).clone();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name =
+        rustls::pki_types::ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(|e| e.to_string())?;
+    let sock = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    Ok(rustls::StreamOwned::new(conn, sock))
+}
+
+/// Writes `request` over TLS with SNI `sni` and reads the reply until the server closes (or
+/// `Content-Length` bytes of body arrived); the reply's text.
+pub fn https_raw(port: u16, sni: &str, request: &str) -> Result<String, String> {
+    let mut s = tls_with(port, sni, &[b"http/1.1"])?;
+    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            Err(e) if reply.is_empty() => return Err(e.to_string()),
+            Err(_) => break,
+        }
+        if complete(&reply) {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// Whether an HTTP/1.x reply holds its whole body (by `Content-Length`).
+fn complete(reply: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(reply);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .is_some_and(|len| body.len() >= len)
+}
+
+/// `GET path` over TLS for `host` (SNI and `Host`), optionally with basic credentials, as
+/// HTTP/1.0 (no chunked body).
+pub fn https_get(port: u16, host: &str, path: &str, basic: Option<&str>) -> Result<String, String> {
+    let auth = basic
+        .map(|b| format!("Authorization: Basic {}\r\n", base64(b.as_bytes())))
+        .unwrap_or_default();
+    https_raw(
+        port,
+        host,
+        &format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n{auth}\r\n"),
+    )
+}
+
+/// The body of a reply when its status is 200.
+pub fn body_of_200(reply: &str) -> Option<String> {
+    let (head, body) = reply.split_once("\r\n\r\n")?;
+    (head.split_whitespace().nth(1) == Some("200")).then(|| body.to_string())
+}
+
+/// The TLS ClientHello a client would send for `sni`, as bytes.
+pub fn client_hello(sni: &str) -> Vec<u8> {
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).expect("sni");
+    let mut conn =
+        rustls::ClientConnection::new(insecure_tls::client_config(), name).expect("client");
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).expect("client hello");
+    out
+}
+
+/// gRPC health `Check` over TLS (ALPN h2) for `authority` through 127.0.0.1:port: the serving
+/// status (1 = SERVING).
+pub fn grpc_health(port: u16, authority: &str) -> Result<i32, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut config = (*insecure_tls::client_config()).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(authority.to_string())
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
+            .map_err(|e| e.to_string())?;
+        let channel = endpoint
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let (connector, name) = (connector.clone(), name.clone());
+                async move {
+                    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                    let tls = connector.connect(name, tcp).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+                }
+            }))
+            .await
+            .map_err(|e| format!("connect: {e:?}"))?;
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        let reply = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            }),
+        )
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| format!("check: {e:?}"))?;
+        Ok(reply.into_inner().status)
+    })
+}
+
+/// Standard base64 (for a basic-auth header).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// An htpasswd line (`user:$apr1$…`) for `user` and `password`, by `openssl passwd`.
+pub fn htpasswd(user: &str, password: &str) -> String {
+    let out = Command::new("openssl")
+        .args(["passwd", "-apr1", password])
+        .output()
+        .expect("openssl passwd");
+    assert!(out.status.success(), "openssl passwd: {out:?}");
+    format!("{user}:{}", String::from_utf8_lossy(&out.stdout).trim())
+}
