@@ -147,3 +147,25 @@ fn one_router_owns_each_certificate_request() {
         "the path row requests nothing:\n{shop}"
     );
 }
+
+/// (1, accidental) A `{{` in the operator's middlewares.yml that Go could not parse would
+/// disable Traefik's whole file provider: refused with its file, line and key, nothing written.
+#[test]
+fn stray_template_braces_in_middlewares_are_refused() {
+    let root = Root::new();
+    root.write(
+        "projects/middlewares.yml",
+        "http:\n  middlewares:\n    h:\n      headers:\n        customResponseHeaders:\n          X-Note: \"see {{ the docs\"\n",
+    )
+    .project("web", "example.com");
+    let run = root.itsup(&["render"]);
+    run.code(1);
+    assert!(
+        run.stderr.contains(
+            "projects/middlewares.yml:6:19: error: `X-Note`: `{{` without a closing `}}`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!root.exists("proxy"), "nothing written");
+}

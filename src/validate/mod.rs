@@ -6,6 +6,7 @@
 
 mod diagnostic;
 mod global;
+mod go_template;
 pub mod names;
 mod rules;
 mod schema;
@@ -88,6 +89,13 @@ pub fn validate(tree: &Tree) -> Outcome {
     let config = platform_config(tree, &mut diagnostics);
     let traefik_overrides = mapping_file(tree.traefik.as_ref(), &mut diagnostics);
     let middleware_overrides = mapping_file(tree.middlewares.as_ref(), &mut diagnostics);
+    if let Some(src) = tree
+        .middlewares
+        .as_ref()
+        .filter(|_| middleware_overrides.is_some())
+    {
+        go_template::check(src, &mut diagnostics);
+    }
     let subnet: Option<Ipv4Net> = config.as_ref().and_then(|c| c.proxy.subnet.parse().ok());
     let middleware_names: Vec<String> = middleware_overrides
         .as_ref()
