@@ -100,9 +100,16 @@ pub fn build(
             let compose = parse_compose(text, "proxy/docker-compose.yml")?;
             let mut services = Vec::new();
             let static_config = match plan.settings.engine {
-                // New entrypoints need a restart: fold the static file into the hash.
-                Engine::Traefik => artifact("proxy/traefik/traefik.yml").unwrap_or(""),
-                _ => "",
+                // New entrypoints need a restart, and Traefik reads the ACME CA bundle only at
+                // start: fold both into the hash.
+                Engine::Traefik => [
+                    "proxy/traefik/traefik.yml",
+                    crate::render::traefik::ACME_CA_FILE,
+                ]
+                .iter()
+                .filter_map(|f| artifact(f))
+                .collect::<String>(),
+                _ => String::new(),
             };
             for (name, def) in services_of(&compose) {
                 let mut def = def.clone();
@@ -112,7 +119,7 @@ pub fn build(
                 {
                     m.insert(
                         "x-itsup-static-config".into(),
-                        Value::String(static_config.into()),
+                        Value::String(static_config.clone()),
                     );
                 }
                 services.push(service(
