@@ -20,6 +20,8 @@ use crate::render::Artifact;
 /// CrowdSec, the agent).
 pub const PROXY_SERVICE_HAPROXY: &str = "haproxy";
 pub const PROXY_SERVICE_TRAEFIK: &str = "traefik";
+/// Engine haproxy: the service holding the network namespace HAProxy runs in.
+pub const PROXY_NAMESPACE_HOLDER: &str = "haproxy-net";
 
 /// Name of the proxy stack in reports, the state file and `io.itsup.project`.
 pub const PROXY: &str = "proxy";
@@ -113,6 +115,13 @@ pub fn build(
             };
             for (name, def) in services_of(&compose) {
                 let mut def = def.clone();
+                // The holder only keeps a network namespace alive: a new proxy image must not
+                // recreate it (that would close the ports), so its image is not hashed.
+                if name == PROXY_NAMESPACE_HOLDER
+                    && let Value::Object(m) = &mut def
+                {
+                    m.remove("image");
+                }
                 if !static_config.is_empty()
                     && name == PROXY_SERVICE_TRAEFIK
                     && let Value::Object(m) = &mut def
@@ -122,15 +131,27 @@ pub fn build(
                         Value::String(static_config.clone()),
                     );
                 }
+                let rollout =
+                    if plan.settings.engine == Engine::Haproxy && name == PROXY_SERVICE_HAPROXY {
+                        RolloutPlan {
+                            strategy: Rollout::StartFirst,
+                            reason: "hand-over: the new HAProxy takes the listening sockets over \
+                                 from the old one in the namespace haproxy-net holds, the old \
+                                 one finishes its connections"
+                                .into(),
+                        }
+                    } else {
+                        RolloutPlan {
+                            strategy: Rollout::StopFirst,
+                            reason: "the proxy publishes host ports".into(),
+                        }
+                    };
                 services.push(service(
                     root,
                     Path::new("proxy"),
                     name,
                     &def,
-                    RolloutPlan {
-                        strategy: Rollout::StopFirst,
-                        reason: "the proxy publishes host ports".into(),
-                    },
+                    rollout,
                     None,
                     Vec::new(),
                     false,
