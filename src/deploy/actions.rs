@@ -117,7 +117,8 @@ pub fn plan(
                 }
                 (Engine::Traefik, PROXY_SERVICE_TRAEFIK, Action::Recreate) => {
                     s.reason = "Traefik's static configuration changed (entrypoints): \
-                                Traefik restarts, dynamic routes need no restart"
+                                Traefik is restarted, a brief outage (dynamic routes need no restart; \
+                                see docs/deploy.md for why it is no hand-over)"
                         .into();
                 }
                 _ => {}

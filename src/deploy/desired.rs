@@ -140,6 +140,14 @@ pub fn build(
                                  one finishes its connections"
                                 .into(),
                         }
+                    } else if name == PROXY_SERVICE_TRAEFIK {
+                        RolloutPlan {
+                            strategy: Rollout::StopFirst,
+                            reason: "Traefik is restarted, a brief outage: it publishes host \
+                                     ports, and a second Traefik beside it (reusePort) would \
+                                     answer 404 until its providers load (see docs/deploy.md)"
+                                .into(),
+                        }
                     } else {
                         RolloutPlan {
                             strategy: Rollout::StopFirst,
