@@ -7,6 +7,9 @@
 //! would. It listens on `$PORT`, else on every port of `$PORTS` (comma-separated), else 8080,
 //! and with `$GRPC_PORT` also serves the gRPC health service (h2c) there. `testapp check` is the
 //! container healthcheck: it asks `/health` on the (first) local port and exits 0 only on 200.
+//! A connection that starts with a PROXY protocol v2 header has it consumed, and every reply on
+//! it carries the client address the header named as `X-Proxy-Source: ip:port` (`local` for a
+//! LOCAL header), so tests can see what a proxy sent.
 //! It speaks HTTP/1.1 keep-alive because HAProxy reuses server connections, and it exits on
 //! SIGTERM after in-flight requests are answered, since as PID 1 it would otherwise ignore it.
 //!
@@ -218,7 +221,43 @@ async fn serve() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The PROXY protocol v2 signature.
+const PROXY_V2: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// Consumes a PROXY v2 header at the start of the connection; the client address it names.
+async fn proxy_v2_source(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+    let mut sig = [0u8; 12];
+    if stream.peek(&mut sig).await? < 12 || &sig != PROXY_V2 {
+        return Ok(None);
+    }
+    let mut head = [0u8; 16];
+    stream.read_exact(&mut head).await?;
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[14], head[15]]))];
+    stream.read_exact(&mut body).await?;
+    let port = |at: usize| u16::from_be_bytes([body[at], body[at + 1]]);
+    Ok(Some(match head[13] >> 4 {
+        1 if body.len() >= 12 => format!(
+            "{}.{}.{}.{}:{}",
+            body[0],
+            body[1],
+            body[2],
+            body[3],
+            port(8)
+        ),
+        2 if body.len() >= 36 => {
+            let mut ip = [0u8; 16];
+            ip.copy_from_slice(&body[..16]);
+            format!("[{}]:{}", std::net::Ipv6Addr::from(ip), port(32))
+        }
+        _ => "local".to_string(),
+    }))
+}
+
 async fn connection(mut stream: TcpStream, version: &str, broken: bool) -> std::io::Result<()> {
+    let proxy_source = proxy_v2_source(&mut stream)
+        .await?
+        .map(|s| format!("X-Proxy-Source: {s}\r\n"))
+        .unwrap_or_default();
     let mut buf = Vec::with_capacity(1024);
     loop {
         let end = loop {
@@ -253,7 +292,7 @@ async fn connection(mut stream: TcpStream, version: &str, broken: bool) -> std::
             ("200 OK", format!("version={version}\n"))
         };
         let reply = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{body}",
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{proxy_source}{}\r\n{body}",
             body.len(),
             if close { "Connection: close\r\n" } else { "" }
         );

@@ -6,7 +6,10 @@ mod deploy_support;
 
 use std::time::Duration;
 
-use deploy_support::{APP_V1, APP_V2, Fixture, Load, eventually};
+use deploy_support::{
+    APP_V1, APP_V2, EXAMPLE_IMAGES, EXAMPLE_STACKS, ExampleNetworks, Fixture, Load, eventually,
+    tcp_get,
+};
 
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -117,79 +120,6 @@ fn deploy_rollout_under_load_then_broken_version_then_prune() {
     f.itsup_expect(&["apply", "--dry-run"], 0);
 }
 
-/// Compose projects of the bundled example (its folder names).
-const EXAMPLE_STACKS: [&str; 5] = ["web", "shop-api", "db", "mqtt", "greeter"];
-/// The example's images, provided here by tagging the local stand-in.
-const EXAMPLE_IMAGES: [&str; 5] = [
-    "nginx:1.27-alpine",
-    "postgres:16-alpine",
-    "eclipse-mosquitto:2",
-    "ghcr.io/example/api:1.4.2",
-    "ghcr.io/example/greeter:2.0.0",
-];
-
-/// Removes the containers and networks Compose and deploy created for the example's stacks in
-/// this root (the containers first: a network in use cannot be removed).
-struct ExampleNetworks(String);
-
-impl Drop for ExampleNetworks {
-    fn drop(&mut self) {
-        let ids = deploy_support::docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=io.itsup.root={}", self.0),
-        ]);
-        for id in ids.split_whitespace() {
-            deploy_support::docker(&["rm", "-f", id]);
-        }
-        let mut filters = vec![format!("label=io.itsup.root={}", self.0)];
-        filters.extend(
-            EXAMPLE_STACKS
-                .iter()
-                .map(|s| format!("label=com.docker.compose.project={s}")),
-        );
-        for filter in filters {
-            for net in deploy_support::docker(&["network", "ls", "-q", "--filter", &filter])
-                .split_whitespace()
-            {
-                deploy_support::docker(&["network", "rm", net]);
-            }
-        }
-    }
-}
-
-fn example_containers() -> Vec<String> {
-    let mut names = Vec::new();
-    for stack in EXAMPLE_STACKS {
-        names.extend(
-            deploy_support::docker(&[
-                "ps",
-                "-a",
-                "--filter",
-                &format!("label=com.docker.compose.project={stack}"),
-                "--format",
-                "{{.Names}}",
-            ])
-            .lines()
-            .map(str::to_string),
-        );
-    }
-    names
-}
-
-/// One plain-HTTP request over a raw TCP connection (the db project's TCP route).
-fn tcp_get(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).ok()?;
-    reply.starts_with("HTTP/1.1 200").then_some(reply)
-}
-
 fn haproxy_up(f: &Fixture, backend: &str) -> usize {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -207,22 +137,7 @@ fn haproxy_up(f: &Fixture, backend: &str) -> usize {
 fn deploy_bundled_example_end_to_end() {
     use std::process::{Command, Stdio};
 
-    // What a killed earlier run left behind; then the example's Compose networks nothing uses
-    // (Docker refuses to remove one in use).
-    deploy_support::clean_stale();
-    for stack in EXAMPLE_STACKS {
-        let filter = format!("label=com.docker.compose.project={stack}");
-        for net in
-            deploy_support::docker(&["network", "ls", "-q", "--filter", &filter]).split_whitespace()
-        {
-            deploy_support::docker(&["network", "rm", net]);
-        }
-    }
-    let foreign = example_containers();
-    assert!(
-        foreign.is_empty(),
-        "containers of the example's Compose projects already run on this host: {foreign:?}"
-    );
+    deploy_support::example_host_clear();
     let mut tags = deploy_support::ImageTags::new();
     let itsup_image = deploy_support::itsup_image_tag();
     deploy_support::itsup_image(&itsup_image);

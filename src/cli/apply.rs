@@ -104,6 +104,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
             });
         }
         crate::output::write(root, &changes)?;
+        crate::output::mounts::prepare(root, &generated.artifacts)?;
         generated.save_last_good(root)?;
         if !global.quiet && args.format == Format::Text {
             for c in &changes {

@@ -21,6 +21,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     let out = args.out.unwrap_or_else(|| global.root.clone());
     let changes = crate::output::changes(&out, &generated.artifacts, &outcome.broken)?;
     crate::output::write(&out, &changes)?;
+    let folders = crate::output::mounts::prepare(&out, &generated.artifacts)?;
     generated.save_last_good(&global.root)?;
     if !global.quiet {
         for c in &changes {
@@ -30,6 +31,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
                 ChangeKind::Delete => "removed",
             };
             println!("{verb} {}", c.path.display());
+        }
+        for folder in &folders {
+            println!("created {}/", folder.display());
         }
         let unchanged = generated.artifacts.len()
             + changes

@@ -7,6 +7,7 @@
 
 mod diff;
 pub mod last_good;
+pub mod mounts;
 mod stale;
 
 use std::collections::BTreeSet;

@@ -57,8 +57,9 @@ pub fn build(v: &Validated) -> Plan {
     }
 
     http.sort_by(|a: &HttpRoute, b: &HttpRoute| {
-        let len = |r: &HttpRoute| r.path_prefix.as_deref().map_or(0, str::len);
-        len(b).cmp(&len(a)).then_with(|| a.name.cmp(&b.name))
+        b.priority()
+            .cmp(&a.priority())
+            .then_with(|| a.name.cmp(&b.name))
     });
     tcp.sort_by(|a: &TcpRoute, b: &TcpRoute| {
         (a.port, a.sni.is_empty(), &a.name).cmp(&(b.port, b.sni.is_empty(), &b.name))
@@ -66,6 +67,7 @@ pub fn build(v: &Validated) -> Plan {
     udp.sort_by(|a: &UdpRoute, b: &UdpRoute| (a.port, &a.name).cmp(&(b.port, &b.name)));
 
     let entrypoints = entrypoints(&settings, &tcp, &udp);
+    let certificates = certificate_owners(settings.dashboard_domain.as_deref(), &http, &tcp);
     Plan {
         settings,
         projects,
@@ -75,6 +77,7 @@ pub fn build(v: &Validated) -> Plan {
         entrypoints,
         traefik_overrides: v.traefik_overrides.clone(),
         middleware_overrides: v.middleware_overrides.clone(),
+        certificates,
     }
 }
 

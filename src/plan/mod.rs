@@ -2,11 +2,15 @@
 //!
 //! Built once from validated input ([`build`]) or from container labels (`watch`); every
 //! renderer reads only the Plan, never YAML. Routes are sorted so that the most specific match
-//! comes first (longest path prefix), which every engine's first-match semantics relies on.
+//! comes first (longest path prefix), which every engine's first-match semantics relies on;
+//! engines that rank rules themselves (Traefik) get the same order as explicit priorities
+//! ([`HttpRoute::priority`]).
 
 pub mod build;
+mod certificates;
 mod names;
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -15,6 +19,7 @@ use serde::Serialize;
 use crate::model::{Acme, Crowdsec, Engine, Rollout, Versions};
 
 pub use build::build;
+pub use certificates::{DASHBOARD, certificate_owners};
 pub use names::{entrypoint_name, service_alias};
 
 /// Everything to render, for one engine.
@@ -35,6 +40,10 @@ pub struct Plan {
     pub traefik_overrides: Option<serde_json::Value>,
     /// Native Traefik YAML from `projects/middlewares.yml`, deep-merged over `middlewares.yml`.
     pub middleware_overrides: Option<serde_json::Value>,
+    /// Which router requests which certificate names from the ACME resolver: router name
+    /// (or [`DASHBOARD`]) → its names, main first. Every name has exactly one owner; routes
+    /// not listed serve whatever certificate the proxy holds for their names.
+    pub certificates: BTreeMap<String, Vec<String>>,
 }
 
 /// Platform-wide settings the renderers need.
@@ -213,6 +222,33 @@ pub struct Entrypoint {
     pub name: String,
     pub port: u16,
     pub udp: bool,
+}
+
+/// Priority of a route without a path prefix; a prefix adds its length. Absolute, so that a
+/// new route never changes the priority (and so the labels, and so the content hash) of the
+/// containers of other routes.
+pub const BASE_PRIORITY: u32 = 1000;
+
+impl HttpRoute {
+    /// The route's rank among routes matching the same request: longer path prefixes first,
+    /// the order the Plan lists HTTP routes in. Two routes of the same rank never match the
+    /// same request (same host and prefix twice is a validation error, and different prefixes
+    /// of one length cannot both be prefixes of one path).
+    pub fn priority(&self) -> u32 {
+        let prefix = self.path_prefix.as_deref().map_or(0, str::len);
+        BASE_PRIORITY + u32::try_from(prefix).unwrap_or(u32::MAX - BASE_PRIORITY)
+    }
+}
+
+impl TcpRoute {
+    /// SNI routes before the catch-all of a plain TCP port, the order the Plan lists them in.
+    pub fn priority(&self) -> u32 {
+        if self.sni.is_empty() {
+            1
+        } else {
+            BASE_PRIORITY
+        }
+    }
 }
 
 impl Plan {

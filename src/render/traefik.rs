@@ -14,8 +14,12 @@ pub struct HttpView {
     pub rule: String,
     pub entrypoint: &'static str,
     pub https: bool,
-    pub cert_main: String,
-    pub cert_sans: Vec<String>,
+    /// Explicit rank (Traefik otherwise ranks by rule length: a host-only rule could outrank a
+    /// host+path rule).
+    pub priority: u32,
+    /// Names this router requests from the ACME resolver (main first); empty when another
+    /// router owns them (see [`crate::plan::certificate_owners`]).
+    pub acme: Vec<String>,
     pub middlewares: Vec<String>,
     pub allowlist: Vec<String>,
     pub strip_prefix: Option<String>,
@@ -49,7 +53,7 @@ pub fn sni_rule(route: &TcpRoute) -> String {
 }
 
 /// The view of an HTTP route; `provider` is where its own middlewares are defined.
-pub fn http_view(route: &HttpRoute, provider: &str) -> HttpView {
+pub fn http_view(plan: &Plan, route: &HttpRoute, provider: &str) -> HttpView {
     let mut middlewares = Vec::new();
     if !route.allow_source_ips.is_empty() {
         middlewares.push(format!("{}-allowlist@{provider}", route.name));
@@ -64,8 +68,12 @@ pub fn http_view(route: &HttpRoute, provider: &str) -> HttpView {
         rule: http_rule(route),
         entrypoint: if route.https { "web-secure" } else { "web" },
         https: route.https,
-        cert_main: route.cert_names.first().cloned().unwrap_or_default(),
-        cert_sans: route.cert_names.iter().skip(1).cloned().collect(),
+        priority: route.priority(),
+        acme: plan
+            .certificates
+            .get(&route.name)
+            .cloned()
+            .unwrap_or_default(),
         middlewares,
         allowlist: route.allow_source_ips.clone(),
         strip_prefix: route
@@ -88,7 +96,7 @@ fn file_routes(plan: &Plan) -> Vec<HttpView> {
     plan.http
         .iter()
         .filter(|r| !r.backend.dns)
-        .map(|r| http_view(r, "file"))
+        .map(|r| http_view(plan, r, "file"))
         .collect()
 }
 
@@ -118,9 +126,16 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
     let routes = file_routes(plan);
     let http = templates.yaml(
         "routers-http.yml",
-        &json!({"dashboard_domain": s.dashboard_domain, "routes": routes}),
+        &json!({
+            "dashboard_domain": s.dashboard_domain,
+            "dashboard_priority": crate::plan::BASE_PRIORITY,
+            "routes": routes,
+        }),
     )?;
-    let mut middlewares = templates.yaml("middlewares.yml", &json!({"routes": routes}))?;
+    let mut middlewares = templates.yaml(
+        "middlewares.yml",
+        &json!({"routes": routes, "https_port": s.https_port}),
+    )?;
     if let Some(overrides) = &plan.middleware_overrides {
         deep_merge(&mut middlewares, overrides);
     }
@@ -132,8 +147,9 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
                 "name": r.name,
                 "entrypoint": r.entrypoint,
                 "rule": sni_rule(r),
+                "priority": r.priority(),
                 "tls": r.tls,
-                "sni": r.sni,
+                "acme": plan.certificates.get(&r.name),
                 "allowlist": r.allow_source_ips,
                 "addresses": addresses(&r.backend),
                 "proxy_protocol": r.proxy_protocol,
@@ -184,15 +200,20 @@ fn addresses(backend: &crate::plan::Backend) -> Vec<String> {
         .collect()
 }
 
-/// Drops empty maps and nulls left by templates with nothing to list: Traefik rejects a
-/// `services:` with no value, and an empty file is valid.
+/// Drops nulls left by templates with nothing to list (Traefik rejects a `services:` with no
+/// value; an empty file is valid), and maps left empty by that. A map written empty on purpose
+/// stays: `tls: {}` is a router terminating TLS without requesting a certificate.
 fn prune_empty(value: Value) -> Value {
     match value {
         Value::Object(map) => {
             let kept: serde_json::Map<String, Value> = map
                 .into_iter()
-                .map(|(k, v)| (k, prune_empty(v)))
-                .filter(|(_, v)| !(v.is_null() || v.as_object().is_some_and(|m| m.is_empty())))
+                .filter_map(|(k, v)| {
+                    let was_empty = v.as_object().is_some_and(|m| m.is_empty());
+                    let v = prune_empty(v);
+                    let emptied = !was_empty && v.as_object().is_some_and(|m| m.is_empty());
+                    (!(v.is_null() || emptied)).then_some((k, v))
+                })
                 .collect();
             Value::Object(kept)
         }
@@ -207,7 +228,10 @@ pub fn labels(
     routes: &[&HttpRoute],
     templates: &Templates,
 ) -> Result<Vec<(String, String)>, RenderError> {
-    let views: Vec<HttpView> = routes.iter().map(|r| http_view(r, "docker")).collect();
+    let views: Vec<HttpView> = routes
+        .iter()
+        .map(|r| http_view(plan, r, "docker"))
+        .collect();
     let text = templates.text(
         "traefik-labels.txt",
         &json!({"network": plan.settings.network, "routes": views}),

@@ -262,6 +262,8 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
         entrypoints,
         traefik_overrides: None,
         middleware_overrides: None,
+        // The watcher renders HAProxy only, which requests no certificates.
+        certificates: Default::default(),
     };
     (
         plan,

@@ -5,6 +5,12 @@
 //! 60) and `1_000` are booleans and integers. A port mapping or an environment value would
 //! change meaning. So: a string is written plain only when it is unambiguous in both versions,
 //! and double-quoted (JSON escaping, which YAML accepts) otherwise.
+//!
+//! Traefik's file provider runs Go templates over each file before it parses the YAML, so a
+//! template action (`{{ env "X" }}`) must reach it byte for byte: a backslash escape inside the
+//! action is a Go syntax error that disables every file-provider file. A string holding `{{` is
+//! therefore written in a style without escapes (single-quoted, else double-quoted when it needs
+//! no escape), so the text Go sees is the text the template or the operator wrote.
 
 use std::fmt::Write;
 
@@ -40,11 +46,41 @@ fn scalar(out: &mut String, v: &Value) {
             let _ = write!(out, "{n}");
         }
         Value::String(s) if plain_ok(s) => out.push_str(s),
-        Value::String(s) => {
-            out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()))
-        }
+        Value::String(s) => match template_quote(s) {
+            Some('\'') => {
+                out.push('\'');
+                out.push_str(&s.replace('\'', "''"));
+                out.push('\'');
+            }
+            Some(q) => {
+                out.push(q);
+                out.push_str(s);
+                out.push(q);
+            }
+            None => out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())),
+        },
         Value::Array(_) => out.push_str("[]"),
         Value::Object(_) => out.push_str("{}"),
+    }
+}
+
+/// For a string holding a Go template action, the quote that writes it without backslash
+/// escapes. Single quotes (a `'` doubled, which Go copies through so YAML still reads one `'`),
+/// unless a `'` sits inside an action (where `''` is Go syntax only inside a string literal)
+/// and double quotes need no escape at all. Line breaks fold in both styles, so a string with a
+/// control character gets `None` (JSON escaping).
+fn template_quote(s: &str) -> Option<char> {
+    if !s.contains("{{") || s.chars().any(char::is_control) {
+        return None;
+    }
+    let quote_in_action = s.split("{{").skip(1).any(|rest| {
+        let action = rest.split("}}").next().unwrap_or(rest);
+        action.contains('\'')
+    });
+    if quote_in_action && !s.contains(['"', '\\']) {
+        Some('"')
+    } else {
+        Some('\'')
     }
 }
 
@@ -138,5 +174,40 @@ mod tests {
         assert!(text.contains("F: plain-word"), "{text}");
         let back = crate::yaml::parse(&text).expect("parse").value;
         assert_eq!(back, v, "{text}");
+    }
+
+    /// Traefik's file provider templates the text before parsing it: a `{{ … }}` action is
+    /// written without backslash escapes and still reads back as the same string.
+    #[test]
+    fn template_actions_reach_go_byte_for_byte() {
+        let action = r#"{{ env "TRAEFIK_DASHBOARD_USERS" }}"#;
+        let v = json!({
+            "users": [action],
+            "quote": "{{ 'x' }} it's",
+            "literal": "{{ \"it's\" }} ok",
+            "line": "{{ x }}\n"
+        });
+        let text = to_string(&v);
+        assert!(
+            text.contains(&format!("- '{action}'")),
+            "single-quoted, no escapes:\n{text}"
+        );
+        assert!(text.contains(r#"quote: "{{ 'x' }} it's""#), "{text}");
+        assert!(text.contains(r#"literal: '{{ "it''s" }} ok'"#), "{text}");
+        let back = crate::yaml::parse(&text).expect("parse").value;
+        assert_eq!(back, v, "{text}");
+        // What Go's templating leaves (the action replaced by its value) is still valid YAML
+        // holding that value.
+        let templated = text
+            .replace(action, "admin:$apr1$x$y")
+            .replace(r#"{{ "it''s" }}"#, "it''s");
+        let back = crate::yaml::parse(&templated)
+            .expect("templated parse")
+            .value;
+        assert_eq!(back["users"][0], "admin:$apr1$x$y");
+        assert_eq!(
+            back["literal"], "it's ok",
+            "Go copies `''` through, YAML reads `'`"
+        );
     }
 }

@@ -140,7 +140,7 @@ pub fn ensure_traefik_images() {
             (TRAEFIK_LATEST, ".ci/images/traefik.sh"),
             (
                 "tecnativa/docker-socket-proxy:0.3.0",
-                ".ci/images/socket-proxy.sh",
+                ".ci/images/docker-socket-proxy.sh",
             ),
         ] {
             if !docker(&["image", "ls", "-q", image]).trim().is_empty() {
@@ -238,50 +238,65 @@ impl Fixture {
     /// other edits keep the test on this machine: the `db` project's host port becomes a free
     /// one, and the `nas` project's LAN address (HAProxy health-checks it) becomes 127.0.0.1.
     pub fn example(itsup_image: &str) -> Fixture {
+        Fixture::example_with(&format!(
+            "  engine: haproxy\n  image: {HAPROXY}\n  itsupImage: {itsup_image}\n"
+        ))
+    }
+
+    /// The bundled example with its own engine traefik (the rendered `traefik:<version>` image),
+    /// with the same edits as [`Fixture::example`].
+    pub fn example_traefik() -> Fixture {
+        Fixture::example_with("  engine: traefik\n")
+    }
+
+    /// The example's copy with `proxy_lines` (the engine and its images) in `proxy:`.
+    fn example_with(proxy_lines: &str) -> Fixture {
         let f = Fixture::bare();
         copy_dir(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("projects"),
             &f.root.join("projects"),
         );
-        let edit = |rel: &str, from: &str, to: &str| {
-            let path = f.root.join(rel);
-            let text = std::fs::read_to_string(&path).expect("read example file");
-            assert_eq!(
-                text.matches(from).count(),
-                1,
-                "the example's {rel} no longer has `{from}` once: update this fixture"
-            );
-            std::fs::write(&path, text.replace(from, to)).expect("write example copy");
-        };
-        edit(
+        f.edit(
             "projects/itsup.yml",
             "  engine: traefik ",
             &format!(
-                "  engine: haproxy\n  image: {HAPROXY}\n  itsupImage: {itsup_image}\n  httpPort: {}\n  httpsPort: {}\n ",
+                "{proxy_lines}  httpPort: {}\n  httpsPort: {}\n ",
                 f.http_port, f.https_port
             ),
         );
-        edit(
+        f.edit(
             "projects/itsup.yml",
             "  network: proxynet",
             &format!("  network: {}", f.network),
         );
-        edit(
+        f.edit(
             "projects/itsup.yml",
             "  subnet: 172.20.0.0/16",
             &format!("  subnet: {}", f.subnet),
         );
-        edit(
+        f.edit(
             "projects/db/ingress.yml",
             "hostport: 5432",
             &format!("hostport: {}", free_port()),
         );
-        edit(
+        f.edit(
             "projects/nas/ingress.yml",
             "host: 192.168.1.20",
             "host: 127.0.0.1",
         );
         f
+    }
+
+    /// Replaces `from` (which must occur once) by `to` in a file of the root.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let path = self.root.join(rel);
+        let text = std::fs::read_to_string(&path).expect("read example file");
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "the example's {rel} no longer has `{from}` once: update this fixture"
+        );
+        std::fs::write(&path, text.replace(from, to)).expect("write example copy");
     }
 
     /// A root with `projects/itsup.yml` for engine itsup (`image`: the itsup binary's image)
@@ -621,7 +636,7 @@ pub fn itsup_image(tag: &str) {
 }
 
 #[path = "../shared/insecure_tls.rs"]
-mod insecure_tls;
+pub mod insecure_tls;
 
 fn tls_config() -> Arc<ClientConfig> {
     insecure_tls::client_config()
@@ -871,6 +886,96 @@ pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Compose projects of the bundled example (its folder names).
+pub const EXAMPLE_STACKS: [&str; 5] = ["web", "shop-api", "db", "mqtt", "greeter"];
+/// The example's images, provided here by tagging the local stand-in.
+pub const EXAMPLE_IMAGES: [&str; 5] = [
+    "nginx:1.27-alpine",
+    "postgres:16-alpine",
+    "eclipse-mosquitto:2",
+    "ghcr.io/example/api:1.4.2",
+    "ghcr.io/example/greeter:2.0.0",
+];
+
+/// Removes the containers and networks Compose and deploy created for the example's stacks in
+/// this root (the containers first: a network in use cannot be removed).
+pub struct ExampleNetworks(pub String);
+
+impl Drop for ExampleNetworks {
+    fn drop(&mut self) {
+        let ids = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=io.itsup.root={}", self.0),
+        ]);
+        for id in ids.split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+        let mut filters = vec![format!("label=io.itsup.root={}", self.0)];
+        filters.extend(
+            EXAMPLE_STACKS
+                .iter()
+                .map(|s| format!("label=com.docker.compose.project={s}")),
+        );
+        for filter in filters {
+            for net in docker(&["network", "ls", "-q", "--filter", &filter]).split_whitespace() {
+                docker(&["network", "rm", net]);
+            }
+        }
+    }
+}
+
+/// Containers of the example's Compose projects on this host (any root).
+pub fn example_containers() -> Vec<String> {
+    let mut names = Vec::new();
+    for stack in EXAMPLE_STACKS {
+        names.extend(
+            docker(&[
+                "ps",
+                "-a",
+                "--filter",
+                &format!("label=com.docker.compose.project={stack}"),
+                "--format",
+                "{{.Names}}",
+            ])
+            .lines()
+            .map(str::to_string),
+        );
+    }
+    names
+}
+
+/// Before a test deploys the bundled example: what a killed earlier run left behind, the
+/// example's Compose networks nothing uses, and a refusal when containers of the example's
+/// Compose projects already run (their names would clash).
+pub fn example_host_clear() {
+    clean_stale();
+    for stack in EXAMPLE_STACKS {
+        let filter = format!("label=com.docker.compose.project={stack}");
+        for net in docker(&["network", "ls", "-q", "--filter", &filter]).split_whitespace() {
+            docker(&["network", "rm", net]);
+        }
+    }
+    let foreign = example_containers();
+    assert!(
+        foreign.is_empty(),
+        "containers of the example's Compose projects already run on this host: {foreign:?}"
+    );
+}
+
+/// One plain-HTTP request over a raw TCP connection (the db project's TCP route); the reply of
+/// a 200.
+pub fn tcp_get(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: db\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    reply.starts_with("HTTP/1.1 200").then_some(reply)
 }
 
 /// Names of this root's running containers.
