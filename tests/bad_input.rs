@@ -1078,6 +1078,45 @@ fn itsup_yml_ports_must_differ() {
 }
 
 #[test]
+fn itsup_yml_acme_ca_server_and_bundle_checked() {
+    let root = Root::new();
+    root.project("good", GOOD_DOMAIN);
+    root.write("projects/ca/junk.pem", "not a certificate\n");
+    root.write(
+        "projects/itsup.yml",
+        "acme:\n  caServer: http://pebble:14000/dir\n  caBundle: ca/junk.pem\n",
+    );
+    assert_nothing_rendered(
+        &root,
+        &[
+            "projects/itsup.yml:2:13: error: `caServer` \"http://pebble:14000/dir\": must be an https:// URL of the ACME directory",
+            "projects/itsup.yml:3:13: error: `caBundle` \"ca/junk.pem\": holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        ],
+    );
+    root.write(
+        "projects/itsup.yml",
+        "acme:\n  caBundle: ../secrets/ca.pem\n",
+    );
+    assert_nothing_rendered(
+        &root,
+        &[
+            "projects/itsup.yml:2:13: error: `caBundle` \"../secrets/ca.pem\": must be a path inside projects/ (relative, without `..`)",
+        ],
+    );
+}
+
+#[test]
+fn itsup_yml_acme_ca_server_refused_by_engines_without_acme() {
+    bad_platform(
+        "projects/itsup.yml",
+        "proxy:\n  engine: haproxy\nacme:\n  caServer: https://ca.internal/dir\n",
+        &[
+            "projects/itsup.yml:4:13: error: `acme.caServer` is only honoured by engine traefik (engine haproxy obtains no ACME certificates: it serves the PEM files in its certs folder)",
+        ],
+    );
+}
+
+#[test]
 fn itsup_yml_port_out_of_range() {
     bad_platform(
         "projects/itsup.yml",

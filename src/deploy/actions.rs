@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::desired::{
-    Desired, DesiredService, DesiredStack, PROXY, PROXY_SERVICE_HAPROXY, PROXY_SERVICE_TRAEFIK,
+    Desired, DesiredService, DesiredStack, PROXY, PROXY_NAMESPACE_HOLDER, PROXY_SERVICE_HAPROXY,
+    PROXY_SERVICE_TRAEFIK,
 };
 use super::docker::Observed;
 use super::state::State;
@@ -111,14 +112,19 @@ pub fn plan(
                     s.reason =
                         "haproxy.cfg changed: hitless reload through the master socket".into();
                 }
+                (Engine::Haproxy, PROXY_SERVICE_HAPROXY, Action::Rollout) => {
+                    s.reason = format!("{}; its new process reads the new haproxy.cfg", s.reason);
+                }
                 (Engine::Traefik, PROXY_SERVICE_TRAEFIK, Action::Recreate) => {
                     s.reason = "Traefik's static configuration changed (entrypoints): \
-                                Traefik restarts, dynamic routes need no restart"
+                                Traefik is restarted, a brief outage (dynamic routes need no restart; \
+                                see docs/deploy.md for why it is no hand-over)"
                         .into();
                 }
                 _ => {}
             }
         }
+        follow_namespace_holder(&mut stack);
         out.push(stack);
     }
     for project in &desired.projects {
@@ -307,6 +313,33 @@ pub fn stale_networks(
         .filter(|n| !wanted.contains(n.as_str()) && !names_broken(n))
         .cloned()
         .collect()
+}
+
+/// HAProxy and the agent live in the network namespace `haproxy-net` holds: when it is
+/// recreated (its published ports changed), they must follow into the new one. This is the one
+/// proxy change that is not a hand-over, and the plan says so.
+fn follow_namespace_holder(stack: &mut StackPlan) {
+    let recreated = stack
+        .services
+        .iter()
+        .any(|s| s.service == PROXY_NAMESPACE_HOLDER && s.action == Action::Recreate);
+    if !recreated {
+        return;
+    }
+    for s in stack.services.iter_mut().filter(|s| {
+        s.service != PROXY_NAMESPACE_HOLDER
+            && matches!(
+                s.action,
+                Action::Unchanged | Action::Reload | Action::Rollout
+            )
+            && s.containers.iter().any(|c| c.running)
+    }) {
+        s.action = Action::Recreate;
+        s.reason = format!(
+            "{PROXY_NAMESPACE_HOLDER} is recreated (published ports changed): restarts in the \
+             new network namespace (a brief outage)"
+        );
+    }
 }
 
 #[cfg(test)]

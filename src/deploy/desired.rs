@@ -20,6 +20,8 @@ use crate::render::Artifact;
 /// CrowdSec, the agent).
 pub const PROXY_SERVICE_HAPROXY: &str = "haproxy";
 pub const PROXY_SERVICE_TRAEFIK: &str = "traefik";
+/// Engine haproxy: the service holding the network namespace HAProxy runs in.
+pub const PROXY_NAMESPACE_HOLDER: &str = "haproxy-net";
 
 /// Name of the proxy stack in reports, the state file and `io.itsup.project`.
 pub const PROXY: &str = "proxy";
@@ -100,30 +102,64 @@ pub fn build(
             let compose = parse_compose(text, "proxy/docker-compose.yml")?;
             let mut services = Vec::new();
             let static_config = match plan.settings.engine {
-                // New entrypoints need a restart: fold the static file into the hash.
-                Engine::Traefik => artifact("proxy/traefik/traefik.yml").unwrap_or(""),
-                _ => "",
+                // New entrypoints need a restart, and Traefik reads the ACME CA bundle only at
+                // start: fold both into the hash.
+                Engine::Traefik => [
+                    "proxy/traefik/traefik.yml",
+                    crate::render::traefik::ACME_CA_FILE,
+                ]
+                .iter()
+                .filter_map(|f| artifact(f))
+                .collect::<String>(),
+                _ => String::new(),
             };
             for (name, def) in services_of(&compose) {
                 let mut def = def.clone();
+                // The holder only keeps a network namespace alive: a new proxy image must not
+                // recreate it (that would close the ports), so its image is not hashed.
+                if name == PROXY_NAMESPACE_HOLDER
+                    && let Value::Object(m) = &mut def
+                {
+                    m.remove("image");
+                }
                 if !static_config.is_empty()
                     && name == PROXY_SERVICE_TRAEFIK
                     && let Value::Object(m) = &mut def
                 {
                     m.insert(
                         "x-itsup-static-config".into(),
-                        Value::String(static_config.into()),
+                        Value::String(static_config.clone()),
                     );
                 }
+                let rollout =
+                    if plan.settings.engine == Engine::Haproxy && name == PROXY_SERVICE_HAPROXY {
+                        RolloutPlan {
+                            strategy: Rollout::StartFirst,
+                            reason: "hand-over: the new HAProxy takes the listening sockets over \
+                                 from the old one in the namespace haproxy-net holds, the old \
+                                 one finishes its connections"
+                                .into(),
+                        }
+                    } else if name == PROXY_SERVICE_TRAEFIK {
+                        RolloutPlan {
+                            strategy: Rollout::StopFirst,
+                            reason: "Traefik is restarted, a brief outage: it publishes host \
+                                     ports, and a second Traefik beside it (reusePort) would \
+                                     answer 404 until its providers load (see docs/deploy.md)"
+                                .into(),
+                        }
+                    } else {
+                        RolloutPlan {
+                            strategy: Rollout::StopFirst,
+                            reason: "the proxy publishes host ports".into(),
+                        }
+                    };
                 services.push(service(
                     root,
                     Path::new("proxy"),
                     name,
                     &def,
-                    RolloutPlan {
-                        strategy: Rollout::StopFirst,
-                        reason: "the proxy publishes host ports".into(),
-                    },
+                    rollout,
                     None,
                     Vec::new(),
                     false,

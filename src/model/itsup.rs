@@ -110,6 +110,13 @@ pub struct Acme {
     /// Use Let's Encrypt's staging CA (untrusted certificates, generous rate limits).
     #[serde(default)]
     pub staging: bool,
+    /// ACME directory URL of another CA (`https://…/directory`); wins over `staging`.
+    #[serde(default, rename = "caServer", skip_serializing_if = "Option::is_none")]
+    pub ca_server: Option<String>,
+    /// PEM file of extra root certificates to trust when talking to `caServer` (a private CA),
+    /// as a path relative to `projects/` (e.g. `ca/root.pem`).
+    #[serde(default, rename = "caBundle", skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
 }
 
 /// The data plane in front of the projects.

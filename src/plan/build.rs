@@ -32,6 +32,7 @@ pub fn build(v: &Validated) -> Plan {
             .unwrap_or_else(|_| Settings::default().subnet),
         dashboard_domain: config.traefik_domain.clone(),
         acme: config.acme.clone(),
+        acme_ca_pem: v.acme_ca_pem.clone(),
         crowdsec: config.crowdsec.clone(),
         versions: config.versions.clone(),
     };

@@ -64,6 +64,8 @@ pub struct Settings {
     /// Dashboard domain (Traefik), always behind basic auth.
     pub dashboard_domain: Option<String>,
     pub acme: Acme,
+    /// PEM text of `acme.caBundle` (roots to trust for `acme.caServer`).
+    pub acme_ca_pem: Option<String>,
     pub crowdsec: Crowdsec,
     pub versions: Versions,
 }
@@ -82,6 +84,7 @@ impl Default for Settings {
                 .unwrap_or_else(|_| Ipv4Net::default()),
             dashboard_domain: None,
             acme: Acme::default(),
+            acme_ca_pem: None,
             crowdsec: Crowdsec::default(),
             versions: Versions::default(),
         }

@@ -250,6 +250,14 @@ pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, Rende
 }
 
 /// `proxy/haproxy/haproxy.cfg`.
+/// `proxy/haproxy/hold.cfg`: the idle HAProxy that holds the stack's network namespace.
+pub fn render_hold(templates: &Templates) -> Result<Artifact, RenderError> {
+    Ok(Artifact::new(
+        "proxy/haproxy/hold.cfg",
+        &templates.text("haproxy-hold.cfg", &json!({}))?,
+    ))
+}
+
 pub fn render(plan: &Plan, templates: &Templates) -> Result<Artifact, RenderError> {
     Ok(Artifact::new(
         "proxy/haproxy/haproxy.cfg",

@@ -66,7 +66,10 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
     let mut out = vec![compose::proxy_compose(plan, templates)?];
     match plan.settings.engine {
         Engine::Traefik => out.extend(traefik::render(plan, templates)?),
-        Engine::Haproxy => out.push(haproxy::render(plan, templates)?),
+        Engine::Haproxy => out.extend([
+            haproxy::render(plan, templates)?,
+            haproxy::render_hold(templates)?,
+        ]),
         Engine::Itsup => out.push(itsup::render(plan, templates)?),
     }
     let upstream: Vec<Option<Artifact>> = plan

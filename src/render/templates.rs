@@ -24,6 +24,10 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ),
     ("haproxy.cfg", include_str!("../../tpl/haproxy.cfg")),
     (
+        "haproxy-hold.cfg",
+        include_str!("../../tpl/haproxy-hold.cfg"),
+    ),
+    (
         "proxy-compose.yml",
         include_str!("../../tpl/proxy-compose.yml"),
     ),

@@ -100,7 +100,12 @@ fn file_routes(plan: &Plan) -> Vec<HttpView> {
         .collect()
 }
 
-/// Static config plus the four dynamic files.
+/// Where `acme.caBundle` is written: inside the folder mounted at `/etc/traefik`.
+pub const ACME_CA_FILE: &str = "proxy/traefik/ca/acme-ca.pem";
+/// The same file as Traefik sees it (`caCertificates` of the resolver).
+const ACME_CA_MOUNTED: &str = "/etc/traefik/ca/acme-ca.pem";
+
+/// Static config plus the four dynamic files (and the ACME CA bundle when there is one).
 pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, RenderError> {
     let s = &plan.settings;
     let mut static_cfg = templates.yaml(
@@ -109,6 +114,7 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
             "entrypoints": plan.entrypoints,
             "network": s.network,
             "acme": s.acme,
+            "acme_ca_file": s.acme_ca_pem.as_ref().map(|_| ACME_CA_MOUNTED),
             "dashboard": s.dashboard_domain.is_some(),
             "crowdsec": s.crowdsec.enabled,
         }),
@@ -159,7 +165,12 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
     let udp = templates.yaml("routers-udp.yml", &json!({"routes": udp_views}))?;
 
     let dynamic = "proxy/traefik/dynamic";
-    Ok(vec![
+    let mut out = Vec::new();
+    // The header line is harmless: PEM readers skip text before `-----BEGIN`.
+    if let Some(pem) = &s.acme_ca_pem {
+        out.push(Artifact::new(ACME_CA_FILE, pem));
+    }
+    out.extend([
         Artifact::new("proxy/traefik/traefik.yml", &to_yaml(&static_cfg)),
         Artifact::new(
             format!("{dynamic}/routers-http.yml"),
@@ -177,7 +188,8 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
             format!("{dynamic}/middlewares.yml"),
             &to_yaml(&prune_empty(middlewares)),
         ),
-    ])
+    ]);
+    Ok(out)
 }
 
 fn addresses(backend: &crate::plan::Backend) -> Vec<String> {

@@ -4,6 +4,7 @@
 //! render. Projects fail one by one: a broken project is reported and left out, the others
 //! go on to the Plan.
 
+mod acme;
 mod diagnostic;
 mod global;
 mod go_template;
@@ -41,6 +42,8 @@ pub struct Validated {
     pub projects: Vec<ValidProject>,
     pub traefik_overrides: Option<Value>,
     pub middleware_overrides: Option<Value>,
+    /// The PEM text of `acme.caBundle`, read and checked.
+    pub acme_ca_pem: Option<String>,
 }
 
 /// The result of validation.
@@ -86,7 +89,8 @@ pub fn validate(tree: &Tree) -> Outcome {
         .map(|p| p.name.clone())
         .collect();
 
-    let config = platform_config(tree, &mut diagnostics);
+    let mut acme_ca_pem = None;
+    let config = platform_config(tree, &mut diagnostics, &mut acme_ca_pem);
     let traefik_overrides = mapping_file(tree.traefik.as_ref(), &mut diagnostics);
     let middleware_overrides = mapping_file(tree.middlewares.as_ref(), &mut diagnostics);
     if let Some(src) = tree
@@ -175,6 +179,7 @@ pub fn validate(tree: &Tree) -> Outcome {
         projects: valid,
         traefik_overrides,
         middleware_overrides,
+        acme_ca_pem,
     });
     Outcome {
         validated,
@@ -184,7 +189,12 @@ pub fn validate(tree: &Tree) -> Outcome {
     }
 }
 
-fn platform_config(tree: &Tree, diagnostics: &mut Vec<Diagnostic>) -> Option<ItsupConfig> {
+/// `itsup.yml` parsed and checked; `ca_pem` receives the text of `acme.caBundle`.
+fn platform_config(
+    tree: &Tree,
+    diagnostics: &mut Vec<Diagnostic>,
+    ca_pem: &mut Option<String>,
+) -> Option<ItsupConfig> {
     let Some(src) = &tree.itsup else {
         return Some(ItsupConfig::default());
     };
@@ -243,6 +253,11 @@ fn platform_config(tree: &Tree, diagnostics: &mut Vec<Diagnostic>) -> Option<Its
     {
         fail("/traefikDomain", format!("`traefikDomain`: {p}"));
     }
+    let (pem, problems) = acme::check(&tree.root, &config);
+    for p in problems {
+        fail(p.pointer, p.message);
+    }
+    *ca_pem = pem;
     ok.then_some(config)
 }
 

