@@ -211,4 +211,24 @@ fn traefik_rollout_under_load_drains_through_traefik_and_refuses_a_broken_releas
     );
     assert_eq!(f.get("app.test").expect("old serves").trim(), "version=v2");
     assert_eq!(app_containers(&f, &app), after, "no stray container");
+
+    // A new Traefik version: the plan says it is a restart with a brief outage.
+    let itsup_yml = std::fs::read_to_string(f.root.join("projects/itsup.yml")).expect("read");
+    f.write(
+        "projects/itsup.yml",
+        &itsup_yml.replace(
+            &format!("image: {TRAEFIK}"),
+            &format!("image: {TRAEFIK_LATEST}"),
+        ),
+    );
+    let dry = f.itsup_expect(&["apply", "--dry-run"], 2);
+    let plan = String::from_utf8_lossy(&dry.stdout);
+    let line = plan
+        .lines()
+        .find(|l| l.trim_start().starts_with("traefik "))
+        .unwrap_or_default();
+    assert!(
+        line.contains("recreate") && line.contains("brief outage"),
+        "{plan}"
+    );
 }

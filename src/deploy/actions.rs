@@ -408,6 +408,57 @@ mod tests {
     }
 
     #[test]
+    fn haproxy_hands_over_unless_its_namespace_holder_is_recreated() {
+        let proxy = |holder: &str, haproxy: &str| Desired {
+            proxy: Some(stack(
+                PROXY,
+                true,
+                vec![
+                    service(PROXY_NAMESPACE_HOLDER, holder, Rollout::StopFirst),
+                    service("haproxy", haproxy, Rollout::StartFirst),
+                    service("agent", "a1", Rollout::StopFirst),
+                ],
+            )),
+            proxy_config: None,
+            projects: Vec::new(),
+            engine: Engine::Haproxy,
+        };
+        let observed = vec![
+            running(PROXY, PROXY_NAMESPACE_HOLDER, "n1"),
+            running(PROXY, "haproxy", "h1"),
+            running(PROXY, "agent", "a1"),
+        ];
+        let state = State::default();
+        let new_image = plan(&proxy("n1", "h2"), &observed, &state, &[]);
+        assert_eq!(
+            actions(&new_image),
+            [
+                (
+                    PROXY.into(),
+                    PROXY_NAMESPACE_HOLDER.into(),
+                    Action::Unchanged
+                ),
+                (PROXY.into(), "haproxy".into(), Action::Rollout),
+                (PROXY.into(), "agent".into(), Action::Unchanged),
+            ]
+        );
+        let new_ports = plan(&proxy("n2", "h1"), &observed, &state, &[]);
+        assert_eq!(
+            actions(&new_ports),
+            [
+                (
+                    PROXY.into(),
+                    PROXY_NAMESPACE_HOLDER.into(),
+                    Action::Recreate
+                ),
+                (PROXY.into(), "haproxy".into(), Action::Recreate),
+                (PROXY.into(), "agent".into(), Action::Recreate),
+            ]
+        );
+        assert!(new_ports[0].services[1].reason.contains("brief outage"));
+    }
+
+    #[test]
     fn every_action_from_desired_running_and_state() {
         let desired = Desired {
             proxy: Some(stack(
