@@ -75,7 +75,31 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let docker = docker::connect().await?;
-        let snap = crate::deploy::snapshot(root, plan, &generated.artifacts, &docker).await?;
+        let mut snap = crate::deploy::snapshot(root, plan, &generated.artifacts, &docker).await?;
+        if args.dry_run {
+            if crate::deploy::journal::leftover(root)?.is_some() {
+                eprintln!(
+                    "an interrupted apply left rollouts in flight (.itsup/journal.json): apply heals them before it plans"
+                );
+            }
+        } else {
+            let healer = crate::deploy::heal::Healer {
+                root,
+                docker: &docker,
+                engine: snap.desired.engine,
+                timeout: Duration::from_secs(args.timeout),
+            };
+            let healed = healer.run(&snap, &outcome.broken).await?;
+            if !healed.is_empty() {
+                if !global.quiet {
+                    eprintln!("found leftovers of an interrupted apply; healed them:");
+                    for line in &healed {
+                        eprintln!("  {line}");
+                    }
+                }
+                snap = crate::deploy::snapshot(root, plan, &generated.artifacts, &docker).await?;
+            }
+        }
         // A broken project is missing from the Plan: it is left exactly as it runs (never
         // pruned), the others go on, and the exit code says something was wrong.
         let plans = actions::plan(

@@ -110,7 +110,7 @@ const TRAEFIK_SETTLE: Duration = Duration::from_secs(2);
 
 /// Sets each pending slot back to `ready` once it no longer holds one of `gone` (DNS forgot
 /// the address), polling until `timeout`; slots still holding one stay in maintenance.
-async fn release_when_gone(
+pub(crate) async fn release_when_gone(
     runtime: &Runtime,
     mut pending: Vec<(String, String)>,
     gone: &[Ipv4Addr],

@@ -510,6 +510,39 @@ async fn rollout(
         docker::remove(&ctx.docker, &c.id).await?;
     }
     let old_ids: Vec<&str> = old.iter().map(|c| c.id.as_str()).collect();
+    let haproxy_backends = ctx.engine == Engine::Haproxy && d.routed;
+    // Before anything changes: what the next apply needs to heal this one if it is killed.
+    super::journal::begin(
+        &ctx.root,
+        super::journal::Rollout {
+            compose_project: plan.compose_project.clone(),
+            service: s.service.clone(),
+            hash: d.hash.clone(),
+            old: old_ids.iter().map(|id| id.to_string()).collect(),
+            backends: if haproxy_backends {
+                d.backends.clone()
+            } else {
+                Vec::new()
+            },
+            drain_entries: Vec::new(),
+            stopping: false,
+        },
+    )?;
+    let outcome = rollout_journaled(ctx, plan, s, d, &stack, &old, line).await;
+    super::journal::end(&ctx.root, &plan.compose_project, &s.service)?;
+    outcome
+}
+
+async fn rollout_journaled(
+    ctx: &Ctx,
+    plan: &StackPlan,
+    s: &ServiceAction,
+    d: &DesiredService,
+    stack: &Stack,
+    old: &[&Observed],
+    line: &Line,
+) -> anyhow::Result<String> {
+    let old_ids: Vec<&str> = old.iter().map(|c| c.id.as_str()).collect();
     let mut admission = match (ctx.engine, d.routed) {
         (Engine::Haproxy, true) if !d.backends.is_empty() => Admission::Haproxy {
             runtime: ctx.haproxy(),
@@ -531,7 +564,7 @@ async fn rollout(
         _ => Admission::None,
     };
     let mut old_addrs = Vec::new();
-    for c in &old {
+    for c in old {
         old_addrs.push((c.id.clone(), proxy_ip(ctx, &c.id).await));
     }
     let old_ips: Vec<Ipv4Addr> = old_addrs.iter().filter_map(|(_, ip)| *ip).collect();
@@ -552,7 +585,7 @@ async fn rollout(
         let scale = format!("{}={}", s.service, old.len() * 2);
         ctx.compose
             .run(
-                &stack,
+                stack,
                 &[
                     "up",
                     "-d",
@@ -589,6 +622,7 @@ async fn rollout(
                 .iter()
                 .filter_map(|(_, ip)| Some(format!("{}:{}", (*ip)?, d.port?)))
                 .collect();
+            super::journal::draining(&ctx.root, &plan.compose_project, &s.service, &drain_entries)?;
             // Best effort: the runtime API below is what actually drains.
             let _ = drainfile::update(&ctx.root, &drain_entries, true);
         }
@@ -623,8 +657,9 @@ async fn rollout(
     };
     // Past this point the new containers serve and the old ones are drained: finishing the
     // stop is all that is left, and its failure does not bring the old ones back.
+    super::journal::stopping(&ctx.root, &plan.compose_project, &s.service)?;
     line.step("stopping the old container");
-    for c in &old {
+    for c in old {
         let stopped = async {
             docker::stop(&ctx.docker, &c.id, d.grace).await?;
             docker::remove(&ctx.docker, &c.id).await
