@@ -39,6 +39,10 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM
+# Copies: rebuilding the crate while the soak runs must not touch the running binaries.
+cp "$BIN" "$WORK/itsup"; BIN=$WORK/itsup
+cp "$APP" "$WORK/testapp"; APP=$WORK/testapp
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -166,6 +170,7 @@ defaults
   retries 3
   option redispatch 1
   retry-on all-retryable-errors
+  option idle-close-on-response
 frontend fe
   bind 127.0.0.1:$H_FRONT
   default_backend be

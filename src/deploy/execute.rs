@@ -529,7 +529,16 @@ async fn rollout(
         },
     )?;
     let outcome = rollout_journaled(ctx, plan, s, d, &stack, &old, line).await;
-    super::journal::end(&ctx.root, &plan.compose_project, &s.service)?;
+    // A failed rollout keeps its entry unless it is verified undone (only the old containers
+    // left): with the engine unreachable, the next apply finishes the clean-up.
+    let undone = || async {
+        current(ctx, &plan.compose_project, &s.service)
+            .await
+            .is_ok_and(|now| now.iter().all(|c| old_ids.contains(&c.id.as_str())))
+    };
+    if outcome.is_ok() || undone().await {
+        super::journal::end(&ctx.root, &plan.compose_project, &s.service)?;
+    }
     outcome
 }
 
@@ -648,7 +657,7 @@ async fn rollout_journaled(
             {
                 let _ = docker::remove(&ctx.docker, &c.id).await;
             }
-            admission.abort(&new_ips, ctx.ready_timeout).await;
+            admission.abort(&new_ips, &old_ips, ctx.ready_timeout).await;
             if !drain_entries.is_empty() {
                 let _ = drainfile::update(&ctx.root, &drain_entries, false);
             }
