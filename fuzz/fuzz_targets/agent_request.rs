@@ -6,7 +6,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(req) = itsup::fuzz_api::agent_request(data) {
-        assert!(!req.target.host.is_empty(), "accepted an empty host: {req:?}");
+        assert!(
+            !req.target.host.is_empty(),
+            "accepted an empty host: {req:?}"
+        );
         assert!(
             !req.target.host.contains(char::is_whitespace),
             "host with whitespace: {req:?}"

@@ -39,7 +39,11 @@ fuzz_target!(|data: &[u8]| {
     let which = usize::from(which) % FILES.len();
     let root = root();
     for (i, rel) in FILES.iter().enumerate() {
-        let content: &[u8] = if i == which { text } else { baseline(i).as_bytes() };
+        let content: &[u8] = if i == which {
+            text
+        } else {
+            baseline(i).as_bytes()
+        };
         std::fs::write(root.join(rel), content).expect("write");
     }
     let tree = match itsup::fuzz_api::load_tree(root) {
