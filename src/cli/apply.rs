@@ -166,6 +166,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
             .filter(|p| p.changes() || p.removed)
             .cloned()
             .collect();
+        record_intent(root, &snap.state, &todo)?;
         let results = order::run_all(&ctx, &todo, args.parallel).await;
         // Last, once both sides of a removed egress pair were pruned or rolled out without it.
         let networks = prune_networks(&docker, &stale).await;
@@ -253,6 +254,26 @@ async fn ensure_networks(
     }
     for (name, subnet) in wanted {
         docker::ensure_network(docker, name, subnet, root).await?;
+    }
+    Ok(())
+}
+
+/// Before anything is created: the state file learns of new projects, so that an apply killed
+/// after Compose created a project's network but before its containers (or before the final
+/// state write) leaves a project the next apply can still prune if it is gone by then.
+fn record_intent(root: &std::path::Path, old: &State, todo: &[StackPlan]) -> anyhow::Result<()> {
+    let mut intent = old.clone();
+    for p in todo.iter().filter(|p| !p.removed && p.stack != PROXY) {
+        intent
+            .projects
+            .entry(p.stack.clone())
+            .or_insert_with(|| StackState {
+                enabled: true,
+                ..StackState::default()
+            });
+    }
+    if intent != *old {
+        intent.save(root)?;
     }
     Ok(())
 }
