@@ -19,3 +19,15 @@ pub mod render;
 pub mod validate;
 pub mod watch;
 pub mod yaml;
+
+/// The parsers that read untrusted or user bytes, for the fuzz targets in `fuzz/` (a separate
+/// crate on the nightly toolchain). Re-exports only; not an API.
+#[doc(hidden)]
+pub mod fuzz_api {
+    pub use crate::agent::protocol::parse_request as agent_request;
+    pub use crate::load::load as load_tree;
+    pub use crate::proxy::config::parse as proxy_config;
+    pub use crate::proxy::h1::body::{Decoder as H1BodyDecoder, Step as H1BodyStep};
+    pub use crate::proxy::h1::head::{Framing as H1Framing, parse_response as h1_response_head};
+    pub use crate::validate::validate;
+}

@@ -75,7 +75,31 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let docker = docker::connect().await?;
-        let snap = crate::deploy::snapshot(root, plan, &generated.artifacts, &docker).await?;
+        let mut snap = crate::deploy::snapshot(root, plan, &generated.artifacts, &docker).await?;
+        if args.dry_run {
+            if crate::deploy::journal::leftover(root)?.is_some() {
+                eprintln!(
+                    "an interrupted apply left rollouts in flight (.itsup/journal.json): apply heals them before it plans"
+                );
+            }
+        } else {
+            let healer = crate::deploy::heal::Healer {
+                root,
+                docker: &docker,
+                engine: snap.desired.engine,
+                timeout: Duration::from_secs(args.timeout),
+            };
+            let healed = healer.run(&snap, &outcome.broken).await?;
+            if !healed.is_empty() {
+                if !global.quiet {
+                    eprintln!("found leftovers of an interrupted apply; healed them:");
+                    for line in &healed {
+                        eprintln!("  {line}");
+                    }
+                }
+                snap = crate::deploy::snapshot(root, plan, &generated.artifacts, &docker).await?;
+            }
+        }
         // A broken project is missing from the Plan: it is left exactly as it runs (never
         // pruned), the others go on, and the exit code says something was wrong.
         let plans = actions::plan(
@@ -143,6 +167,7 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
             .filter(|p| p.changes() || p.removed)
             .cloned()
             .collect();
+        record_intent(root, &snap.state, &todo)?;
         let results = order::run_all(&ctx, &todo, args.parallel).await;
         // Last, once both sides of a removed egress pair were pruned or rolled out without it.
         let networks = prune_networks(&docker, &stale).await;
@@ -230,6 +255,26 @@ async fn ensure_networks(
     }
     for (name, subnet) in wanted {
         docker::ensure_network(docker, name, subnet, root).await?;
+    }
+    Ok(())
+}
+
+/// Before anything is created: the state file learns of new projects, so that an apply killed
+/// after Compose created a project's network but before its containers (or before the final
+/// state write) leaves a project the next apply can still prune if it is gone by then.
+fn record_intent(root: &std::path::Path, old: &State, todo: &[StackPlan]) -> anyhow::Result<()> {
+    let mut intent = old.clone();
+    for p in todo.iter().filter(|p| !p.removed && p.stack != PROXY) {
+        intent
+            .projects
+            .entry(p.stack.clone())
+            .or_insert_with(|| StackState {
+                enabled: true,
+                ..StackState::default()
+            });
+    }
+    if intent != *old {
+        intent.save(root)?;
     }
     Ok(())
 }

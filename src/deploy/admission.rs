@@ -110,7 +110,7 @@ const TRAEFIK_SETTLE: Duration = Duration::from_secs(2);
 
 /// Sets each pending slot back to `ready` once it no longer holds one of `gone` (DNS forgot
 /// the address), polling until `timeout`; slots still holding one stay in maintenance.
-async fn release_when_gone(
+pub(crate) async fn release_when_gone(
     runtime: &Runtime,
     mut pending: Vec<(String, String)>,
     gone: &[Ipv4Addr],
@@ -424,8 +424,11 @@ impl Admission {
     }
 
     /// After a failure, once the new containers are removed: undo `prepare` and release the
-    /// withdrawn slots when DNS has forgotten the removed addresses (bounded).
-    pub async fn abort(&mut self, new: &[Ipv4Addr], timeout: Duration) {
+    /// withdrawn slots when DNS has forgotten the removed addresses (bounded). A parked slot
+    /// holding an address that is not an old container's is a new container whose address
+    /// apply never learnt (the engine became unreachable): it stays parked until that address
+    /// is gone, never `ready`.
+    pub async fn abort(&mut self, new: &[Ipv4Addr], old: &[Ipv4Addr], timeout: Duration) {
         if let Admission::Itsup {
             admin,
             pins,
@@ -445,10 +448,19 @@ impl Admission {
             return;
         };
         let mut pending: Vec<(String, String)> = std::mem::take(parked);
+        let mut gone: Vec<Ipv4Addr> = new.to_vec();
         for backend in backends.iter() {
             let Ok(slots) = runtime.slots(backend).await else {
                 continue;
             };
+            for slot in &slots {
+                if let Some(a) = slot.addr
+                    && !old.contains(&a)
+                    && pending.iter().any(|(b, n)| b == backend && *n == slot.name)
+                {
+                    gone.push(a);
+                }
+            }
             for slot in slots
                 .iter()
                 .filter(|s| s.addr.is_some_and(|a| new.contains(&a)))
@@ -458,7 +470,7 @@ impl Admission {
                 }
             }
         }
-        release_when_gone(runtime, pending, new, timeout).await;
+        release_when_gone(runtime, pending, &gone, timeout).await;
     }
 
     async fn unpark(runtime: &Runtime, parked: &mut Vec<(String, String)>) {

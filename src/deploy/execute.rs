@@ -510,6 +510,48 @@ async fn rollout(
         docker::remove(&ctx.docker, &c.id).await?;
     }
     let old_ids: Vec<&str> = old.iter().map(|c| c.id.as_str()).collect();
+    let haproxy_backends = ctx.engine == Engine::Haproxy && d.routed;
+    // Before anything changes: what the next apply needs to heal this one if it is killed.
+    super::journal::begin(
+        &ctx.root,
+        super::journal::Rollout {
+            compose_project: plan.compose_project.clone(),
+            service: s.service.clone(),
+            hash: d.hash.clone(),
+            old: old_ids.iter().map(|id| id.to_string()).collect(),
+            backends: if haproxy_backends {
+                d.backends.clone()
+            } else {
+                Vec::new()
+            },
+            drain_entries: Vec::new(),
+            stopping: false,
+        },
+    )?;
+    let outcome = rollout_journaled(ctx, plan, s, d, &stack, &old, line).await;
+    // A failed rollout keeps its entry unless it is verified undone (only the old containers
+    // left): with the engine unreachable, the next apply finishes the clean-up.
+    let undone = || async {
+        current(ctx, &plan.compose_project, &s.service)
+            .await
+            .is_ok_and(|now| now.iter().all(|c| old_ids.contains(&c.id.as_str())))
+    };
+    if outcome.is_ok() || undone().await {
+        super::journal::end(&ctx.root, &plan.compose_project, &s.service)?;
+    }
+    outcome
+}
+
+async fn rollout_journaled(
+    ctx: &Ctx,
+    plan: &StackPlan,
+    s: &ServiceAction,
+    d: &DesiredService,
+    stack: &Stack,
+    old: &[&Observed],
+    line: &Line,
+) -> anyhow::Result<String> {
+    let old_ids: Vec<&str> = old.iter().map(|c| c.id.as_str()).collect();
     let mut admission = match (ctx.engine, d.routed) {
         (Engine::Haproxy, true) if !d.backends.is_empty() => Admission::Haproxy {
             runtime: ctx.haproxy(),
@@ -531,7 +573,7 @@ async fn rollout(
         _ => Admission::None,
     };
     let mut old_addrs = Vec::new();
-    for c in &old {
+    for c in old {
         old_addrs.push((c.id.clone(), proxy_ip(ctx, &c.id).await));
     }
     let old_ips: Vec<Ipv4Addr> = old_addrs.iter().filter_map(|(_, ip)| *ip).collect();
@@ -552,7 +594,7 @@ async fn rollout(
         let scale = format!("{}={}", s.service, old.len() * 2);
         ctx.compose
             .run(
-                &stack,
+                stack,
                 &[
                     "up",
                     "-d",
@@ -589,6 +631,7 @@ async fn rollout(
                 .iter()
                 .filter_map(|(_, ip)| Some(format!("{}:{}", (*ip)?, d.port?)))
                 .collect();
+            super::journal::draining(&ctx.root, &plan.compose_project, &s.service, &drain_entries)?;
             // Best effort: the runtime API below is what actually drains.
             let _ = drainfile::update(&ctx.root, &drain_entries, true);
         }
@@ -614,7 +657,7 @@ async fn rollout(
             {
                 let _ = docker::remove(&ctx.docker, &c.id).await;
             }
-            admission.abort(&new_ips, ctx.ready_timeout).await;
+            admission.abort(&new_ips, &old_ips, ctx.ready_timeout).await;
             if !drain_entries.is_empty() {
                 let _ = drainfile::update(&ctx.root, &drain_entries, false);
             }
@@ -623,8 +666,9 @@ async fn rollout(
     };
     // Past this point the new containers serve and the old ones are drained: finishing the
     // stop is all that is left, and its failure does not bring the old ones back.
+    super::journal::stopping(&ctx.root, &plan.compose_project, &s.service)?;
     line.step("stopping the old container");
-    for c in &old {
+    for c in old {
         let stopped = async {
             docker::stop(&ctx.docker, &c.id, d.grace).await?;
             docker::remove(&ctx.docker, &c.id).await

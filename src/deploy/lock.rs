@@ -38,10 +38,11 @@ impl ApplyLock {
         let mut told = false;
         loop {
             if file.try_lock().is_ok() {
-                file.set_len(0)?;
-                file.rewind()?;
-                write!(file, "{}", std::process::id())?;
-                file.flush()?;
+                file.set_len(0)
+                    .and_then(|()| file.rewind())
+                    .and_then(|_| write!(file, "{}", std::process::id()))
+                    .and_then(|()| file.flush())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
                 return Ok(ApplyLock { file });
             }
             let mut holder = String::new();

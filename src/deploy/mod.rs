@@ -6,7 +6,8 @@
 //! out stack by stack along the egress graph ([`order`]), bringing stacks up with
 //! [`compose`], admitting and draining at the proxy ([`admission`], [`haproxy`]) and showing
 //! [`progress`] ([`itsup_admin`] for engine itsup). One apply at a time ([`lock`]); [`secrets`]
-//! reach Compose as environment only.
+//! reach Compose as environment only. Rollouts in flight are kept in a [`journal`], so that
+//! the next apply [`heal`]s what one killed halfway left behind.
 
 pub mod actions;
 pub mod admission;
@@ -17,8 +18,10 @@ pub mod drainfile;
 pub mod execute;
 pub mod haproxy;
 pub mod hash;
+pub mod heal;
 pub mod health;
 pub mod itsup_admin;
+pub mod journal;
 pub mod labels;
 pub mod lock;
 pub mod order;

@@ -56,7 +56,7 @@ fn names(root: &Path) -> Vec<String> {
 /// no longer exists. Writes only what changed, atomically.
 pub fn save(root: &Path, valid: &[&ValidProject], existing: &[String]) -> std::io::Result<()> {
     let dir = dir(root);
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).map_err(|e| super::at(&dir, e))?;
     for project in valid {
         let snapshot = Snapshot {
             file: project.file.clone(),
@@ -67,9 +67,9 @@ pub fn save(root: &Path, valid: &[&ValidProject], existing: &[String]) -> std::i
         if std::fs::read(&path).ok().as_deref() == Some(bytes.as_slice()) {
             continue;
         }
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
-        tmp.write_all(&bytes)?;
-        tmp.persist(&path).map_err(|e| e.error)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| super::at(&dir, e))?;
+        tmp.write_all(&bytes).map_err(|e| super::at(&path, e))?;
+        tmp.persist(&path).map_err(|e| super::at(&path, e.error))?;
     }
     for name in names(root) {
         if !existing.contains(&name) {

@@ -68,17 +68,26 @@ pub fn changes(
     Ok(result)
 }
 
-/// Writes a change's content to a synced temp file in its target's folder.
+/// An I/O error that names the file or folder it happened on (a full disk or a read-only
+/// folder must say where).
+pub(crate) fn at(path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Writes a change's content to a synced temp file in its target's folder. On any error the
+/// temp file is removed (dropped) and the target is untouched.
 fn stage(out: &Path, change: &Change) -> std::io::Result<(tempfile::NamedTempFile, PathBuf)> {
     let target = out.join(&change.path);
     let dir = target.parent().unwrap_or(out);
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| at(dir, e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".itsup-")
         .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(change.new.as_bytes())?;
-    tmp.as_file().sync_all()?;
+        .tempfile_in(dir)
+        .map_err(|e| at(dir, e))?;
+    tmp.write_all(change.new.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| at(&target, e))?;
     Ok((tmp, target))
 }
 
@@ -98,7 +107,7 @@ fn compare(out: &Path, artifact: &Artifact) -> std::io::Result<Option<Change>> {
             old: String::new(),
             new: artifact.content.clone(),
         })),
-        Err(e) => Err(e),
+        Err(e) => Err(at(&out.join(&artifact.path), e)),
     }
 }
 
@@ -112,14 +121,14 @@ pub fn write(out: &Path, changes: &[Change]) -> std::io::Result<()> {
         .collect::<std::io::Result<_>>()?;
     // Phase two: every new file is on disk; move them into place.
     for (tmp, target) in staged {
-        tmp.persist(&target).map_err(|e| e.error)?;
+        tmp.persist(&target).map_err(|e| at(&target, e.error))?;
     }
     for change in changes.iter().filter(|c| c.kind == ChangeKind::Delete) {
         let target = out.join(&change.path);
         match std::fs::remove_file(&target) {
             Ok(()) => stale::remove_empty_parents(out, &target),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(at(&target, e)),
         }
     }
     Ok(())
