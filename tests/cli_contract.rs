@@ -1,4 +1,4 @@
-//! The CLI contract of DESIGN.md §3: exit codes, output formats, what `render` writes and
+//! The CLI contract (README, docs/deploy.md): exit codes, output formats, what `render` writes and
 //! removes, `schema`, `init`/`create`, and how the root is chosen.
 
 mod common;
