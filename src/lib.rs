@@ -9,6 +9,8 @@
 pub mod agent;
 pub mod cli;
 pub mod deploy;
+#[cfg(test)]
+mod layering;
 pub mod load;
 pub mod model;
 pub mod output;

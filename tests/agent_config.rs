@@ -9,7 +9,7 @@ use std::time::Duration;
 use agent_support::Agent;
 
 fn agent_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_itsup"));
+    let mut cmd = Command::new(agent_support::itsup_bin());
     cmd.arg("agent")
         .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]);
     for (key, _) in std::env::vars() {

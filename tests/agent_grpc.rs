@@ -76,7 +76,7 @@ async fn unimplemented_dead_and_killed_backends() {
         "down #UNIMPLEMENTED"
     );
 
-    let dead = dead_port().await;
+    let dead = dead_port().port();
     assert_eq!(
         ask(agent.addr, &line(dead, "")).await,
         "down #connect refused"
@@ -206,7 +206,7 @@ async fn metrics_count_checks() {
     set_status(&reporter, "", false).await;
     assert_eq!(ask(agent.addr, &line(port, "")).await, "down #NOT_SERVING");
     assert_eq!(
-        ask(agent.addr, &line(dead_port().await, "")).await,
+        ask(agent.addr, &line(dead_port().port(), "")).await,
         "down #connect refused"
     );
     let _ = ask(agent.addr, "garbage\n").await;

@@ -156,7 +156,7 @@ async fn thousand_concurrent_connections() {
     let (backend, _reporter) = health_backend().await;
     let mut agent = Agent::start(&["--idle-timeout-ms", "3000"]);
     let good = format!("127.0.0.1 {} no-ssl localhost\n", backend.addr.port());
-    let dead = format!("127.0.0.1 {} no-ssl localhost\n", dead_port().await);
+    let dead = format!("127.0.0.1 {} no-ssl localhost\n", dead_port().port());
 
     let mut tasks = Vec::new();
     for i in 0..1000 {

@@ -1,4 +1,4 @@
-//! The CLI contract of DESIGN.md §3: exit codes, output formats, what `render` writes and
+//! The CLI contract (README, docs/deploy.md): exit codes, output formats, what `render` writes and
 //! removes, `schema`, `init`/`create`, and how the root is chosen.
 
 mod common;
@@ -284,7 +284,7 @@ fn diff_into_a_closed_pipe_does_not_panic() {
     for i in 0..200 {
         root.project(&format!("p{i}"), &format!("p{i}.example.com"));
     }
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_itsup"))
+    let mut child = std::process::Command::new(itsup_bin())
         .args(["--color", "never", "diff"])
         .env_remove("ITSUP_ROOT")
         .current_dir(root.path())

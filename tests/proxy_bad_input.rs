@@ -159,7 +159,7 @@ fn check(config: &str) -> (i32, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("proxy.yml");
     std::fs::write(&path, config).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_itsup"))
+    let out = Command::new(itsup_bin())
         .args(["proxy", "--check", "--config"])
         .arg(&path)
         .output()
@@ -215,13 +215,13 @@ fn invalid_config_files_are_refused_with_clear_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("proxy.yml");
     std::fs::write(&path, "clusters: 3\n").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_itsup"))
+    let out = Command::new(itsup_bin())
         .args(["proxy", "--config"])
         .arg(&path)
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
-    let schema = Command::new(env!("CARGO_BIN_EXE_itsup"))
+    let schema = Command::new(itsup_bin())
         .args(["proxy", "--print-schema"])
         .output()
         .expect("run");

@@ -445,7 +445,7 @@ fn admin_socket_must_be_an_absolute_path() {
         "listeners: [{address: \"127.0.0.1:0\"}]\nadmin: {address: \"127.0.0.1:0\", socket: run/admin.sock}\nroutes: [{cluster: c}]\nclusters:\n  c: {servers: [{address: '127.0.0.1:1'}]}\n",
     )
     .expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_itsup"))
+    let out = std::process::Command::new(itsup_bin())
         .args(["proxy", "--check", "--config"])
         .arg(&path)
         .output()

@@ -92,7 +92,7 @@ fn status_page_renders_routes_and_health_in_headless_chromium() {
         .expect("runtime");
     rt.block_on(async {
         let good = Upstream::start("good").await;
-        let dead = dead_port().await;
+        let dead = dead_port();
         let config = format!(
             "{HEAD}routes:\n  - {{name: shop, host: shop.test, path: /api, cluster: healthy}}\n  - {{name: legacy, path: /old, cluster: broken}}\nclusters:\n  healthy:\n    servers: [{{address: '{}'}}]\n    health_check: {{path: /health, interval_ms: 100, timeout_ms: 200, rise: 1, fall: 1}}\n  broken:\n    servers: [{{address: '{}'}}]\n    health_check: {{path: /health, interval_ms: 100, timeout_ms: 200, rise: 1, fall: 1}}\n",
             good.addr, dead

@@ -17,7 +17,7 @@ fn routing_table_status_codes_and_forwarding_headers() {
         let api = Upstream::start("api").await;
         let web = Upstream::start("web").await;
         let wild = Upstream::start("wild").await;
-        let dead = dead_port().await;
+        let dead = dead_port();
         let config = format!(
             "{HEAD}routes:
   - {{host: app.test, path: /api, strip_prefix: true, cluster: api}}
@@ -274,7 +274,7 @@ fn retries_only_when_safe() {
     mt().block_on(async {
         let good = Upstream::start("good").await;
         let hole = BlackHole::start().await;
-        let dead = dead_port().await;
+        let dead = dead_port();
         let config = format!(
             "{HEAD}routes:\n  - {{path: /hole, cluster: hole}}\n  - {{path: /dead, cluster: dead}}\nclusters:\n  hole: {{lb: round_robin, servers: [{{address: '{}'}}, {{address: '{}'}}]}}\n  dead: {{lb: round_robin, servers: [{{address: '{dead}'}}, {{address: '{}'}}]}}\n",
             hole.addr, good.addr, good.addr

@@ -53,7 +53,7 @@ fn exact_routes(
     within: Duration,
     want: &BTreeMap<String, BTreeSet<String>>,
 ) -> (Value, Duration) {
-    eventually(what, within, || {
+    wait_for(what, within, || {
         let s = w.status()?;
         let got = route_servers(&s);
         if &got == want {
@@ -128,7 +128,7 @@ networks:
         let ids: BTreeSet<String> = ids.split_whitespace().map(str::to_string).collect();
         assert_eq!(ids.len(), 2, "two web replicas in {p}");
         let host = format!("web.{p}.localhost");
-        eventually(
+        wait_for(
             &format!("{host} balances over both replicas"),
             Duration::from_secs(10),
             || {
@@ -141,7 +141,7 @@ networks:
             },
         );
         let api = format!("api.{p}.localhost");
-        let (body, _) = eventually(&api, Duration::from_secs(5), || answer(&w, &api));
+        let (body, _) = wait_for(&api, Duration::from_secs(5), || answer(&w, &api));
         assert_eq!(body, format!("api of {p}"));
     }
     let status = w.status().expect("status");
@@ -195,10 +195,10 @@ fn stop_start_and_label_changes_are_reflected_within_two_seconds() {
     labels.push(("itsup.enable", "true"));
     let c = run.start("web-1", IMAGE, &labels, &[("REPLY", "one")], &[]);
     let host = format!("web.{project}.localhost");
-    eventually("first route", Duration::from_secs(10), || answer(&w, &host));
+    wait_for("first route", Duration::from_secs(10), || answer(&w, &host));
 
     run.docker(&["stop", "-t", "0", &c]).expect("stop");
-    let (_, took) = eventually("stopped container leaves routing", REFLECTED, || {
+    let (_, took) = wait_for("stopped container leaves routing", REFLECTED, || {
         match w.get(&host)? {
             (503, _) => Ok(()),
             (code, body) => Err(format!("still {code} {body}")),
@@ -207,7 +207,7 @@ fn stop_start_and_label_changes_are_reflected_within_two_seconds() {
     eprintln!("stop reflected after {took:?}");
 
     run.docker(&["start", &c]).expect("start");
-    let (body, took) = eventually("restarted container is routed again", REFLECTED, || {
+    let (body, took) = wait_for("restarted container is routed again", REFLECTED, || {
         answer(&w, &host)
     });
     assert_eq!(body, "one");
@@ -219,7 +219,7 @@ fn stop_start_and_label_changes_are_reflected_within_two_seconds() {
     let mut labels = compose_labels(&project, "web");
     labels.push(("itsup.host", &renamed));
     run.start("web-2", IMAGE, &labels, &[("REPLY", "two")], &[]);
-    let (body, took) = eventually("new host label is routed", REFLECTED, || {
+    let (body, took) = wait_for("new host label is routed", REFLECTED, || {
         answer(&w, &renamed)
     });
     assert_eq!(body, "two");
@@ -243,7 +243,7 @@ fn tls_passthrough_is_routed_by_sni_on_one_shared_port() {
     }
     for name in ["db-a", "db-b"] {
         let sni = format!("db.{}-{name}.localhost", run.id);
-        let (greeting, _) = eventually(&sni, Duration::from_secs(10), || tls_hello(w.https, &sni));
+        let (greeting, _) = wait_for(&sni, Duration::from_secs(10), || tls_hello(w.https, &sni));
         assert_eq!(greeting, format!("{name} sni={sni}"));
     }
     assert!(
@@ -263,7 +263,7 @@ fn an_unhealthy_container_is_removed_from_rotation() {
     run.start("web-2", HEALTH_IMAGE, &labels, &[("REPLY", "two")], &[]);
     let host = format!("web.{project}.localhost");
     let both: BTreeSet<String> = ["one", "two"].map(String::from).into();
-    eventually(
+    wait_for(
         "both healthy replicas in rotation",
         Duration::from_secs(15),
         || {
@@ -278,7 +278,7 @@ fn an_unhealthy_container_is_removed_from_rotation() {
 
     run.docker(&["exec", &one, "/srv", "sick"])
         .expect("make unhealthy");
-    let (_, took) = eventually(
+    let (_, took) = wait_for(
         "unhealthy replica leaves rotation",
         Duration::from_secs(10),
         || {
@@ -297,7 +297,7 @@ fn an_unhealthy_container_is_removed_from_rotation() {
 
     run.docker(&["exec", &one, "/srv", "well"])
         .expect("make healthy");
-    eventually("recovered replica is back", Duration::from_secs(10), || {
+    wait_for("recovered replica is back", Duration::from_secs(10), || {
         let seen = replies(&w, &host, 6)?;
         if seen == both {
             Ok(())
@@ -328,10 +328,10 @@ fn invalid_labels_are_reported_per_container_and_the_rest_keep_routing() {
         run.start(service, IMAGE, &labels, &[], &[]);
     }
     let host = format!("good.{project}.localhost");
-    eventually("good container routed", Duration::from_secs(10), || {
+    wait_for("good container routed", Duration::from_secs(10), || {
         answer(&w, &host)
     });
-    let (status, _) = eventually(
+    let (status, _) = wait_for(
         "each bad container reported",
         Duration::from_secs(5),
         || {
@@ -440,7 +440,7 @@ fn churn_of_fifty_containers_ends_in_exact_routing_with_few_reloads() {
     // The status port shows a config once HAProxy was told to load it; the new worker takes a
     // moment more.
     for (host, names) in &want_replies {
-        eventually(
+        wait_for(
             &format!("{host}: every surviving replica answers"),
             LOADED,
             || {
@@ -455,7 +455,7 @@ fn churn_of_fifty_containers_ends_in_exact_routing_with_few_reloads() {
     }
     for s in 0..10 {
         let host = format!("s{s:02}.{project}.localhost");
-        eventually(&format!("{host} is gone"), LOADED, || {
+        wait_for(&format!("{host} is gone"), LOADED, || {
             match w.get(&host)? {
                 (503, _) => Ok(()),
                 (code, body) => Err(format!("still {code} {body}")),
@@ -525,7 +525,7 @@ fn after_the_engine_comes_back_a_rescan_catches_the_events_missed_while_it_was_g
 
     link.cut();
     let cut_at = Instant::now();
-    eventually(
+    wait_for(
         "the watcher notices the engine is gone",
         Duration::from_secs(5),
         || {
@@ -570,11 +570,11 @@ fn after_the_engine_comes_back_a_rescan_catches_the_events_missed_while_it_was_g
     let (_, caught_up) = exact_routes(&w, "routing right after the engine is back", bound, &after);
     // The status port shows a config once HAProxy was told to load it; the new worker takes a
     // moment more.
-    let (body, _) = eventually("late answers through HAProxy", LOADED, || {
+    let (body, _) = wait_for("late answers through HAProxy", LOADED, || {
         answer(&w, &host("late"))
     });
     assert_eq!(body, "late");
-    eventually(
+    wait_for(
         "gone (stopped while the engine was gone) answers 503",
         LOADED,
         || match w.get(&host("gone"))? {
@@ -607,7 +607,7 @@ fn a_host_claimed_by_two_projects_stays_with_the_older_claim() {
         // Creation times must differ for "older" to mean something.
         thread::sleep(Duration::from_millis(300));
     }
-    let (status, _) = eventually("conflict reported", Duration::from_secs(10), || {
+    let (status, _) = wait_for("conflict reported", Duration::from_secs(10), || {
         let s = w.status()?;
         if s["problems"].as_array().is_some_and(|p| !p.is_empty()) {
             Ok(s)
@@ -633,7 +633,7 @@ fn a_host_claimed_by_two_projects_stays_with_the_older_claim() {
     // When the older claim goes away, the name passes to the remaining one.
     run.docker(&["stop", "-t", "0", &format!("{}-old", run.id)])
         .expect("stop");
-    let (body, _) = eventually("name passes on", REFLECTED, || {
+    let (body, _) = wait_for("name passes on", REFLECTED, || {
         answer(&w, &shared).and_then(|b| if b == "newer" { Ok(b) } else { Err(b) })
     });
     assert_eq!(body, "newer");
@@ -671,7 +671,7 @@ fn an_external_haproxy_is_reloaded_through_its_master_socket() {
         .spawn()
         .expect("start haproxy");
     let _haproxy = KillOnDrop(haproxy);
-    eventually("master socket", Duration::from_secs(5), || {
+    wait_for("master socket", Duration::from_secs(5), || {
         if dir.join("run/master.sock").exists() {
             Ok(())
         } else {
@@ -682,7 +682,7 @@ fn an_external_haproxy_is_reloaded_through_its_master_socket() {
     let w = Watcher::start(&run, &["--master-socket", &socket.to_string_lossy()]);
     // The first reload applies the initial scan; waiting for it keeps the container's start
     // from being merged into that batch, so the route below needs a reload of its own.
-    eventually("the initial reload", Duration::from_secs(10), || {
+    wait_for("the initial reload", Duration::from_secs(10), || {
         let status = w.status()?;
         match status["reloads"].as_u64() {
             Some(n) if n >= 1 => Ok(()),
@@ -694,7 +694,7 @@ fn an_external_haproxy_is_reloaded_through_its_master_socket() {
     labels.push(("itsup.enable", "true"));
     run.start("web", IMAGE, &labels, &[("REPLY", "external")], &[]);
     let host = format!("web.{project}.localhost");
-    let (body, _) = eventually(
+    let (body, _) = wait_for(
         "routed by the external HAProxy",
         Duration::from_secs(10),
         || answer(&w, &host),

@@ -2,7 +2,7 @@
 //!
 //! Request: `<host> <port> <ssl|no-ssl> <authority>[ key=value…]`, keys `service=` and
 //! `timeout=<ms>`. Reply: `up`/`down`, an optional admin word (`drain`/`ready`) and an optional
-//! reason after ` #`, as HAProxy's agent-check parser reads it (DESIGN.md §5).
+//! reason after ` #`, as HAProxy's agent-check parser reads it (docs/agent.md).
 
 use std::fmt;
 use std::time::Duration;

@@ -1,36 +1,18 @@
 //! `itsup proxy`: the runtime L7 proxy and load balancer that serves a Plan directly.
 //!
-//! Layout: [`config`] (file format, schema, checks) is compiled by [`state`] into a
-//! [`routing`] table and clusters with a [`lb`] balancer each; [`listener`] accepts clients and
-//! hands requests to [`forward`], which uses the [`pool`] of upstream connections (bodiless
-//! HTTP/1.1 requests through the direct path in [`h1`], the rest through hyper's client), the
-//! per-server [`breaker`] and the [`headers`] rules; with one thread, socket writes are
-//! batched per scheduler round by [`batch`]. [`health`] runs active checks,
-//! [`reload`] watches the config, [`admin`] serves the runtime API, [`metrics`] and the
-//! [`status_page`], and [`access_log`] writes the JSON log.
+//! Five layers, each a folder, each depending only on the ones before it (the test
+//! `src/layering.rs` enforces it; `INTERNALS.md` tells the life of a request and of a
+//! connection): [`base`] (config, clock, routing, headers, breaker rules, batching, access
+//! log) → [`upstream`] (server state, pool, direct HTTP/1.1 client, balancers, health checks)
+//! → [`runtime`] (the swappable snapshot, reload, metrics, the connection supervisor) →
+//! [`request`] (the request path) → [`serve`] (listeners, admin API, status page). This file
+//! wires them together at start-up and drains at shutdown.
 
-pub mod access_log;
-pub mod admin;
-pub mod batch;
-pub mod body;
-pub mod breaker;
-pub mod clock;
-pub mod config;
-pub mod forward;
-pub mod h1;
-pub mod headers;
-pub mod health;
-pub mod lb;
-pub mod listener;
-pub mod memory;
-pub mod metrics;
-pub mod pool;
-pub mod reload;
-pub mod routing;
-pub mod server;
-pub mod state;
-pub mod status_page;
-pub mod supervisor;
+pub mod base;
+pub mod request;
+pub mod runtime;
+pub mod serve;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,7 +22,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use base::batch;
+pub use base::config;
 pub use config::{ProxyConfig, schema};
+use runtime::{reload, state, supervisor};
+use serve::{admin, listener};
 
 /// Command-line arguments of `itsup proxy`.
 #[derive(Debug, clap::Args)]

@@ -20,6 +20,10 @@ use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use tonic_health::server::HealthReporter;
 
+#[path = "../shared/support.rs"]
+mod support;
+pub use support::*;
+
 /// The agent binary running as a child process; killed on drop.
 pub struct Agent {
     pub child: Child,
@@ -38,9 +42,7 @@ impl Agent {
 
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Agent {
         // ITSUP_TEST_BIN runs another build of the binary (the benchmark uses it to pin one build).
-        let bin = std::env::var("ITSUP_TEST_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_itsup").to_owned());
-        let mut cmd = Command::new(bin);
+        let mut cmd = Command::new(itsup_bin());
         cmd.arg("agent")
             .args(["--log-format", "json"])
             .args(extra)
@@ -270,13 +272,6 @@ pub async fn slow_backend(delay: Duration) -> Backend {
     let router =
         tonic::transport::Server::builder().add_service(HealthServer::new(SlowHealth { delay }));
     spawn_router(router, listener)
-}
-
-/// A port with nothing listening (bound, then released).
-pub async fn dead_port() -> u16 {
-    let (listener, addr) = loopback().await;
-    drop(listener);
-    addr.port()
 }
 
 /// Generated CA and a leaf for `localhost` signed by it.

@@ -40,7 +40,7 @@ pub fn render_tree(projects: &Path, engine: &str) -> Rendered {
     let dir = tempfile::tempdir().expect("tempdir");
     copy_dir(projects, &dir.path().join("projects"));
     set_engine(&dir.path().join("projects"), engine);
-    let out = Command::new(env!("CARGO_BIN_EXE_itsup"))
+    let out = Command::new(super::itsup_bin())
         .args(["--root"])
         .arg(dir.path())
         .args(["--color", "never", "render", "-q"])
@@ -127,7 +127,7 @@ pub fn haproxy_check(rendered: &Rendered) {
 /// Runs `itsup proxy --check` (the running proxy's own parser) on a rendered proxy.yml.
 pub fn itsup_proxy_check(rendered: &Rendered) {
     let config = rendered.root().join("proxy/itsup/proxy.yml");
-    let out = Command::new(env!("CARGO_BIN_EXE_itsup"))
+    let out = Command::new(super::itsup_bin())
         .args(["proxy", "--check", "--config"])
         .arg(&config)
         .output()

@@ -8,12 +8,16 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+#[path = "../shared/support.rs"]
+mod support;
+pub use support::*;
 
 pub const APP_V1: &str = "itsup-test/app:v1";
 pub const APP_V2: &str = "itsup-test/app:v2";
@@ -25,78 +29,6 @@ pub const APP_EXAMPLE_BROKEN: &str = "itsup-test/app:example-broken";
 /// (`.ci/images/traefik.sh`), and the latest 3.x.
 pub const TRAEFIK: &str = "traefik:v3.6";
 pub const TRAEFIK_LATEST: &str = "traefik:v3.7";
-
-/// A unique-enough random number (no registry of names to collide with: Docker tells us).
-pub fn random() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let mut x = nanos
-        ^ (u64::from(std::process::id()) << 32)
-        ^ COUNTER
-            .fetch_add(1, Ordering::SeqCst)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    // splitmix64 finaliser
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-/// The `itsup` binary, copied once: the target folder may be shared with builds of other
-/// branches of the same crate, and the last build's binary is what sits at the common path.
-/// When the one there is not this branch's, a `cargo build` puts this branch's back (the
-/// compiled crates are kept apart by cargo, so that is only a relink).
-pub fn itsup_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // Pinned by hand, as the agent's tests and benchmarks allow.
-        if let Some(pinned) = std::env::var_os("ITSUP_TEST_BIN") {
-            return PathBuf::from(pinned);
-        }
-        // Hard links in the target folder's temp dir (same filesystem, no space used); those
-        // of test processes that are gone are removed.
-        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        if let Ok(entries) = std::fs::read_dir(tmp) {
-            for e in entries.filter_map(Result::ok) {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(pid) = name.strip_prefix("itsupt-bin-")
-                    && !Path::new("/proc").join(pid).exists()
-                {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        let dir = tmp.join(format!("itsupt-bin-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("bin dir");
-        let bin = dir.join("itsup");
-        let mut last = String::new();
-        for attempt in 0..3 {
-            if attempt > 0 {
-                let status = Command::new(env!("CARGO"))
-                    .args(["build", "--quiet", "--bin", "itsup"])
-                    .current_dir(env!("CARGO_MANIFEST_DIR"))
-                    .status()
-                    .expect("cargo build");
-                assert!(status.success(), "cargo build --bin itsup failed");
-            }
-            let _ = std::fs::remove_file(&bin);
-            if std::fs::hard_link(env!("CARGO_BIN_EXE_itsup"), &bin).is_err() {
-                std::fs::copy(env!("CARGO_BIN_EXE_itsup"), &bin).expect("copy itsup binary");
-            }
-            let help = Command::new(&bin)
-                .args(["apply", "--help"])
-                .output()
-                .expect("run itsup");
-            if help.status.success() {
-                return bin;
-            }
-            last = String::from_utf8_lossy(&help.stderr).into_owned();
-        }
-        panic!("the itsup binary at the shared path has no `apply`: {last}");
-    })
-}
 
 /// Builds the test images when missing (the scripts are idempotent).
 pub fn ensure_images() {
@@ -154,17 +86,6 @@ pub fn ensure_traefik_images() {
             assert!(status.success(), "{script} failed");
         }
     });
-}
-
-pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A free host port on 127.0.0.1 right now.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 /// A /24 in 10.0.0.0/8 that no Docker network uses.
@@ -482,61 +403,6 @@ impl Drop for Fixture {
     }
 }
 
-/// Whether a name made by these tests (`…itsupt-root-<pid>-…`, `itsupt-<pid>-…`) belongs to a
-/// test process that is gone.
-fn stale(name: &str, marker: &str) -> bool {
-    name.split(marker)
-        .nth(1)
-        .and_then(|rest| rest.split('-').next())
-        .and_then(|pid| pid.parse::<u32>().ok())
-        .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists())
-}
-
-/// Removes what a test process killed before its clean-up left behind (its containers,
-/// networks, temporary root and itsup image): only names carrying the pid of a process that
-/// is gone, so concurrent tests are never touched.
-pub fn clean_stale() {
-    let root_marker = "itsupt-root-";
-    for line in docker(&[
-        "ps",
-        "-a",
-        "--filter",
-        "label=io.itsup.root",
-        "--format",
-        "{{.ID}} {{.Label \"io.itsup.root\"}}",
-    ])
-    .lines()
-    {
-        if let Some((id, root)) = line.split_once(' ')
-            && stale(root, root_marker)
-        {
-            docker(&["rm", "-f", id]);
-            let _ = std::fs::remove_dir_all(root);
-        }
-    }
-    for line in docker(&[
-        "network",
-        "ls",
-        "--filter",
-        "label=io.itsup.root",
-        "--format",
-        "{{.Name}} {{.Label \"io.itsup.root\"}}",
-    ])
-    .lines()
-    {
-        if let Some((net, root)) = line.split_once(' ')
-            && stale(root, root_marker)
-        {
-            docker(&["network", "rm", net]);
-        }
-    }
-    for image in docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).lines() {
-        if image.starts_with("itsupt-") && stale(image, "itsupt-") {
-            docker(&["rmi", "--no-prune", image]);
-        }
-    }
-}
-
 /// A tag for an image of the binary under test, unique to this process.
 pub fn itsup_image_tag() -> String {
     format!(
@@ -544,22 +410,6 @@ pub fn itsup_image_tag() -> String {
         std::process::id(),
         random() % 0xff_ffff
     )
-}
-
-/// Copies a folder tree (regular files and folders).
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from)
-        .expect("read dir")
-        .filter_map(Result::ok)
-    {
-        let target = to.join(e.file_name());
-        if e.file_type().expect("file type").is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).expect("copy file");
-        }
-    }
 }
 
 /// Image tags a test points at its own images, put back as they were when dropped (removed,
@@ -871,20 +721,6 @@ impl Load {
 impl Drop for Load {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Polls `f` until it returns `Some` or `limit` passes.
-pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

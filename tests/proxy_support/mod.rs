@@ -22,6 +22,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+#[path = "../shared/support.rs"]
+mod support;
+pub use support::*;
+
 /// What an upstream saw of one request.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -347,19 +351,6 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A port with nothing listening: connects to it are refused. The socket stays bound (not
-/// listening) for the rest of the test process, so a later bind to port 0, such as the
-/// proxy's own listener or admin port, can never be given the same port.
-pub async fn dead_port() -> SocketAddr {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket
-        .bind("127.0.0.1:0".parse().expect("addr"))
-        .expect("bind");
-    let addr = socket.local_addr().expect("addr");
-    std::mem::forget(socket);
-    addr
-}
-
 /// The real binary, running on a config in a temp dir.
 pub struct Proxy {
     pub child: Child,
@@ -408,7 +399,7 @@ impl Proxy {
         } else {
             &["--threads", "1"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_itsup"))
+        let mut child = Command::new(itsup_bin())
             .arg("proxy")
             .arg("--config")
             .arg(&path)

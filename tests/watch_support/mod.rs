@@ -7,11 +7,15 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "../shared/support.rs"]
+mod support;
+pub use support::*;
 
 pub const IMAGE: &str = "itsup-watch-test/testsrv:latest";
 pub const HEALTH_IMAGE: &str = "itsup-watch-test/testsrv-health:latest";
@@ -70,19 +74,7 @@ impl Run {
 
     /// Runs the docker CLI; stdout on success, stderr on failure.
     pub fn docker(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("docker")
-            .args(args)
-            .output()
-            .map_err(|e| format!("docker: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(format!(
-                "docker {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+        docker_checked(args)
     }
 
     /// Starts a container on the run's network; `name` gets the run id as prefix.
@@ -160,25 +152,8 @@ impl Run {
 
 impl Drop for Run {
     fn drop(&mut self) {
-        let filter = format!("label={RUN_LABEL}={}", self.id);
-        if let Ok(ids) = self.docker(&["ps", "-aq", "--filter", &filter]) {
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                let mut args = vec!["rm", "-f"];
-                args.extend(ids);
-                let _ = self.docker(&args);
-            }
-        }
-        let _ = self.docker(&["network", "rm", &self.network]);
+        docker_remove_labelled(&format!("{RUN_LABEL}={}", self.id), &[&self.network]);
     }
-}
-
-/// A free TCP port on loopback (bound and released; good enough for a test on one machine).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// `itsup watch` (with its HAProxy) as a child process.
@@ -226,7 +201,7 @@ impl Watcher {
             status,
             log,
         };
-        eventually("status port answers", Duration::from_secs(10), || {
+        wait_for("status port answers", Duration::from_secs(10), || {
             w.status()
         });
         w
@@ -254,14 +229,6 @@ impl Watcher {
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
-}
-
-/// The binary under test. `ITSUP_TEST_BIN` overrides Cargo's path, for machines where several
-/// worktrees share one target directory (and so one `target/debug/itsup`).
-pub fn itsup_bin() -> PathBuf {
-    std::env::var_os("ITSUP_TEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_itsup")))
 }
 
 impl Drop for Watcher {
@@ -326,23 +293,6 @@ pub fn answer(w: &Watcher, host: &str) -> Result<String, String> {
 /// Distinct bodies seen over `n` requests (round robin shows every replica).
 pub fn replies(w: &Watcher, host: &str, n: usize) -> Result<BTreeSet<String>, String> {
     (0..n).map(|_| answer(w, host)).collect()
-}
-
-/// Polls `f` every 50 ms until it succeeds or `within` passes (then panics with the last
-/// error); returns the value and how long it took.
-pub fn eventually<T>(
-    what: &str,
-    within: Duration,
-    mut f: impl FnMut() -> Result<T, String>,
-) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        match f() {
-            Ok(v) => return (v, start.elapsed()),
-            Err(e) if start.elapsed() > within => panic!("{what}: not within {within:?}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
 }
 
 /// TLS to the https port with `sni`; returns the server's first line (the backend's greeting),
@@ -587,4 +537,15 @@ impl Api {
             )
             .expect("container addresses")
     }
+}
+
+/// Polls `f` every 50 ms until it succeeds or `within` passes (then panics with the last
+/// error); returns the value and how long it took.
+pub fn wait_for<T>(
+    what: &str,
+    within: Duration,
+    f: impl FnMut() -> Result<T, String>,
+) -> (T, Duration) {
+    poll(within, Duration::from_millis(50), f)
+        .unwrap_or_else(|e| panic!("{what}: not within {within:?}: {e}"))
 }

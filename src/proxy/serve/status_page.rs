@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::state::Shared;
+use crate::proxy::runtime::state::Shared;
 
 pub fn render(shared: &Shared) -> String {
     let snap = shared.snapshot.load();
@@ -20,7 +20,7 @@ pub fn render(shared: &Shared) -> String {
         );
     }
     let mut servers = String::new();
-    for s in super::admin::servers(shared) {
+    for s in crate::proxy::serve::view::servers(shared) {
         let health = if s.up { "up" } else { "down" };
         let _ = writeln!(
             servers,

@@ -1,5 +1,5 @@
 //! Upstream connections per server: idle HTTP/1.1 keep-alive connections of the direct path
-//! (see [`super::h1`]) and of hyper's client (requests with bodies, upgrades), or one shared
+//! (see [`crate::proxy::upstream::h1`]) and of hyper's client (requests with bodies, upgrades), or one shared
 //! multiplexed h2c connection.
 //!
 //! Connecting happens before the request is handed over, so a connect failure provably means
@@ -14,9 +14,9 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::body::UpBody;
-use super::config::UpstreamProtocol;
-use super::h1::H1Conn;
+use crate::proxy::base::config::UpstreamProtocol;
+use crate::proxy::upstream::body::UpBody;
+use crate::proxy::upstream::h1::H1Conn;
 
 /// Idle connections kept per server; more are closed when released. A burst of concurrent
 /// requests opens as many connections as it needs, but each idle HTTP/1 connection holds
@@ -141,7 +141,7 @@ impl Pool {
             } else {
                 // Dropping the sender ends the connection; let the allocator give the memory
                 // back after the burst.
-                super::memory::note_freed();
+                crate::proxy::base::memory::note_freed();
             }
         }
     }
@@ -185,7 +185,7 @@ impl Pool {
         if idle.len() < MAX_IDLE {
             idle.push_back(conn);
         } else {
-            super::memory::note_freed();
+            crate::proxy::base::memory::note_freed();
         }
     }
 

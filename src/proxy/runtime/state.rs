@@ -11,14 +11,15 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
-use super::access_log::AccessLog;
-use super::config::{
+use crate::proxy::base::access_log::AccessLog;
+use crate::proxy::base::config::{
     self, AllDownPolicy, CircuitBreaker, HealthCheck, ProxyConfig, UpstreamProtocol,
 };
-use super::lb::Balancer;
-use super::metrics::{Metrics, RouteMetrics};
-use super::routing::RouteTable;
-use super::server::ServerState;
+use crate::proxy::base::routing::RouteTable;
+use crate::proxy::runtime::metrics::{Metrics, RouteMetrics};
+use crate::proxy::upstream::health;
+use crate::proxy::upstream::lb::Balancer;
+use crate::proxy::upstream::server::ServerState;
 
 pub struct RouteRt {
     pub name: Arc<str>,
@@ -138,7 +139,7 @@ impl Shared {
     fn install(self: &Arc<Self>, snap: Snapshot) {
         let snap = Arc::new(snap);
         self.snapshot.store(snap.clone());
-        let handles = super::health::spawn_checks(&snap);
+        let handles = spawn_checks(&snap);
         if let Ok(mut tasks) = self.health_tasks.lock() {
             for old in tasks.drain(..) {
                 old.abort();
@@ -251,4 +252,27 @@ impl Shared {
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
+}
+
+/// One health-check task per server of each cluster with a `health_check`.
+fn spawn_checks(snap: &Snapshot) -> Vec<tokio::task::AbortHandle> {
+    let mut handles = Vec::new();
+    for cluster in &snap.clusters {
+        let Some(hc) = &cluster.health_check else {
+            // Without checks a server must not stay marked down by an earlier config.
+            for s in &cluster.servers {
+                s.set_healthy(true);
+            }
+            continue;
+        };
+        for server in &cluster.servers {
+            handles.push(health::spawn_check(
+                server.clone(),
+                hc.clone(),
+                cluster.protocol,
+                cluster.name.clone(),
+            ));
+        }
+    }
+    handles
 }

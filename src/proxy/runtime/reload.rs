@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use inotify::{Inotify, WatchMask};
 
-use super::state::Shared;
+use crate::proxy::runtime::state::Shared;
 
 /// Starts watching the config directory and listening for SIGHUP; both run as tasks on the
 /// current runtime until it ends.

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use hyper::HeaderMap;
 
-use super::config::{Cluster, LbAlgorithm};
-use super::server::ServerState;
+use crate::proxy::base::config::{Cluster, LbAlgorithm};
+use crate::proxy::upstream::server::ServerState;
 
 /// What an algorithm may look at.
 pub struct PickCtx<'a> {

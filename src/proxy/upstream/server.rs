@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::breaker::Breaker;
-use super::pool::Pool;
+use crate::proxy::base::breaker::Breaker;
+use crate::proxy::upstream::pool::Pool;
 
 /// Operator-set state (admin API), independent of health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +136,6 @@ impl ServerState {
 
     /// True when the server can currently take new traffic (for status and metrics).
     pub fn up(&self) -> bool {
-        self.eligible(Eligibility::Normal, super::clock::now_ms())
+        self.eligible(Eligibility::Normal, crate::proxy::base::clock::now_ms())
     }
 }

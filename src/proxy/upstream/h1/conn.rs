@@ -1,5 +1,5 @@
 //! One upstream connection of the direct HTTP/1.1 path: the socket (writes batched, see
-//! [`crate::proxy::batch`]), its read buffer, and the checks that decide whether an idle
+//! [`crate::proxy::base::batch`]), its read buffer, and the checks that decide whether an idle
 //! connection may carry another request.
 
 use std::io;
@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
-use crate::proxy::batch::Batched;
-use crate::proxy::clock;
+use crate::proxy::base::batch::Batched;
+use crate::proxy::base::clock;
 
 /// Read buffer growth step; a typical response head and small body fit in one read.
 const READ_CHUNK: usize = 8 * 1024;

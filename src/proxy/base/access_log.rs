@@ -12,8 +12,8 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::clock::{hourly_file_name, rfc3339, unix_ms};
-use super::config::{AccessLog as Settings, AccessLogTarget};
+use crate::proxy::base::clock::{hourly_file_name, rfc3339, unix_ms};
+use crate::proxy::base::config::{AccessLog as Settings, AccessLogTarget};
 
 const QUEUE: usize = 8192;
 

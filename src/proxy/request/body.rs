@@ -1,57 +1,20 @@
-//! Body types on both sides of the proxy.
-//!
-//! `UpBody` is what goes upstream: the client's streaming body, or nothing (used to re-send a
-//! bodiless idempotent request). `ProxyBody` is what goes back to the client: the upstream
-//! body (from hyper's client or the direct HTTP/1.1 path), which on its last frame hands
-//! the upstream connection back to the pool and on drop releases the in-flight slot and
-//! writes the access log line, or a small canned body.
+//! What travels towards the client: the [`ProxyBody`] hyper's server sends, built from an
+//! upstream body (which on its last frame hands the upstream connection back to the pool
+//! and on drop releases the in-flight slot and writes the access log line) or a small
+//! canned body.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 
-use super::access_log::Entry;
-use super::h1::ResponseBody;
-use super::listener::ConnCtx;
-use super::pool::Conn;
-use super::server::ServerState;
-
-pub enum UpBody {
-    Incoming(Incoming),
-    Empty,
-}
-
-impl Body for UpBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            Self::Incoming(b) => Pin::new(b).poll_frame(cx),
-            Self::Empty => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Incoming(b) => b.is_end_stream(),
-            Self::Empty => true,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Incoming(b) => b.size_hint(),
-            Self::Empty => SizeHint::with_exact(0),
-        }
-    }
-}
+use crate::proxy::base::access_log::Entry;
+use crate::proxy::request::context::ConnCtx;
+use crate::proxy::upstream::pool::Conn;
+use crate::proxy::upstream::response::{BoxError, Upstream};
+use crate::proxy::upstream::server::ServerState;
 
 /// What has to happen when a proxied response finishes.
 #[derive(Default)]
@@ -72,48 +35,10 @@ impl Drop for Tail {
     }
 }
 
-/// An upstream response body: from hyper's client or from the direct HTTP/1.1 path.
-pub enum Upstream {
-    Hyper(Incoming),
-    Direct(ResponseBody),
-}
-
-impl Body for Upstream {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            Self::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-            Self::Direct(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Hyper(b) => b.is_end_stream(),
-            Self::Direct(b) => b.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Hyper(b) => b.size_hint(),
-            Self::Direct(b) => b.size_hint(),
-        }
-    }
-}
-
 enum Kind {
     Upstream(Upstream),
     Full(Option<Bytes>),
 }
-
-/// Errors of a response body as hyper's server takes them.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub struct ProxyBody {
     kind: Kind,

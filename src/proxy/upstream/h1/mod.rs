@@ -20,7 +20,7 @@ use std::io;
 use hyper::{Request, Response};
 use tokio::io::AsyncWriteExt;
 
-use super::body::UpBody;
+use crate::proxy::upstream::body::UpBody;
 pub use body::ResponseBody;
 pub use conn::H1Conn;
 

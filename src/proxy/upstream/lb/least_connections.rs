@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::IndexSet;
-use crate::proxy::server::ServerState;
+use crate::proxy::upstream::server::ServerState;
 
 pub struct LeastConnections {
     weights: Vec<u32>,
@@ -63,7 +63,7 @@ impl LeastConnections {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::server::Eligibility;
+    use crate::proxy::upstream::server::Eligibility;
 
     #[test]
     fn prefers_idle_servers() {

@@ -1,61 +1,11 @@
-//! Prometheus metrics kept in plain atomics (no registry lookups or label hashing per request)
-//! and rendered in the text exposition format on scrape. Per-route counters are keyed by route
-//! name and survive reloads.
+//! The Prometheus text exposition of the proxy's metrics, rendered on scrape from the
+//! counters in [`super::metrics`] and the current snapshot.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
-use super::state::{Shared, Snapshot};
-
-/// Histogram bucket upper bounds in microseconds.
-const BUCKETS_US: [u64; 14] = [
-    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    2_500_000, 5_000_000, 10_000_000,
-];
-
-pub struct RouteMetrics {
-    pub name: String,
-    /// Requests by status code (index = status - 100).
-    status: Box<[AtomicU64]>,
-    buckets: [AtomicU64; BUCKETS_US.len()],
-    count: AtomicU64,
-    sum_us: AtomicU64,
-}
-
-impl RouteMetrics {
-    pub fn new(name: &str) -> Self {
-        Self {
-            name: name.to_string(),
-            status: (100..600).map(|_| AtomicU64::new(0)).collect(),
-            buckets: Default::default(),
-            count: AtomicU64::new(0),
-            sum_us: AtomicU64::new(0),
-        }
-    }
-
-    pub fn observe(&self, status: u16, elapsed: Duration) {
-        if let Some(c) = self.status.get(usize::from(status).wrapping_sub(100)) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-        let us = elapsed.as_micros() as u64;
-        if let Some(b) = BUCKETS_US.iter().position(|&le| us <= le) {
-            self.buckets[b].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
-}
-
-#[derive(Default)]
-pub struct Metrics {
-    pub reload_success_total: AtomicU64,
-    pub reload_failure_total: AtomicU64,
-    pub active_connections: AtomicI64,
-    pub connections_total: AtomicU64,
-    pub active_tunnels: AtomicI64,
-    pub retries_total: AtomicU64,
-}
+use crate::proxy::runtime::metrics::BUCKETS_US;
+use crate::proxy::runtime::state::{Shared, Snapshot};
 
 /// Renders every metric in the Prometheus text format.
 pub fn render(shared: &Shared, snap: &Snapshot) -> String {

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
 
-use super::clock;
-use super::state::Shared;
+use crate::proxy::base::clock;
+use crate::proxy::runtime::state::Shared;
 
 /// Flag: finish the request in flight, then close (idle timeout, shutdown).
 pub const GRACEFUL: u8 = 1;
@@ -134,7 +134,7 @@ impl ConnWatch {
     pub fn set_parked(&self, on: bool) {
         self.parked.store(on, Ordering::Relaxed);
         if on {
-            super::memory::note_freed();
+            crate::proxy::base::memory::note_freed();
         }
     }
 
@@ -211,7 +211,7 @@ impl Drop for Registration {
             slots.free.push(self.key);
             // Many closed connections since the last trim: worth giving memory back.
             if slots.free.len().is_multiple_of(256) {
-                super::memory::note_freed();
+                crate::proxy::base::memory::note_freed();
             }
         }
     }
@@ -354,7 +354,7 @@ impl Supervisor {
             tick.tick().await;
             let now = clock::tick_coarse();
             self.sweep(now, period.as_millis() as u64);
-            super::memory::maybe_trim(now);
+            crate::proxy::base::memory::maybe_trim(now);
             self.set_shortest_response_ms(shared.snapshot.load().shortest_response_ms);
             let wanted = self.period();
             if wanted != period {

@@ -1,13 +1,13 @@
 //! Client side: accept loop and per-connection serving, HTTP/1.1 keep-alive or h2c (prior
 //! knowledge) on the same port. Timeouts and graceful shutdown come from the
-//! [`Supervisor`](super::supervisor) through the connection's [`ConnWatch`].
+//! [`Supervisor`](crate::proxy::runtime::supervisor) through the connection's [`ConnWatch`].
 
 use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,13 +20,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::batch::Batched;
-use super::body::ProxyBody;
-use super::config::ProxyConfig;
-use super::forward::{self, Tunnel};
-use super::headers::PeerInfo;
-use super::state::Shared;
-use super::supervisor::{CLOSE, ConnWatch, GRACEFUL, Limits, Supervisor};
+use crate::proxy::base::batch::Batched;
+use crate::proxy::base::config::ProxyConfig;
+use crate::proxy::base::headers::PeerInfo;
+use crate::proxy::request::body::ProxyBody;
+use crate::proxy::request::context::ConnCtx;
+use crate::proxy::request::forward;
+use crate::proxy::runtime::state::Shared;
+use crate::proxy::runtime::supervisor::{CLOSE, ConnWatch, GRACEFUL, Limits, Supervisor};
 
 /// Connection settings fixed at startup.
 #[derive(Clone)]
@@ -50,28 +51,6 @@ impl ConnSettings {
             header_ms: self.header_timeout.as_millis() as u64,
             idle_ms: self.idle_timeout.as_millis() as u64,
         }
-    }
-}
-
-/// What every request of one client connection needs, shared in one allocation so a
-/// request costs a single reference-count increment.
-pub struct ConnCtx {
-    pub shared: Arc<Shared>,
-    pub peer: PeerInfo,
-    pub watch: Arc<ConnWatch>,
-    /// An upgrade answered with 101, waiting for hyper to hand back the client socket.
-    tunnel: Mutex<Option<Tunnel>>,
-}
-
-impl ConnCtx {
-    pub fn start_tunnel(&self, tunnel: Tunnel) {
-        if let Ok(mut slot) = self.tunnel.lock() {
-            *slot = Some(tunnel);
-        }
-    }
-
-    fn take_tunnel(&self) -> Option<Tunnel> {
-        self.tunnel.lock().ok().and_then(|mut slot| slot.take())
     }
 }
 
@@ -156,12 +135,11 @@ async fn connection(
         }
         None => return,
     };
-    let ctx = Arc::new(ConnCtx {
+    let ctx = Arc::new(ConnCtx::new(
         shared,
-        peer: PeerInfo::new(peer.ip()),
-        watch: watch.clone(),
-        tunnel: Mutex::new(None),
-    });
+        PeerInfo::new(peer.ip()),
+        watch.clone(),
+    ));
     let io = Tracked {
         inner: Batched::new(stream),
         watch: watch.clone(),

@@ -12,32 +12,18 @@ use hyper::client::conn::{http1, http2};
 use hyper::{Request, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use super::config::{HealthCheck, UpstreamProtocol};
-use super::pool::connect;
-use super::server::ServerState;
-use super::state::Snapshot;
+use crate::proxy::base::config::{HealthCheck, UpstreamProtocol};
+use crate::proxy::upstream::pool::connect;
+use crate::proxy::upstream::server::ServerState;
 
-pub fn spawn_checks(snap: &Snapshot) -> Vec<tokio::task::AbortHandle> {
-    let mut handles = Vec::new();
-    for cluster in &snap.clusters {
-        let Some(hc) = &cluster.health_check else {
-            // Without checks a server must not stay marked down by an earlier config.
-            for s in &cluster.servers {
-                s.set_healthy(true);
-            }
-            continue;
-        };
-        for server in &cluster.servers {
-            let task = tokio::spawn(check_loop(
-                server.clone(),
-                hc.clone(),
-                cluster.protocol,
-                cluster.name.clone(),
-            ));
-            handles.push(task.abort_handle());
-        }
-    }
-    handles
+/// Starts the check loop of one server; the caller aborts it on the next reload.
+pub fn spawn_check(
+    server: Arc<ServerState>,
+    hc: HealthCheck,
+    protocol: UpstreamProtocol,
+    cluster: String,
+) -> tokio::task::AbortHandle {
+    tokio::spawn(check_loop(server, hc, protocol, cluster)).abort_handle()
 }
 
 async fn check_loop(
@@ -77,7 +63,7 @@ async fn check_loop(
 #[derive(Debug, thiserror::Error)]
 enum ProbeError {
     #[error(transparent)]
-    Connect(#[from] super::pool::ConnectError),
+    Connect(#[from] crate::proxy::upstream::pool::ConnectError),
     #[error(transparent)]
     Http(#[from] hyper::Error),
     #[error(transparent)]

@@ -7,7 +7,7 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, StatusCode, Uri, Version};
 
 use super::H1Error;
-use crate::proxy::headers::connection_has;
+use crate::proxy::base::headers::connection_has;
 
 /// Most header fields a response head may carry (hyper's default limit).
 pub const MAX_HEADERS: usize = 100;

@@ -6,8 +6,8 @@
 
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-use super::clock::now_ms;
-use super::config::CircuitBreaker as Settings;
+use crate::proxy::base::clock::now_ms;
+use crate::proxy::base::config::CircuitBreaker as Settings;
 
 const CLOSED: u8 = 0;
 const OPEN: u8 = 1;

@@ -21,56 +21,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UnixListener};
 
-use super::clock::now_ms;
-use super::server::{AdminState, ServerState};
-use super::state::Shared;
-
-#[derive(Serialize)]
-pub struct ServerView {
-    pub cluster: String,
-    pub address: String,
-    pub weight: u32,
-    pub state: AdminState,
-    pub healthy: bool,
-    pub circuit: &'static str,
-    pub ejected_ms: u64,
-    pub up: bool,
-    pub inflight: u32,
-    pub idle_connections: usize,
-    pub requests_total: u64,
-    pub failures_total: u64,
-}
-
-fn view(cluster: &str, weight: u32, s: &ServerState) -> ServerView {
-    let now = now_ms();
-    ServerView {
-        cluster: cluster.to_string(),
-        address: s.address.clone(),
-        weight,
-        state: s.admin_state(),
-        healthy: s.healthy(),
-        circuit: s.breaker.state().as_str(),
-        ejected_ms: s.breaker.ejected_for_ms(now),
-        up: s.up(),
-        inflight: s.inflight(),
-        idle_connections: s.pool.idle_count(),
-        requests_total: s.requests_total.load(std::sync::atomic::Ordering::Relaxed),
-        failures_total: s.failures_total.load(std::sync::atomic::Ordering::Relaxed),
-    }
-}
-
-pub fn servers(shared: &Shared) -> Vec<ServerView> {
-    let snap = shared.snapshot.load();
-    snap.clusters
-        .iter()
-        .flat_map(|c| {
-            c.servers
-                .iter()
-                .zip(&c.weights)
-                .map(|(s, w)| view(&c.name, *w, s))
-        })
-        .collect()
-}
+use crate::proxy::runtime::state::Shared;
+use crate::proxy::serve::view;
+use crate::proxy::upstream::server::AdminState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,15 +93,15 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
             text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                super::metrics::render(shared, &snap),
+                crate::proxy::runtime::exposition::render(shared, &snap),
             )
         }
-        (&Method::GET, ["servers"]) => json(StatusCode::OK, &servers(shared)),
+        (&Method::GET, ["servers"]) => json(StatusCode::OK, &view::servers(shared)),
         (&Method::GET, ["config"]) => json(StatusCode::OK, &shared.snapshot.load().config),
         (&Method::GET, ["status"] | [""]) => text(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            super::status_page::render(shared),
+            crate::proxy::serve::status_page::render(shared),
         ),
         (&Method::PUT | &Method::POST, ["servers", cluster, address]) => {
             let (cluster, address) = (cluster.to_string(), address.to_string());
@@ -196,7 +149,7 @@ async fn set_state(
         Some((server, weight)) => {
             server.set_admin_state(change.state);
             tracing::info!(cluster, server = address, state = ?change.state, "admin state changed");
-            json(StatusCode::OK, &view(cluster, *weight, server))
+            json(StatusCode::OK, &view::server(cluster, *weight, server))
         }
         None => text(
             StatusCode::NOT_FOUND,

@@ -1,0 +1,12 @@
+//! Layer 1, the base: the config file format and its checks, the clock, the route table,
+//! header rules, the circuit-breaker rules, socket-write batching, memory bookkeeping and the
+//! access log. Nothing here knows about upstream servers, the runtime snapshot or requests.
+
+pub mod access_log;
+pub mod batch;
+pub mod breaker;
+pub mod clock;
+pub mod config;
+pub mod headers;
+pub mod memory;
+pub mod routing;
