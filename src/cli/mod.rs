@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod apply;
 mod color;
+pub mod completions;
 pub mod diff;
 pub mod hosts;
 pub mod init;
@@ -84,6 +85,10 @@ enum Command {
     Watch(crate::watch::WatchArgs),
     /// Write the host names `itsup watch` routes into a managed block of /etc/hosts.
     Hosts(hosts::Args),
+    /// Print shell completions (bash, zsh, fish).
+    Completions(completions::Args),
+    /// Print the man page (roff), generated from this command line.
+    Man(completions::ManArgs),
 }
 
 /// Entry point used by `main.rs`: parse, dispatch, map errors to exit code 1.
@@ -110,6 +115,8 @@ pub fn main() -> ExitCode {
         Command::Proxy(args) => crate::proxy::run(args),
         Command::Watch(args) => crate::watch::run(args),
         Command::Hosts(args) => hosts::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => completions::run_man(args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
