@@ -14,6 +14,7 @@ pub mod completions;
 pub mod diff;
 pub mod hosts;
 pub mod init;
+pub mod migrate;
 pub mod render;
 mod report;
 pub mod schema;
@@ -42,7 +43,7 @@ pub struct Global {
 
 #[derive(Debug, Parser)]
 #[command(name = "itsup", version, about = "Run a small self-hosted platform from a projects/ folder", long_about = None)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     global: Global,
     #[command(subcommand)]
@@ -77,6 +78,8 @@ enum Command {
     Init(init::InitArgs),
     /// Scaffold a new project.
     Create(init::CreateArgs),
+    /// Bring an itsUP projects/ tree to itsup's names (ingress.yml → itsup-project.yml, schemaVersion).
+    Migrate(migrate::Args),
     /// HAProxy agent-check server answering with gRPC health.
     Agent(crate::agent::AgentArgs),
     /// Runtime L7/L4 proxy and load balancer.
@@ -111,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Init(args) => init::run_init(&global, args),
         Command::Create(args) => init::run_create(&global, args),
+        Command::Migrate(args) => migrate::run(&global, args),
         Command::Agent(args) => crate::agent::run(args),
         Command::Proxy(args) => crate::proxy::run(args),
         Command::Watch(args) => crate::watch::run(args),
