@@ -446,29 +446,32 @@ fn bad_name(name: &str, message: &str) {
     assert!(!root.generated_text().contains(BAD_DOMAIN), "{name} routed");
 }
 
-/// One test per reserved name.
-macro_rules! reserved {
-    ($($test:ident: $name:literal,)*) => {$(
-        #[test]
-        fn $test() {
-            bad_name(
-                $name,
-                &format!(
-                    "project name `{}` is reserved (reserved: dns, proxy, traefik, itsup, monitor, api)",
-                    $name
-                ),
-            );
-        }
-    )*};
+/// `proxy` names the proxy stack; every other name itsUP accepted loads (the corpus has `itsup`).
+#[test]
+fn reserved_name_proxy() {
+    bad_name(
+        "proxy",
+        "project name `proxy` is reserved: it names the proxy stack (`itsup svc proxy`, the generated `proxy/` folder and the proxy's deploy state)",
+    );
 }
 
-reserved! {
-    reserved_name_dns: "dns",
-    reserved_name_proxy: "proxy",
-    reserved_name_traefik: "traefik",
-    reserved_name_itsup: "itsup",
-    reserved_name_monitor: "monitor",
-    reserved_name_api: "api",
+/// `<network>-proxy` is the proxy stack's Compose project: refused with the reason.
+#[test]
+fn reserved_name_proxy_compose_project() {
+    bad_name(
+        "proxynet-proxy",
+        "project name `proxynet-proxy` is reserved: it is the Compose project name of the proxy stack (`<proxy.network>-proxy`), so its containers and networks would be mixed with the proxy's",
+    );
+}
+
+/// Names itsUP's `create` reserved but nothing of itsup's collides with are ordinary projects.
+#[test]
+fn formerly_reserved_names_are_accepted() {
+    let root = Root::new();
+    for name in ["dns", "traefik", "itsup", "monitor", "api"] {
+        root.project(name, &format!("{name}.example.com"));
+    }
+    root.itsup(&["validate"]).code(0);
 }
 
 #[test]

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use serde_json::Value;
 
-const RESERVED_LINE: &str = "projects/itsup/itsup-project.yml:1:1: error: project name `itsup` is reserved (reserved: dns, proxy, traefik, itsup, monitor, api)";
-
 fn corpus_dir() -> PathBuf {
     let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -177,21 +175,17 @@ fn rendered_names(root: &Root) -> BTreeSet<String> {
 }
 
 #[test]
-fn traefik_render_rejects_only_the_reserved_project() {
+fn traefik_render_accepts_the_whole_corpus() {
     let root = corpus_root("");
     let run = root.itsup(&["render"]);
-    run.code(1).exactly(&[RESERVED_LINE]);
-    assert!(
-        run.stderr.contains("left out: itsup"),
-        "stderr: {}",
-        run.stderr
-    );
+    run.code(0);
+    assert!(!run.stderr.contains("error"), "stderr: {}", run.stderr);
 
     let projects = corpus_projects();
     let rendered = rendered_names(&root);
     let want: BTreeSet<String> = projects
         .iter()
-        .filter(|p| p.has_compose && p.name != "itsup")
+        .filter(|p| p.has_compose)
         .map(|p| p.name.clone())
         .collect();
     assert_eq!(
@@ -202,12 +196,13 @@ fn traefik_render_rejects_only_the_reserved_project() {
         let text = root.read(&format!("upstream/{name}/docker-compose.yml"));
         assert!(text.starts_with(HEADER), "{name}: header missing");
     }
+    // The project `itsup` (an external host, no compose file) is routed like any other.
     assert!(!root.exists("upstream/itsup"));
 
     let rules = traefik_rules(&root);
     let tcp = yaml_file(&root.join("proxy/traefik/dynamic/routers-tcp.yml"));
     let mut missing = Vec::new();
-    for p in projects.iter().filter(|p| p.enabled && p.name != "itsup") {
+    for p in projects.iter().filter(|p| p.enabled) {
         for d in &p.routed_domains {
             let host = format!("Host(`{d}`)");
             let sni = format!("HostSNI(`{d}`)");
@@ -235,10 +230,9 @@ fn traefik_render_rejects_only_the_reserved_project() {
     }
     assert!(missing.is_empty(), "not routed:\n{}", missing.join("\n"));
 
-    // The rejected project's routes must not leak into any rule.
     assert!(
-        !rules.iter().any(|r| r.contains("itsup.srv.instrukt.ai")),
-        "the reserved project was routed anyway"
+        rules.iter().any(|r| r.contains("itsup.srv.instrukt.ai")),
+        "the project `itsup` was not routed"
     );
     // A disabled project is not routed (its compose file is still generated).
     assert!(
@@ -250,7 +244,7 @@ fn traefik_render_rejects_only_the_reserved_project() {
 #[test]
 fn traefik_output_validates_against_upstream_schemas() {
     let root = corpus_root("");
-    root.itsup(&["render"]).code(1);
+    root.itsup(&["render"]).code(0);
 
     let static_v = validator(&shared_schema("traefik-v3.json"));
     assert_valid(
@@ -284,13 +278,12 @@ fn traefik_output_validates_against_upstream_schemas() {
 fn second_render_changes_nothing() {
     let root = corpus_root("");
     let first = root.itsup(&["render"]);
-    first.code(1).exactly(&[RESERVED_LINE]);
+    first.code(0);
     let before = snapshot(root.path());
     assert!(!before.is_empty());
 
     let second = root.itsup(&["render"]);
-    // Exit 1: the reserved project is still an error; the others are written.
-    second.code(1).exactly(&[RESERVED_LINE]);
+    second.code(0);
     assert!(
         second.stdout.contains("0 file(s) changed"),
         "stdout: {}",
@@ -302,9 +295,9 @@ fn second_render_changes_nothing() {
         "a second render rewrote or removed files"
     );
 
-    // `diff` has nothing to show, but the invalid project makes it an error (exit 1, not 0).
+    // `diff` has nothing to show: exit 0.
     let diff = root.itsup(&["diff"]);
-    diff.code(1).exactly(&[RESERVED_LINE]);
+    diff.code(0);
     assert!(
         !diff.stdout.contains("--- ") && !diff.stdout.contains("+++ "),
         "diff shows changes after render:\n{}",
@@ -317,7 +310,7 @@ fn second_render_changes_nothing() {
 fn haproxy_render_passes_haproxy_check() {
     let root = corpus_root("proxy:\n  engine: haproxy\n");
     let run = root.itsup(&["render"]);
-    run.code(1).exactly(&[RESERVED_LINE]);
+    run.code(0);
     assert!(root.exists("proxy/haproxy/haproxy.cfg"));
     assert!(
         !root.exists("proxy/traefik"),
@@ -326,14 +319,14 @@ fn haproxy_render_passes_haproxy_check() {
     let projects = corpus_projects();
     let want: BTreeSet<String> = projects
         .iter()
-        .filter(|p| p.has_compose && p.name != "itsup")
+        .filter(|p| p.has_compose)
         .map(|p| p.name.clone())
         .collect();
     assert_eq!(rendered_names(&root), want);
 
     let cfg = root.read("proxy/haproxy/haproxy.cfg");
     let words: BTreeSet<&str> = cfg.split_whitespace().collect();
-    for p in projects.iter().filter(|p| p.enabled && p.name != "itsup") {
+    for p in projects.iter().filter(|p| p.enabled) {
         for d in &p.routed_domains {
             assert!(
                 words.contains(d.as_str()),
@@ -349,7 +342,7 @@ fn haproxy_render_passes_haproxy_check() {
             );
         }
     }
-    assert!(!words.contains("itsup.srv.instrukt.ai"));
+    assert!(words.contains("itsup.srv.instrukt.ai"));
 
     haproxy_check(&root.join("proxy/haproxy"));
 
@@ -364,7 +357,7 @@ fn haproxy_render_passes_haproxy_check() {
     // The certificate is hand-written: a second render leaves it and everything else alone.
     let before = snapshot(root.path());
     let again = root.itsup(&["render"]);
-    again.code(1);
+    again.code(0);
     assert!(
         again.stdout.contains("0 file(s) changed"),
         "{}",

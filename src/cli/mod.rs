@@ -10,9 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod apply;
 mod color;
+pub mod completions;
 pub mod diff;
 pub mod hosts;
 pub mod init;
+pub mod migrate;
 pub mod render;
 mod report;
 pub mod schema;
@@ -41,7 +43,7 @@ pub struct Global {
 
 #[derive(Debug, Parser)]
 #[command(name = "itsup", version, about = "Run a small self-hosted platform from a projects/ folder", long_about = None)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     global: Global,
     #[command(subcommand)]
@@ -76,6 +78,8 @@ enum Command {
     Init(init::InitArgs),
     /// Scaffold a new project.
     Create(init::CreateArgs),
+    /// Bring an itsUP projects/ tree to itsup's names (ingress.yml → itsup-project.yml, schemaVersion).
+    Migrate(migrate::Args),
     /// HAProxy agent-check server answering with gRPC health.
     Agent(crate::agent::AgentArgs),
     /// Runtime L7/L4 proxy and load balancer.
@@ -84,6 +88,10 @@ enum Command {
     Watch(crate::watch::WatchArgs),
     /// Write the host names `itsup watch` routes into a managed block of /etc/hosts.
     Hosts(hosts::Args),
+    /// Print shell completions (bash, zsh, fish).
+    Completions(completions::Args),
+    /// Print the man page (roff), generated from this command line.
+    Man(completions::ManArgs),
 }
 
 /// Entry point used by `main.rs`: parse, dispatch, map errors to exit code 1.
@@ -106,10 +114,13 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(args),
         Command::Init(args) => init::run_init(&global, args),
         Command::Create(args) => init::run_create(&global, args),
+        Command::Migrate(args) => migrate::run(&global, args),
         Command::Agent(args) => crate::agent::run(args),
         Command::Proxy(args) => crate::proxy::run(args),
         Command::Watch(args) => crate::watch::run(args),
         Command::Hosts(args) => hosts::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => completions::run_man(args),
     };
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -1,4 +1,5 @@
-//! `itsup render [--out DIR]`: write every changed artifact; report broken projects.
+//! `itsup render [--out DIR]`: write every changed artifact, plus what the engine needs beside
+//! them to start (the default certificate); report broken projects.
 
 use std::path::PathBuf;
 
@@ -23,6 +24,12 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     crate::output::write(&out, &changes)?;
     let folders = crate::output::mounts::prepare(&out, &generated.artifacts)?;
     generated.save_last_good(&global.root)?;
+    // What the engine needs beside its config to start (HAProxy's default certificate, the run
+    // folders), so that a rendered tree passes the engine's own check as it is.
+    let made = match &generated.plan {
+        Some(plan) => crate::deploy::proxy::prepare(&out, plan.settings.engine)?,
+        None => Vec::new(),
+    };
     if !global.quiet {
         for c in &changes {
             let verb = match c.kind {
@@ -34,6 +41,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
         }
         for folder in &folders {
             println!("created {}/", folder.display());
+        }
+        for m in &made {
+            println!("created {m}");
         }
         let unchanged = generated.artifacts.len()
             + changes

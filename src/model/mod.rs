@@ -17,5 +17,10 @@ pub fn schema_of<T: JsonSchema>() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(T)).unwrap_or(serde_json::Value::Null)
 }
 
-/// The reserved project names: they collide with the proxy stack's own services and networks.
-pub const RESERVED_PROJECT_NAMES: &[&str] = &["dns", "proxy", "traefik", "itsup", "monitor", "api"];
+/// Project names that collide with something itsup itself creates, each with the reason shown in
+/// the error. Only real collisions are reserved: itsUP's loader accepted any name, and operator
+/// trees (the corpus has a project `itsup`) must load as they are.
+pub const RESERVED_PROJECT_NAMES: &[(&str, &str)] = &[(
+    "proxy",
+    "it names the proxy stack (`itsup svc proxy`, the generated `proxy/` folder and the proxy's deploy state)",
+)];

@@ -301,7 +301,9 @@ fn check_project(
     let report = |diags: &mut Vec<Diagnostic>, file: &Source, at: Pos, message: String| {
         diags.push(Diagnostic::new(&file.path, at, Some(name), message));
     };
-    if let Some(problem) = names::project_name_problem(name) {
+    if let Some(problem) = names::project_name_problem(name)
+        .or_else(|| names::project_name_collision(name, &config.proxy.network))
+    {
         diagnostics.push(Diagnostic::new(
             &source.file_path,
             Pos { line: 1, col: 1 },

@@ -66,11 +66,11 @@ pub fn label_problem(label: &str) -> Option<String> {
 
 /// Why a project name is unusable, or `None`.
 pub fn project_name_problem(name: &str) -> Option<String> {
-    if crate::model::RESERVED_PROJECT_NAMES.contains(&name) {
-        return Some(format!(
-            "project name `{name}` is reserved (reserved: {})",
-            crate::model::RESERVED_PROJECT_NAMES.join(", ")
-        ));
+    if let Some((_, why)) = crate::model::RESERVED_PROJECT_NAMES
+        .iter()
+        .find(|(reserved, _)| *reserved == name)
+    {
+        return Some(format!("project name `{name}` is reserved: {why}"));
     }
     if name.chars().any(|c| c.is_ascii_uppercase()) {
         return Some(format!(
@@ -78,6 +78,17 @@ pub fn project_name_problem(name: &str) -> Option<String> {
         ));
     }
     label_problem(name).map(|p| format!("project name `{name}` is not a DNS label: {p}"))
+}
+
+/// Why a project name collides with the Compose project of the proxy stack (`<network>-proxy`),
+/// whose containers and networks apply and `down` would then take for the project's, or `None`.
+pub fn project_name_collision(name: &str, network: &str) -> Option<String> {
+    (name == format!("{network}-proxy")).then(|| {
+        format!(
+            "project name `{name}` is reserved: it is the Compose project name of the proxy stack \
+             (`<proxy.network>-proxy`), so its containers and networks would be mixed with the proxy's"
+        )
+    })
 }
 
 /// Why a host (IP address or DNS name) is invalid, or `None`.
@@ -134,6 +145,9 @@ mod tests {
     fn project_names() {
         assert_eq!(project_name_problem("my-app"), None);
         assert!(project_name_problem("proxy").is_some_and(|m| m.contains("reserved")));
+        assert_eq!(project_name_problem("itsup"), None);
+        assert!(project_name_collision("proxynet-proxy", "proxynet").is_some());
+        assert_eq!(project_name_collision("proxynet", "proxynet"), None);
         assert!(project_name_problem("My").is_some());
         assert!(project_name_problem("a_b").is_some());
     }
