@@ -1,7 +1,7 @@
 //! Command-line interface: global options, the subcommand table and exit codes.
 //!
-//! Each subcommand lives in its own file and returns the process exit code, so the contract in
-//! DESIGN.md §3 (0 ok, 1 error, 2 changes pending) is decided in one obvious place per command.
+//! Each subcommand lives in its own file and returns the process exit code, so the README's exit-code
+//! contract (0 ok, 1 error, 2 changes pending) is decided in one obvious place per command.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -102,20 +102,7 @@ pub fn render_copy(
     dir
 }
 
-pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from)
-        .expect("read dir")
-        .filter_map(Result::ok)
-    {
-        let target = to.join(e.file_name());
-        if e.file_type().expect("file type").is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).expect("copy file");
-        }
-    }
-}
+pub use crate::deploy_support::copy_dir;
 
 /// `(section of /api/rawdata, name@provider)` of every router the render produced: container
 /// labels under `upstream/` and the dynamic files.
