@@ -30,6 +30,8 @@ pub mod fuzz_api {
     pub use crate::load::load as load_tree;
     pub use crate::proxy::config::parse as proxy_config;
     pub use crate::proxy::upstream::h1::body::{Decoder as H1BodyDecoder, Step as H1BodyStep};
-    pub use crate::proxy::upstream::h1::head::{Framing as H1Framing, parse_response as h1_response_head};
+    pub use crate::proxy::upstream::h1::head::{
+        Framing as H1Framing, parse_response as h1_response_head,
+    };
     pub use crate::validate::validate;
 }
