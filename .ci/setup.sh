@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in haproxy nginx-light wrk hyperfine procps chromium pebble redis-server dnsmasq-base busybox-static ca-certificates openssl curl; do
+for pkg in haproxy nginx-light wrk hyperfine procps chromium pebble redis-server dnsmasq-base busybox-static ca-certificates openssl curl zsh fish; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
