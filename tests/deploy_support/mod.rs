@@ -52,14 +52,19 @@ pub fn ensure_images() {
             return;
         }
         for script in [".ci/images/app.sh", ".ci/images/haproxy.sh"] {
-            let status = Command::new("bash")
-                .arg(script)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run image script");
-            assert!(status.success(), "{script} failed");
+            run_image_script(script);
         }
     });
+}
+
+/// Runs one `.ci/images/*.sh` script (idempotent) from the repository root.
+pub fn run_image_script(script: &str) {
+    let status = Command::new("bash")
+        .arg(script)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run image script");
+    assert!(status.success(), "{script} failed");
 }
 
 /// Builds the Traefik stack's images when missing: Traefik itself and the stand-in of its
@@ -78,12 +83,7 @@ pub fn ensure_traefik_images() {
             if !docker(&["image", "ls", "-q", image]).trim().is_empty() {
                 continue;
             }
-            let status = Command::new("bash")
-                .arg(script)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run image script");
-            assert!(status.success(), "{script} failed");
+            run_image_script(script);
         }
     });
 }

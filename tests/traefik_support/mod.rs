@@ -442,29 +442,9 @@ pub fn assert_loads(version: &str, root: &Path, containers: &Labelled) -> Value 
 }
 
 /// Builds the Traefik images and the Docker socket proxy stand-in when missing.
+/// Traefik (both versions) and the stand-in of its Docker socket proxy.
 pub fn ensure_images() {
-    for (image, script) in [
-        ("traefik:v3.6", ".ci/images/traefik.sh"),
-        (
-            "tecnativa/docker-socket-proxy:0.3.0",
-            ".ci/images/docker-socket-proxy.sh",
-        ),
-    ] {
-        let present = Command::new("docker")
-            .args(["image", "inspect", image])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !present {
-            let status = Command::new("bash")
-                .arg(script)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run image script");
-            assert!(status.success(), "{script} failed");
-        }
-    }
+    crate::deploy_support::ensure_traefik_images();
 }
 
 // The one TLS client of the deploy tests (a test crate using this module has `deploy_support`).
