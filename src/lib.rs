@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod cli;
 pub mod deploy;
+pub mod diagnostic;
 #[cfg(test)]
 mod layering;
 pub mod load;

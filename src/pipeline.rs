@@ -23,7 +23,8 @@ pub struct Generated {
 /// Runs the generator over `root`.
 pub fn generate(root: &Path) -> anyhow::Result<Generated> {
     let tree = crate::load::load(root)?;
-    let outcome = crate::validate::validate(&tree);
+    let outcome =
+        crate::validate::validate(&tree, &|name| crate::output::last_good::load(root, name));
     let project_names: Vec<String> = tree.projects.iter().map(|p| p.name.clone()).collect();
     let Some(validated) = &outcome.validated else {
         return Ok(Generated {

@@ -5,8 +5,9 @@ use ipnet::Ipv4Net;
 use serde_json::{Map, Value};
 
 use super::names::*;
-use crate::model::{Engine, Ingress, ItsupConfig, ProjectFile, Protocol, Router};
-use crate::plan::build::{compose_service_names, row_hosts};
+use crate::model::{
+    Engine, Ingress, ItsupConfig, ProjectFile, Protocol, Router, compose_service_names, row_hosts,
+};
 use crate::yaml::Document;
 
 /// A problem at a JSON pointer of the project file (or `compose` = in the compose file).
