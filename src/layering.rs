@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 /// generator renders its config format (`render::itsup` uses `proxy::config`).
 const TOP: &[(&str, u8)] = &[
     ("model", 0),
+    ("atomic", 0),
     ("yaml", 1),
     ("diagnostic", 2),
     ("proxy", 3),

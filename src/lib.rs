@@ -7,6 +7,7 @@
 //! [`agent`], [`proxy`] and [`watch`] are companion data-plane pieces that reuse the model.
 
 pub mod agent;
+mod atomic;
 pub mod cli;
 pub mod deploy;
 pub mod diagnostic;

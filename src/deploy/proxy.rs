@@ -39,7 +39,7 @@ pub fn prepare(root: &Path, engine: Engine) -> anyhow::Result<Vec<String>> {
             .context("cannot generate the default certificate")?;
         let pem = format!("{}{}", key.cert.pem(), key.signing_key.serialize_pem());
         let path = certs.join("default.pem");
-        super::state::write_atomic(&path, pem.as_bytes())?;
+        crate::atomic::write(&path, pem.as_bytes())?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
