@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 const TOP: &[(&str, u8)] = &[
     ("model", 0),
     ("atomic", 0),
+    ("logging", 0),
     ("yaml", 1),
     ("diagnostic", 2),
     ("proxy", 3),

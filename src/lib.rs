@@ -14,6 +14,7 @@ pub mod diagnostic;
 #[cfg(test)]
 mod layering;
 pub mod load;
+mod logging;
 pub mod model;
 pub mod output;
 pub mod pipeline;

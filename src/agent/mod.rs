@@ -7,13 +7,12 @@
 //!
 //! Files: [`config`] (flags > env > TOML > defaults), [`protocol`] (wire format), [`check`]
 //! (one RPC under a deadline), [`channels`] (connector and channel cache), [`drain`] (the drain
-//! file), [`metrics`] (Prometheus), [`server`] (listener and connections), [`logging`].
+//! file), [`metrics`] (Prometheus), [`server`] (listener and connections); logging is `crate::logging`.
 
 pub mod channels;
 pub mod check;
 pub mod config;
 pub mod drain;
-pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
@@ -21,6 +20,7 @@ pub mod server;
 use std::sync::Arc;
 
 pub use config::AgentArgs;
+use config::LogFormat;
 
 /// Exit code for a configuration rejected at start.
 const EXIT_CONFIG: i32 = 2;
@@ -41,7 +41,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
             return Ok(EXIT_CONFIG);
         }
     };
-    logging::init(config.log_format, &config.log_level);
+    let style = match config.log_format {
+        LogFormat::Json => crate::logging::Style::Json,
+        LogFormat::Pretty => crate::logging::Style::Pretty,
+    };
+    crate::logging::init(style, &config.log_level);
     tracing::info!(
         listen = %config.listen,
         metrics_listen = %config.metrics_listen,

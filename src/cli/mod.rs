@@ -30,7 +30,8 @@ pub struct Global {
     /// Root folder holding `projects/` (and the generated `proxy/` and `upstream/`).
     #[arg(long, global = true, env = "ITSUP_ROOT", default_value = ".")]
     pub root: PathBuf,
-    /// More output (repeat for more).
+    /// Log what happens on stderr: the generator's stages and every Compose/Docker call
+    /// (`-vv`: with details). `ITSUP_LOG` sets a filter instead.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors.
@@ -94,6 +95,19 @@ enum Command {
     Man(completions::ManArgs),
 }
 
+/// `-v` logs what the generator and deploy do (stage timings, every Compose and Docker call),
+/// `-vv` with details; without it only `ITSUP_LOG` turns logging on.
+fn log_for_verbosity(verbose: u8) {
+    let filter = match verbose {
+        0 => crate::logging::from_env(),
+        1 => Some("itsup=info".to_string()),
+        _ => Some("itsup=debug".to_string()),
+    };
+    if let Some(filter) = filter {
+        crate::logging::init(crate::logging::Style::Pretty, &filter);
+    }
+}
+
 /// Entry point used by `main.rs`: parse, dispatch, map errors to exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -104,6 +118,12 @@ pub fn main() -> ExitCode {
         batch_allocator();
     }
     let global = cli.global;
+    if !matches!(
+        cli.command,
+        Command::Agent(_) | Command::Proxy(_) | Command::Watch(_)
+    ) {
+        log_for_verbosity(global.verbose);
+    }
     let result = match cli.command {
         Command::Validate(args) => validate::run(&global, args),
         Command::Render(args) => render::run(&global, args),

@@ -66,13 +66,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<i32> {
         println!("{}: ok", path.display());
         return Ok(0);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ITSUP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::logging::init(
+        crate::logging::Style::Json,
+        &crate::logging::from_env().unwrap_or_else(|| "info".into()),
+    );
 
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
