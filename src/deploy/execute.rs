@@ -530,16 +530,29 @@ async fn rollout(
     )?;
     let outcome = rollout_journaled(ctx, plan, s, d, &stack, &old, line).await;
     // A failed rollout keeps its entry unless it is verified undone (only the old containers
-    // left): with the engine unreachable, the next apply finishes the clean-up.
+    // left, and no slot of its HAProxy backends still forced into maintenance or drain): with
+    // the engine or HAProxy's admin socket unreachable, the next apply finishes the clean-up.
     let undone = || async {
         current(ctx, &plan.compose_project, &s.service)
             .await
             .is_ok_and(|now| now.iter().all(|c| old_ids.contains(&c.id.as_str())))
+            && (!haproxy_backends || slots_released(&ctx.haproxy(), &d.backends).await)
     };
     if outcome.is_ok() || undone().await {
         super::journal::end(&ctx.root, &plan.compose_project, &s.service)?;
     }
     outcome
+}
+
+/// Whether HAProxy answers and no slot of `backends` is forced into maintenance or drain.
+async fn slots_released(runtime: &Runtime, backends: &[String]) -> bool {
+    for backend in backends {
+        match runtime.slots(backend).await {
+            Ok(slots) if slots.iter().all(|s| s.admin_state & 0x09 == 0) => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 async fn rollout_journaled(

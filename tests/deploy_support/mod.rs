@@ -358,6 +358,26 @@ impl Fixture {
         names
     }
 
+    /// `show servers state` through the HAProxy's admin socket (engine haproxy): the slots
+    /// forced into maintenance or drain, as `backend/slot address admin=<state>`.
+    pub fn forced_slots(&self) -> Result<Vec<String>, String> {
+        let sock = self.root.join("proxy/haproxy/run/admin.sock");
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).map_err(|e| e.to_string())?;
+        s.write_all(b"show servers state\n")
+            .map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let admin: u32 = w.get(6)?.parse().ok()?;
+                (admin & 0x09 != 0).then(|| format!("{}/{} {} admin={admin}", w[1], w[3], w[4]))
+            })
+            .collect())
+    }
+
     /// One HTTPS request through the proxy for `host`; the body.
     pub fn get(&self, host: &str) -> Result<String, String> {
         let mut c = Client::connect(self.https_port)?;
