@@ -529,3 +529,105 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
     assert_eq!(admin_servers(admin), alias);
     f.itsup_expect(&["diff"], 0);
 }
+
+/// Removes a named volume when dropped (Fixture removes containers and networks, not volumes).
+struct VolumeGuard(String);
+
+impl Drop for VolumeGuard {
+    fn drop(&mut self) {
+        deploy_support::docker(&["volume", "rm", "-f", &self.0]);
+    }
+}
+
+fn exists(kind: &str, name: &str) -> bool {
+    Command::new("docker")
+        .args([kind, "inspect", name])
+        .output()
+        .expect("docker inspect")
+        .status
+        .success()
+}
+
+#[test]
+fn deploy_down_stops_then_cleans_and_apply_brings_it_back() {
+    let f = Fixture::new();
+    let name = f.name("vol");
+    f.write(
+        &format!("projects/{name}/ingress.yml"),
+        "ingress:\n  - service: web\n    domain: vol.test\n    port: 8080\n",
+    );
+    f.write(
+        &format!("projects/{name}/docker-compose.yml"),
+        &format!(
+            "services:\n  web:\n    image: {APP_V1}\n    environment:\n      PORT: \"8080\"\n    volumes:\n      - data:/data\n    healthcheck:\n      test: [\"CMD\", \"/usr/local/bin/testapp\", \"check\"]\n      interval: 1s\n      retries: 2\n    stop_grace_period: 5s\nvolumes:\n  data: {{}}\n"
+        ),
+    );
+    let volume = format!("{name}_data");
+    let _volume = VolumeGuard(volume.clone());
+    let serving = |what: &str| {
+        eventually(Duration::from_secs(30), || f.get("vol.test").ok())
+            .unwrap_or_else(|| panic!("vol.test does not answer {what}"));
+    };
+    f.itsup_expect(&["apply"], 0);
+    serving("after the first apply");
+    let all = f.containers();
+    assert!(all.len() >= 3, "proxy and project containers: {all:?}");
+
+    // A target this root does not run is refused, and nothing is stopped.
+    let out = f.itsup_expect(&["down", "no-such-project"], 1);
+    assert!(
+        text(&out.stderr).contains("no-such-project"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(deploy_support::running(&f).len(), all.len());
+
+    // down: nothing runs, every container and the volume are kept.
+    let out = f.itsup_expect(&["down"], 0);
+    let report = text(&out.stdout);
+    let project_line = report.find(&format!("{name}:")).expect("project line");
+    let proxy_line = report.find("proxy:").expect("proxy line");
+    assert!(project_line < proxy_line, "projects first: {report}");
+    assert!(deploy_support::running(&f).is_empty(), "{report}");
+    assert_eq!(f.containers(), all, "down without --clean keeps containers");
+    assert!(exists("volume", &volume));
+    assert!(f.get("vol.test").is_err(), "the proxy is down");
+
+    // apply brings the same containers back.
+    let out = f.itsup_expect(&["apply"], 0);
+    assert!(
+        text(&out.stdout).contains("create"),
+        "{}",
+        text(&out.stdout)
+    );
+    serving("after apply following down");
+    assert_eq!(f.containers(), all);
+
+    // down --clean: containers and the networks apply and Compose created are gone; the
+    // volume stays.
+    let out = f.itsup_expect(&["down", "--clean", "--format", "json"], 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(json["ok"], true, "{json}");
+    assert!(f.containers().is_empty(), "{json}");
+    assert!(!exists("network", &f.network), "{json}");
+    assert!(!exists("network", &format!("{name}_default")), "{json}");
+    assert!(exists("volume", &volume), "volumes are never removed");
+    let removed: Vec<&str> = json["networks"]
+        .as_array()
+        .expect("networks")
+        .iter()
+        .filter(|n| n["removed"] == true)
+        .filter_map(|n| n["network"].as_str())
+        .collect();
+    assert!(removed.contains(&f.network.as_str()), "{json}");
+
+    // Nothing left: down says so and succeeds; apply starts everything again.
+    let out = f.itsup_expect(&["down"], 0);
+    assert!(
+        text(&out.stdout).contains("nothing"),
+        "{}",
+        text(&out.stdout)
+    );
+    f.itsup_expect(&["apply"], 0);
+    serving("after apply following down --clean");
+}
