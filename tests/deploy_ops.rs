@@ -631,3 +631,89 @@ fn deploy_down_stops_then_cleans_and_apply_brings_it_back() {
     f.itsup_expect(&["apply"], 0);
     serving("after apply following down --clean");
 }
+
+/// The DNS honeypot of `dns:` in itsup.yml with the real dnsmasq (Debian's, image
+/// `.ci/images/dnsmasq.sh`): the routed service's `dns:` is the honeypot, a name resolves
+/// through it from inside that service's container, and the query is in the honeypot's log.
+/// Upstream is a second real dnsmasq on the proxy network holding the name (a stand-in for the
+/// host's resolvers: no test may reach an outside DNS server).
+#[test]
+fn deploy_dns_honeypot_logs_and_forwards_queries() {
+    deploy_support::run_image_script(".ci/images/app.sh");
+    deploy_support::run_image_script(".ci/images/dnsmasq.sh");
+    let f = Fixture::new();
+    let net: ipnet::Ipv4Net = f.subnet.parse().expect("subnet");
+    let host = |n: u32| std::net::Ipv4Addr::from(u32::from(net.network()) + n).to_string();
+    let upstream = host(200);
+    let honeypot = host(254);
+    let itsup_yml = std::fs::read_to_string(f.root.join("projects/itsup.yml")).expect("itsup.yml");
+    f.write(
+        "projects/itsup.yml",
+        &format!(
+            "{itsup_yml}dns:\n  enabled: true\n  image: itsup-test/dnsmasq:debian\n  upstream: [{upstream}]\n"
+        ),
+    );
+    let name = f.app_project("dns", APP_V1, "");
+    f.itsup_expect(&["apply"], 0);
+    let generated =
+        std::fs::read_to_string(f.root.join(format!("upstream/{name}/docker-compose.yml")))
+            .expect("generated");
+    assert!(generated.contains(&honeypot), "{generated}");
+
+    let probe = format!("probe-{}.test", f.prefix);
+    deploy_support::docker(&[
+        "run",
+        "-d",
+        "--name",
+        &format!("{}-upstream", f.prefix),
+        "--network",
+        &f.network,
+        "--ip",
+        &upstream,
+        "itsup-test/dnsmasq:debian",
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        &format!("--host-record={probe},10.9.8.7"),
+    ]);
+    let web = deploy_support::docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={name}"),
+    ])
+    .trim()
+    .to_string();
+    assert!(!web.is_empty(), "the project's container runs");
+    let dns = deploy_support::docker(&["inspect", "-f", "{{json .HostConfig.Dns}}", &web]);
+    assert_eq!(dns.trim(), format!("[\"{honeypot}\"]"));
+    let answer = eventually(Duration::from_secs(20), || {
+        let out = deploy_support::docker(&["exec", &web, "testapp", "resolve", &probe]);
+        out.contains("10.9.8.7").then_some(out)
+    });
+    assert!(
+        answer.is_some(),
+        "{probe} did not resolve through the honeypot"
+    );
+
+    let dnsmasq = f
+        .proxy_container("dns-honeypot")
+        .expect("the honeypot runs");
+    let logs = Command::new("docker")
+        .args(["logs", &dnsmasq])
+        .output()
+        .expect("docker logs");
+    let logs = format!("{}{}", text(&logs.stdout), text(&logs.stderr));
+    assert!(
+        logs.contains(&format!("query[A] {probe} from")),
+        "the query is logged: {logs}"
+    );
+    assert!(
+        logs.contains(&format!("forwarded {probe} to {upstream}")),
+        "and forwarded upstream: {logs}"
+    );
+    assert!(
+        logs.contains("reply") && logs.contains("10.9.8.7"),
+        "{logs}"
+    );
+}

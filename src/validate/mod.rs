@@ -6,6 +6,7 @@
 
 mod acme;
 mod diagnostic;
+mod dns;
 mod global;
 mod go_template;
 pub mod names;
@@ -238,6 +239,9 @@ fn platform_config(
                 config.proxy.subnet
             ),
         );
+    }
+    for (pointer, message) in dns::problems(&config) {
+        fail(&pointer, message);
     }
     if config.proxy.http_port == config.proxy.https_port {
         fail(
