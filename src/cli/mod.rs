@@ -12,6 +12,7 @@ pub mod apply;
 mod color;
 pub mod completions;
 pub mod diff;
+pub mod down;
 pub mod hosts;
 pub mod init;
 pub mod migrate;
@@ -69,6 +70,8 @@ enum Command {
     Diff(diff::Args),
     /// Render, write, then deploy what changed (zero-downtime rollouts).
     Apply(apply::Args),
+    /// Stop the project stacks, then the proxy (`--clean`: remove containers and networks, never volumes).
+    Down(down::Args),
     /// Run Compose for one project's generated stack, arguments passed through.
     Svc(svc::Args),
     /// Desired vs running, per project and service.
@@ -129,6 +132,7 @@ pub fn main() -> ExitCode {
         Command::Render(args) => render::run(&global, args),
         Command::Diff(args) => diff::run(&global, args),
         Command::Apply(args) => apply::run(&global, args),
+        Command::Down(args) => down::run(&global, args),
         Command::Svc(args) => svc::run(&global, args),
         Command::Status(args) => status::run(&global, args),
         Command::Schema(args) => schema::run(args),

@@ -389,6 +389,7 @@ mod tests {
             service: service.into(),
             hash: Some(hash.into()),
             root: None,
+            stack: None,
             running: true,
             health: None,
             status: String::new(),

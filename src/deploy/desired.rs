@@ -20,6 +20,8 @@ use crate::render::Artifact;
 /// CrowdSec, the agent).
 pub const PROXY_SERVICE_HAPROXY: &str = "haproxy";
 pub const PROXY_SERVICE_TRAEFIK: &str = "traefik";
+/// The DNS honeypot of `dns:` in itsup.yml (every engine).
+pub const PROXY_SERVICE_DNS: &str = "dns-honeypot";
 /// Engine haproxy: the service holding the network namespace HAProxy runs in.
 pub const PROXY_NAMESPACE_HOLDER: &str = "haproxy-net";
 
@@ -146,6 +148,12 @@ pub fn build(
                             reason: "Traefik is restarted, a brief outage: it publishes host \
                                      ports, and a second Traefik beside it (reusePort) would \
                                      answer 404 until its providers load (see docs/deploy.md)"
+                                .into(),
+                        }
+                    } else if name == PROXY_SERVICE_DNS {
+                        RolloutPlan {
+                            strategy: Rollout::StopFirst,
+                            reason: "the DNS honeypot holds a fixed address on the proxy network"
                                 .into(),
                         }
                     } else {

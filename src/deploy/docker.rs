@@ -60,6 +60,9 @@ pub struct Observed {
     pub hash: Option<String>,
     /// The root folder it was applied from (`io.itsup.root`), when itsup started it.
     pub root: Option<String>,
+    /// itsup's name of its stack (`io.itsup.project`: `proxy` or the project), when itsup
+    /// started it.
+    pub stack: Option<String>,
     pub running: bool,
     /// Docker health (`healthy`, `unhealthy`, `starting`) as the listing's status shows it.
     pub health: Option<String>,
@@ -109,6 +112,7 @@ pub async fn stack_containers(docker: &Docker) -> anyhow::Result<Vec<Observed>> 
                 service: labels.get(labels::COMPOSE_SERVICE)?.clone(),
                 hash: labels.get(labels::HASH).cloned(),
                 root: labels.get(labels::ROOT).cloned(),
+                stack: labels.get(labels::PROJECT).cloned(),
                 running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
                 health,
                 status,
@@ -238,6 +242,56 @@ pub async fn egress_networks(docker: &Docker, root: &str) -> anyhow::Result<Vec<
     Ok(names)
 }
 
+/// Every network itsup created for `root` (the proxy network and the egress networks), by name.
+pub async fn managed_networks(docker: &Docker, root: &str) -> anyhow::Result<Vec<String>> {
+    let mut names = networks_labelled(
+        docker,
+        vec![
+            format!("{MANAGED}=true"),
+            format!("{}={root}", labels::ROOT),
+        ],
+    )
+    .await?;
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Names of the containers, running or stopped, attached to a network: Docker refuses to remove
+/// a network with running ones, and a stopped one would fail to start without it.
+pub async fn network_users(docker: &Docker, network: &str) -> anyhow::Result<Vec<String>> {
+    let filters: HashMap<String, Vec<String>> =
+        [("network".to_string(), vec![network.to_string()])].into();
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .with_context(|| format!("cannot list the containers of network {network}"))?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| c.names?.into_iter().next())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect())
+}
+
+/// Removes a network; one already gone counts as removed.
+pub async fn remove_network(docker: &Docker, name: &str) -> anyhow::Result<()> {
+    docker
+        .remove_network(name)
+        .await
+        .or_else(|e| match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            } => Ok(()),
+            e => Err(e),
+        })
+        .with_context(|| format!("cannot remove network {name}"))
+}
+
 /// What a health wait needs about one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -323,6 +377,16 @@ pub async fn stop(docker: &Docker, id: &str, grace: Duration) -> anyhow::Result<
             ),
             e => e.into(),
         })
+        .with_context(|| format!("cannot stop container {}", short(id)))
+}
+
+/// Stops a container with its own grace period (Compose's `stop_grace_period`, Docker's
+/// default otherwise), as `docker stop` does.
+pub async fn stop_own_grace(docker: &Docker, id: &str) -> anyhow::Result<()> {
+    docker
+        .stop_container(id, None::<bollard::query_parameters::StopContainerOptions>)
+        .await
+        .or_else(not_modified)
         .with_context(|| format!("cannot stop container {}", short(id)))
 }
 

@@ -7,13 +7,15 @@
 //! [`compose`], admitting and draining at the proxy ([`admission`], [`haproxy`]) and showing
 //! [`progress`] ([`itsup_admin`] for engine itsup). One apply at a time ([`lock`]); [`secrets`]
 //! reach Compose as environment only. Rollouts in flight are kept in a [`journal`], so that
-//! the next apply [`heal`]s what one killed halfway left behind.
+//! the next apply [`heal`]s what one killed halfway left behind. [`down`] stops (and cleans up)
+//! what apply started.
 
 pub mod actions;
 pub mod admission;
 pub mod compose;
 pub mod desired;
 pub mod docker;
+pub mod down;
 pub mod drainfile;
 pub mod execute;
 pub mod haproxy;

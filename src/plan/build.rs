@@ -35,6 +35,11 @@ pub fn build(v: &Validated) -> Plan {
         acme_ca_pem: v.acme_ca_pem.clone(),
         crowdsec: config.crowdsec.clone(),
         versions: config.versions.clone(),
+        dns: None,
+    };
+    let settings = Settings {
+        dns: dns_honeypot(config, settings.subnet),
+        ..settings
     };
 
     let mut names = UniqueNames::default();
@@ -295,6 +300,49 @@ fn project_plan(
         services,
         depends_on,
     }
+}
+
+/// Docker's embedded DNS, as every container on a user-defined network sees it.
+pub const DOCKER_DNS: &str = "127.0.0.11";
+/// Image of the DNS honeypot when neither `dns.image` nor `versions.dnsmasq` says otherwise.
+pub const DNSMASQ_REPOSITORY: &str = "4km3/dnsmasq";
+pub const DEFAULT_DNSMASQ: &str = "2.90-r3";
+
+/// The honeypot of `dns:` when enabled, its defaults filled in: the subnet's last usable
+/// address (Docker hands addresses out from the low end), Docker's DNS upstream.
+pub fn dns_honeypot(
+    config: &crate::model::ItsupConfig,
+    subnet: ipnet::Ipv4Net,
+) -> Option<DnsHoneypot> {
+    let dns = &config.dns;
+    if !dns.enabled {
+        return None;
+    }
+    let address = dns
+        .address
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| Ipv4Addr::from(u32::from(subnet.broadcast()).saturating_sub(1)));
+    let upstream = if dns.upstream.is_empty() {
+        vec![DOCKER_DNS.to_string()]
+    } else {
+        dns.upstream.clone()
+    };
+    let image = dns.image.clone().unwrap_or_else(|| {
+        format!(
+            "{DNSMASQ_REPOSITORY}:{}",
+            config
+                .versions
+                .dnsmasq
+                .as_deref()
+                .unwrap_or(DEFAULT_DNSMASQ)
+        )
+    });
+    Some(DnsHoneypot {
+        address,
+        upstream,
+        image,
+    })
 }
 
 /// Start-first unless the service cannot run twice side by side; the reason is shown in plans.

@@ -5,6 +5,7 @@
 //! go on to the Plan.
 
 mod acme;
+mod dns;
 mod global;
 mod go_template;
 pub mod names;
@@ -248,6 +249,9 @@ fn platform_config(
                 config.proxy.subnet
             ),
         );
+    }
+    for (pointer, message) in dns::problems(&config) {
+        fail(&pointer, message);
     }
     if config.proxy.http_port == config.proxy.https_port {
         fail(

@@ -271,6 +271,16 @@ fn row_problems(
             )),
             _ => {}
         }
+        if let (Ok(ip), Some(net)) = (addr.parse::<std::net::Ipv4Addr>(), subnet)
+            && crate::plan::build::dns_honeypot(config, net).is_some_and(|d| d.address == ip)
+        {
+            out.push(at(
+                p("ipv4_address"),
+                format!(
+                    "`ipv4_address` {ip} is the DNS honeypot's address (dns.address in itsup.yml)"
+                ),
+            ));
+        }
         if row.service.is_none() {
             out.push(at(
                 p("ipv4_address"),
