@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::desired::{
     Desired, DesiredService, DesiredStack, PROXY, PROXY_NAMESPACE_HOLDER, PROXY_SERVICE_HAPROXY,
-    PROXY_SERVICE_TRAEFIK,
+    PROXY_SERVICE_TRAEFIK, hand_over_pair,
 };
 use super::docker::Observed;
 use super::state::State;
@@ -116,15 +116,23 @@ pub fn plan(
                     s.reason = format!("{}; its new process reads the new haproxy.cfg", s.reason);
                 }
                 (Engine::Traefik, PROXY_SERVICE_TRAEFIK, Action::Recreate) => {
-                    s.reason = "Traefik's static configuration changed (entrypoints): \
-                                Traefik is restarted, a brief outage (dynamic routes need no restart; \
-                                see docs/deploy.md for why it is no hand-over)"
-                        .into();
+                    s.reason = format!(
+                        "Traefik's static configuration changed (entrypoints); {}",
+                        s.reason
+                    );
+                }
+                (Engine::Traefik, PROXY_SERVICE_TRAEFIK, Action::Rollout) => {
+                    s.reason = format!(
+                        "Traefik's static configuration changed (entrypoints); {}",
+                        s.reason
+                    );
                 }
                 _ => {}
             }
         }
-        follow_namespace_holder(&mut stack);
+        if let Some((follower, holder)) = hand_over_pair(desired.engine) {
+            follow_namespace_holder(&mut stack, holder, follower);
+        }
         out.push(stack);
     }
     for project in &desired.projects {
@@ -315,19 +323,22 @@ pub fn stale_networks(
         .collect()
 }
 
-/// HAProxy and the agent live in the network namespace `haproxy-net` holds: when it is
-/// recreated (its published ports changed), they must follow into the new one. This is the one
-/// proxy change that is not a hand-over, and the plan says so.
-fn follow_namespace_holder(stack: &mut StackPlan) {
+/// HAProxy and the agent live in the network namespace `haproxy-net` holds (the edge in the one
+/// `edge-net` holds): when it is recreated (its published ports changed), they must follow into
+/// the new one. This is the one proxy change that is not a hand-over, and the plan says so.
+/// Engine traefik: only the edge lives there (Traefik and the socket proxy do not).
+fn follow_namespace_holder(stack: &mut StackPlan, holder: &str, follower: &str) {
     let recreated = stack
         .services
         .iter()
-        .any(|s| s.service == PROXY_NAMESPACE_HOLDER && s.action == Action::Recreate);
+        .any(|s| s.service == holder && s.action == Action::Recreate);
     if !recreated {
         return;
     }
+    let in_namespace =
+        |name: &str| name == follower || (holder == PROXY_NAMESPACE_HOLDER && name != holder);
     for s in stack.services.iter_mut().filter(|s| {
-        s.service != PROXY_NAMESPACE_HOLDER
+        in_namespace(&s.service)
             && matches!(
                 s.action,
                 Action::Unchanged | Action::Reload | Action::Rollout
@@ -336,8 +347,8 @@ fn follow_namespace_holder(stack: &mut StackPlan) {
     }) {
         s.action = Action::Recreate;
         s.reason = format!(
-            "{PROXY_NAMESPACE_HOLDER} is recreated (published ports changed): restarts in the \
-             new network namespace (a brief outage)"
+            "{holder} is recreated (published ports changed): restarts in the new network \
+             namespace (a brief outage)"
         );
     }
 }

@@ -29,6 +29,8 @@ pub const APP_EXAMPLE_BROKEN: &str = "itsup-test/app:example-broken";
 /// (`.ci/images/traefik.sh`), and the latest 3.x.
 pub const TRAEFIK: &str = "traefik:v3.6";
 pub const TRAEFIK_LATEST: &str = "traefik:v3.7";
+/// The edge in front of Traefik: HAProxy under the rendered default tag (`.ci/images/haproxy.sh`).
+pub const EDGE: &str = "haproxy:2.6";
 
 /// Builds the test images when missing (the scripts are idempotent).
 pub fn ensure_images() {
@@ -75,6 +77,8 @@ pub fn ensure_traefik_images() {
         for (image, script) in [
             (TRAEFIK, ".ci/images/traefik.sh"),
             (TRAEFIK_LATEST, ".ci/images/traefik.sh"),
+            // The edge in front of Traefik, under its rendered default tag.
+            (EDGE, ".ci/images/haproxy.sh"),
             (
                 "tecnativa/docker-socket-proxy:0.3.0",
                 ".ci/images/docker-socket-proxy.sh",
@@ -692,7 +696,10 @@ impl Load {
                     }
                     Err(e) => {
                         g.failed += 1;
-                        g.errors.push(e);
+                        g.errors.push(format!(
+                            "{e} (after {:.1} s, request {on_conn} on its connection)",
+                            start.elapsed().as_secs_f64()
+                        ));
                         client = None;
                     }
                 }
