@@ -359,6 +359,34 @@ async fn wait_all_ready(
     Ok(how)
 }
 
+/// Engine traefik, the first apply with the edge: the Traefik that still publishes the ports
+/// itself (planned `recreate`, see `actions::move_behind_the_edge`) stops before the edge binds
+/// them; its recreate then starts the new one behind the edge.
+async fn stop_traefik_holding_the_ports(
+    ctx: &Ctx,
+    plan: &StackPlan,
+    todo: &[&ServiceAction],
+) -> anyhow::Result<()> {
+    let edge_new = todo
+        .iter()
+        .any(|s| s.service == super::desired::PROXY_EDGE_HOLDER);
+    if ctx.engine != Engine::Traefik || plan.stack != PROXY || !edge_new {
+        return Ok(());
+    }
+    for s in plan.services.iter().filter(|s| {
+        s.service == super::desired::PROXY_SERVICE_TRAEFIK && s.action == Action::Recreate
+    }) {
+        let grace = s
+            .desired
+            .as_ref()
+            .map_or(Duration::from_secs(10), |d| d.grace);
+        for c in s.containers.iter().filter(|c| c.running) {
+            docker::stop(&ctx.docker, &c.id, grace).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Engine traefik: the Traefik service itself, replaced blue/green behind the edge.
 fn behind_edge(ctx: &Ctx, plan: &StackPlan, s: &ServiceAction) -> bool {
     ctx.engine == Engine::Traefik
@@ -431,6 +459,7 @@ async fn create(ctx: &Ctx, plan: &StackPlan, todo: &[&ServiceAction]) -> Vec<Ser
                 docker::remove(&ctx.docker, &c.id).await?;
             }
         }
+        stop_traefik_holding_the_ports(ctx, plan, todo).await?;
         for l in &lines {
             l.step("compose up");
         }

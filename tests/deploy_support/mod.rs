@@ -502,6 +502,8 @@ impl<T: Read + Write + Send> Stream for T {}
 /// A keep-alive HTTP/1.1 client connection to 127.0.0.1, over TLS or plain.
 pub struct Client {
     stream: BufReader<Box<dyn Stream>>,
+    /// The server answered `Connection: close`: this connection takes no further request.
+    pub closing: bool,
 }
 
 impl Client {
@@ -523,6 +525,7 @@ impl Client {
         let conn = ClientConnection::new(tls_config(), name).map_err(|e| e.to_string())?;
         Ok(Client {
             stream: BufReader::new(Box::new(StreamOwned::new(conn, sock))),
+            closing: false,
         })
     }
 
@@ -530,6 +533,7 @@ impl Client {
     pub fn connect_plain(port: u16) -> Result<Client, String> {
         Ok(Client {
             stream: BufReader::new(Box::new(Self::socket(port)?)),
+            closing: false,
         })
     }
 
@@ -562,13 +566,19 @@ impl Client {
             if l.is_empty() {
                 break;
             }
-            if let Some((k, v)) = l.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
+            let Some((k, v)) = l.split_once(':') else {
+                continue;
+            };
+            if k.eq_ignore_ascii_case("content-length") {
                 length = v
                     .trim()
                     .parse()
                     .map_err(|_| "bad content-length".to_string())?;
+            } else if k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close")
+            {
+                // As every HTTP/1.1 client does: the next request goes on a new connection
+                // (a proxy closing gracefully, e.g. HAProxy soft-stopping, says so this way).
+                self.closing = true;
             }
         }
         let mut body = vec![0u8; length];
@@ -589,6 +599,8 @@ impl Client {
 pub struct LoadStats {
     pub ok: u64,
     pub failed: u64,
+    /// Connections the server ended gracefully (`Connection: close` on a response).
+    pub closed_by_server: u64,
     pub errors: Vec<String>,
     pub last_body: String,
 }
@@ -693,6 +705,10 @@ impl Load {
                     Ok(body) => {
                         g.ok += 1;
                         g.last_body = body;
+                        if c.closing {
+                            g.closed_by_server += 1;
+                            client = None;
+                        }
                     }
                     Err(e) => {
                         g.failed += 1;
