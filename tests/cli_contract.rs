@@ -348,8 +348,8 @@ fn render_writes_everything_then_nothing() {
     );
     let total = generated_count(&root);
     assert_eq!(
-        total, 8,
-        "proxy compose, traefik.yml, 4 dynamic files, 2 projects"
+        total, 10,
+        "proxy compose, traefik.yml, 4 dynamic files, the edge's 2 files, 2 projects"
     );
     assert!(
         run.stdout

@@ -1,7 +1,8 @@
 //! What the proxy needs on the host before it starts: for HAProxy the runtime folder
 //! `proxy/haproxy/run/` (its sockets, reachable from the host through the directory mount) and
 //! a default certificate in `proxy/haproxy/certs/` when none is there, since HAProxy refuses a
-//! `crt` folder without one; for `itsup proxy` the folder `proxy/itsup/run/` of its admin socket.
+//! `crt` folder without one; for Traefik the edge's runtime folder `proxy/edge/run/`; for
+//! `itsup proxy` the folder `proxy/itsup/run/` of its admin socket.
 
 use std::path::Path;
 
@@ -15,7 +16,7 @@ pub fn prepare(root: &Path, engine: Engine) -> anyhow::Result<Vec<String>> {
     let run_dir = match engine {
         Engine::Haproxy => "proxy/haproxy/run",
         Engine::Itsup => "proxy/itsup/run",
-        Engine::Traefik => return Ok(made),
+        Engine::Traefik => "proxy/edge/run",
     };
     let run = root.join(run_dir);
     if !run.is_dir() {
@@ -67,10 +68,9 @@ mod tests {
                 .expect("again")
                 .is_empty()
         );
-        assert!(
-            prepare(dir.path(), Engine::Traefik)
-                .expect("traefik")
-                .is_empty()
+        assert_eq!(
+            prepare(dir.path(), Engine::Traefik).expect("traefik"),
+            vec!["proxy/edge/run/".to_string()]
         );
         assert_eq!(
             prepare(dir.path(), Engine::Itsup).expect("itsup"),

@@ -22,6 +22,18 @@ pub fn itsup_image(plan: &Plan) -> String {
         .unwrap_or_else(|| format!("itsup:{}", env!("CARGO_PKG_VERSION")))
 }
 
+/// Image of the edge in front of Traefik: HAProxy at `versions.haproxy`.
+pub fn edge_image(plan: &Plan) -> String {
+    format!(
+        "haproxy:{}",
+        plan.settings
+            .versions
+            .haproxy
+            .as_deref()
+            .unwrap_or(DEFAULT_HAPROXY)
+    )
+}
+
 /// `proxy/docker-compose.yml`.
 pub fn proxy_compose(plan: &Plan, templates: &Templates) -> Result<Artifact, RenderError> {
     let s = &plan.settings;
@@ -44,10 +56,18 @@ pub fn proxy_compose(plan: &Plan, templates: &Templates) -> Result<Artifact, Ren
         .filter(|e| s.engine != Engine::Itsup || e.name == "web")
         .map(|e| format!("{0}:{0}{1}", e.port, if e.udp { "/udp" } else { "" }))
         .collect();
+    // Engine traefik: the edge publishes the tcp ports, Traefik itself only the udp ones.
+    let (ports, udp_ports): (Vec<String>, Vec<String>) = if s.engine == Engine::Traefik {
+        ports.into_iter().partition(|p| !p.ends_with("/udp"))
+    } else {
+        (ports, Vec::new())
+    };
     let ctx = json!({
         "engine": s.engine.as_str(),
         "network": s.network,
         "ports": ports,
+        "udp_ports": udp_ports,
+        "traefik_alias": traefik::TRAEFIK_ALIAS,
         "crowdsec": s.crowdsec,
         "agent": plan.http.iter().any(|r| r.backend.grpc) || plan.tcp.iter().any(|r| r.backend.grpc),
         "dns": s.dns.as_ref().map(|d| json!({
@@ -59,6 +79,7 @@ pub fn proxy_compose(plan: &Plan, templates: &Templates) -> Result<Artifact, Ren
             "proxy": s.image.clone().unwrap_or(default_proxy),
             "crowdsec": format!("crowdsecurity/crowdsec:{}", versions.crowdsec.as_deref().unwrap_or(DEFAULT_CROWDSEC)),
             "socket_proxy": SOCKET_PROXY_IMAGE,
+            "edge": edge_image(plan),
             "itsup": itsup_image(plan),
         },
     });
