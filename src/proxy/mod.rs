@@ -1,13 +1,14 @@
 //! `itsup proxy`: the runtime L7 proxy and load balancer that serves a Plan directly.
 //!
-//! Five layers, each a folder, each depending only on the ones before it (the test
+//! Layers, each a folder, each depending only on the ones before it (the test
 //! `src/layering.rs` enforces it; `INTERNALS.md` tells the life of a request and of a
 //! connection): [`base`] (config, clock, routing, headers, breaker rules, batching, access
-//! log) → [`upstream`] (server state, pool, direct HTTP/1.1 client, balancers, health checks)
+//! log) → [`acme`] (automatic certificates) → [`upstream`] (server state, pool, direct HTTP/1.1 client, balancers, health checks)
 //! → [`runtime`] (the swappable snapshot, reload, metrics, the connection supervisor) →
 //! [`request`] (the request path) → [`serve`] (listeners, admin API, status page). This file
 //! wires them together at start-up and drains at shutdown.
 
+pub mod acme;
 pub mod base;
 pub mod request;
 pub mod runtime;
@@ -99,6 +100,11 @@ async fn serve(
         batch::start();
     }
     let shared = state::Shared::new(cfg.clone(), &path);
+    if let Some(acme_cfg) = &cfg.acme {
+        let manager =
+            acme::Manager::new(acme_cfg).with_context(|| format!("{}: acme", path.display()))?;
+        let _ = shared.acme.set(manager);
+    }
     let settings = listener::ConnSettings::from_config(&cfg);
     let supervisor = supervisor::Supervisor::new(
         settings.limits(),
@@ -134,6 +140,10 @@ async fn serve(
             .with_context(|| format!("binding admin socket {path}"))?;
         eprintln!("itsup proxy: admin on unix:{path}");
         tokio::spawn(admin::serve(admin::Listener::Unix(sock), shared.clone()));
+    }
+    // Orders start once the listeners that answer HTTP-01 are up.
+    if let Some(manager) = shared.acme.get() {
+        manager.start();
     }
     reload::watch(shared.clone())?;
 

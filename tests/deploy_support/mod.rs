@@ -19,6 +19,9 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 mod support;
 pub use support::*;
 
+#[path = "../shared/pebble.rs"]
+pub mod pebble;
+
 pub const APP_V1: &str = "itsup-test/app:v1";
 pub const APP_V2: &str = "itsup-test/app:v2";
 pub const HAPROXY: &str = "itsup-test/haproxy:2.6";

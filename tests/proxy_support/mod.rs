@@ -26,6 +26,9 @@ use tokio::net::{TcpListener, TcpStream};
 mod support;
 pub use support::*;
 
+#[path = "../shared/pebble.rs"]
+pub mod pebble;
+
 /// What an upstream saw of one request.
 #[derive(Debug, Clone)]
 pub struct Seen {

@@ -11,6 +11,8 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::config_acme::AcmeConfig;
+
 /// Root of `proxy.yml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +41,9 @@ pub struct ProxyConfig {
     pub routes: Vec<Route>,
     /// Upstream clusters by name.
     pub clusters: BTreeMap<String, Cluster>,
+    /// Automatic certificates from an ACME CA (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeConfig>,
 }
 
 /// One client-facing listener.
@@ -669,6 +674,9 @@ impl ProxyConfig {
                     "clusters.{name}.circuit_breaker: need 0 < base_ejection_ms <= max_ejection_ms"
                 ));
             }
+        }
+        if let Some(acme) = &self.acme {
+            errors.extend(acme.check());
         }
         errors
     }

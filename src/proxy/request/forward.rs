@@ -28,6 +28,7 @@ use crate::proxy::base::config::{AllDownPolicy, UpstreamProtocol};
 use crate::proxy::base::headers;
 use crate::proxy::base::routing;
 use crate::proxy::request::body::{ProxyBody, Tail};
+use crate::proxy::request::challenge;
 use crate::proxy::request::context::{Claim, ConnCtx, Tunnel};
 use crate::proxy::runtime::state::{ClusterRt, RouteRt};
 use crate::proxy::runtime::supervisor::ConnWatch;
@@ -96,6 +97,18 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
         })
     });
 
+    if let Some(resp) = challenge::answer(shared, &req) {
+        if let Some(entry) = log.as_mut() {
+            entry.status = resp.status().as_u16();
+        }
+        return resp.map(|b| {
+            b.with_tail(log.map(|entry| Tail {
+                conn: None,
+                server: None,
+                log: Some(entry),
+            }))
+        });
+    }
     let Some(found) = snap.table.find(host, req.uri().path()) else {
         snap.no_route.observe(404, start.elapsed());
         return finish_error(StatusCode::NOT_FOUND, "no route\n", log);
