@@ -27,7 +27,9 @@ const TOP: &[(&str, u8)] = &[
 ];
 
 /// The proxy's layer folders, lowest first; `proxy` itself (mod.rs) wires them together.
-const PROXY: &[&str] = &["base", "upstream", "runtime", "request", "serve"];
+const PROXY: &[&str] = &[
+    "base", "acme", "tls", "upstream", "runtime", "request", "serve",
+];
 
 /// Known circles of the generator (issue 17), allowed until fixed: (from, to, why).
 const EXCEPTIONS: &[(&str, &str, &str)] = &[

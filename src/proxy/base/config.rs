@@ -11,6 +11,10 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::config_tls::{
+    CertPair, Hsts, ListenerTls, RedirectHttps, UnknownSni, UpstreamTls,
+};
+
 /// Root of `proxy.yml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +51,12 @@ pub struct ProxyConfig {
 pub struct Listener {
     /// `ip:port` to bind, e.g. `0.0.0.0:80`.
     pub address: String,
+    /// Serve HTTPS here (HTTP/1.1 and HTTP/2 chosen by ALPN) instead of plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    /// Answer plain HTTP on this listener with a redirect to HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_https: Option<RedirectHttps>,
 }
 
 /// The admin listener.
@@ -94,14 +104,18 @@ impl Default for Timeouts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Largest request header block accepted; bigger gets 431.
+    /// Largest request header block accepted; bigger gets 431 (HTTP/1) or ends the
+    /// connection (HTTP/2: the bound on decoded HPACK headers and CONTINUATION frames).
     pub max_header_bytes: usize,
+    /// Streams one HTTP/2 client connection may have open at once.
+    pub h2_max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_header_bytes: 64 * 1024,
+            h2_max_concurrent_streams: 256,
         }
     }
 }
@@ -171,6 +185,9 @@ pub struct Route {
     /// retryable; after the request went out only idempotent requests without a body are.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// `Strict-Transport-Security` on this route's answers over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
 }
 
 fn default_path() -> String {
@@ -230,6 +247,16 @@ pub enum UpstreamProtocol {
     Http1,
     /// HTTP/2 over cleartext (prior knowledge), one multiplexed connection per server.
     H2c,
+    /// HTTP/2 over TLS (ALPN `h2`; needs the cluster's `tls`), one multiplexed connection per
+    /// server.
+    H2,
+}
+
+impl UpstreamProtocol {
+    /// HTTP/2 (over TLS or not): one multiplexed connection per server.
+    pub fn is_h2(self) -> bool {
+        matches!(self, Self::H2c | Self::H2)
+    }
 }
 
 /// An upstream cluster.
@@ -260,6 +287,9 @@ pub struct Cluster {
     /// Upstream protocol.
     #[serde(default)]
     pub protocol: UpstreamProtocol,
+    /// TLS to the servers (HTTPS, HTTP/2 over TLS, mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
 }
 
 /// One upstream server.
@@ -537,6 +567,12 @@ impl ProxyConfig {
                     l.address
                 ));
             }
+            super::config_tls::check_listener(
+                i,
+                l.tls.as_ref(),
+                l.redirect_https.as_ref(),
+                &mut errors,
+            );
         }
         if let Some(admin) = &self.admin
             && admin.address.parse::<SocketAddr>().is_err()
@@ -568,6 +604,9 @@ impl ProxyConfig {
         }
         if self.limits.max_header_bytes < 8192 {
             errors.push("limits.max_header_bytes: must be at least 8192".to_string());
+        }
+        if self.limits.h2_max_concurrent_streams == 0 {
+            errors.push("limits.h2_max_concurrent_streams: must be > 0".to_string());
         }
         let log = &self.access_log;
         if !(0.0..=1.0).contains(&log.sample_rate) {
@@ -663,6 +702,7 @@ impl ProxyConfig {
                     ));
                 }
             }
+            super::config_tls::check_cluster(name, c.tls.as_ref(), c.protocol, &mut errors);
             let cb = &c.circuit_breaker;
             if cb.base_ejection_ms == 0 || cb.max_ejection_ms < cb.base_ejection_ms {
                 errors.push(format!(
