@@ -11,9 +11,7 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use super::config_tls::{
-    CertPair, Hsts, ListenerTls, RedirectHttps, UnknownSni, UpstreamTls,
-};
+pub use super::config_tls::{CertPair, Hsts, ListenerTls, RedirectHttps, UnknownSni, UpstreamTls};
 
 /// Root of `proxy.yml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -702,7 +700,16 @@ impl ProxyConfig {
                     ));
                 }
             }
-            super::config_tls::check_cluster(name, c.tls.as_ref(), c.protocol, &mut errors);
+            super::config_tls::check_cluster(name, c.tls.as_ref(), &mut errors);
+            match (c.protocol, &c.tls) {
+                (UpstreamProtocol::H2, None) => errors.push(format!(
+                    "clusters.{name}.protocol: h2 is HTTP/2 over TLS and needs `tls` (h2c is cleartext)"
+                )),
+                (UpstreamProtocol::H2c, Some(_)) => errors.push(format!(
+                    "clusters.{name}.tls: h2c is cleartext; use protocol h2 for HTTP/2 over TLS"
+                )),
+                _ => {}
+            }
             let cb = &c.circuit_breaker;
             if cb.base_ejection_ms == 0 || cb.max_ejection_ms < cb.base_ejection_ms {
                 errors.push(format!(

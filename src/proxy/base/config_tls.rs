@@ -171,23 +171,8 @@ pub fn check_listener(
     }
 }
 
-/// Rules of one cluster's `tls` against its protocol (`h2` needs TLS, `h2c` excludes it).
-pub fn check_cluster(
-    name: &str,
-    tls: Option<&UpstreamTls>,
-    protocol: super::config::UpstreamProtocol,
-    errors: &mut Vec<String>,
-) {
-    use super::config::UpstreamProtocol as P;
-    match (protocol, tls) {
-        (P::H2, None) => errors.push(format!(
-            "clusters.{name}.protocol: h2 is HTTP/2 over TLS and needs `tls` (h2c is cleartext)"
-        )),
-        (P::H2c, Some(_)) => errors.push(format!(
-            "clusters.{name}.tls: h2c is cleartext; use protocol h2 for HTTP/2 over TLS"
-        )),
-        _ => {}
-    }
+/// Rules of one cluster's `tls` (its fit with the protocol is checked with the cluster).
+pub fn check_cluster(name: &str, tls: Option<&UpstreamTls>, errors: &mut Vec<String>) {
     let Some(tls) = tls else { return };
     if tls.client_cert.is_some() != tls.client_key.is_some() {
         errors.push(format!(

@@ -128,7 +128,11 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
         None
     };
 
-    let scheme = if cluster.tls.is_some() { "https" } else { "http" };
+    let scheme = if cluster.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     if let Some(uri) = upstream_uri(
         req.uri(),
         route,
@@ -312,7 +316,13 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
                 last_error = (StatusCode::BAD_GATEWAY, "bad gateway\n");
             }
             Sent::Failed(e) => {
-                tracing::debug!(server = %server.address, error = %e, "upstream request failed");
+                if cluster.tls.is_some() {
+                    // With TLS 1.3 a server refuses a client certificate after the handshake,
+                    // so mutual-TLS refusals surface here.
+                    tracing::warn!(cluster = %cluster.name, server = %server.address, error = %error_chain(&*e), "upstream TLS failed (request refused)");
+                } else {
+                    tracing::debug!(server = %server.address, error = %e, "upstream request failed");
+                }
                 record_failure(&server, cluster);
                 last_error = (StatusCode::BAD_GATEWAY, "bad gateway\n");
                 if saved.is_none() {
@@ -378,6 +388,18 @@ fn choose(
                 .flatten()
         })?;
     Some((picked, servers[picked].clone()))
+}
+
+/// An error with its sources (`a: b: c`), for log lines that must say why.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn record_failure(server: &ServerState, cluster: &ClusterRt) {

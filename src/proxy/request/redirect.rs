@@ -72,11 +72,22 @@ mod tests {
 
     #[test]
     fn targets_keep_path_query_and_a_non_default_port() {
-        assert_eq!(loc("a.test:8080", "/x/y?q=1", 443).as_deref(), Some("https://a.test/x/y?q=1"));
-        assert_eq!(loc("a.test", "/", 8443).as_deref(), Some("https://a.test:8443/"));
-        assert_eq!(loc("[::1]:80", "/p", 443).as_deref(), Some("https://[::1]/p"));
+        assert_eq!(
+            loc("a.test:8080", "/x/y?q=1", 443).as_deref(),
+            Some("https://a.test/x/y?q=1")
+        );
+        assert_eq!(
+            loc("a.test", "/", 8443).as_deref(),
+            Some("https://a.test:8443/")
+        );
+        assert_eq!(
+            loc("[::1]:80", "/p", 443).as_deref(),
+            Some("https://[::1]/p")
+        );
         assert_eq!(loc("", "/", 443), None);
-        assert!(!applies(&"/.well-known/acme-challenge/tok".parse().expect("uri")));
+        assert!(!applies(
+            &"/.well-known/acme-challenge/tok".parse().expect("uri")
+        ));
         assert!(applies(&"/.well-known/other".parse().expect("uri")));
     }
 
@@ -89,8 +100,14 @@ mod tests {
             (Method::POST, 308),
             (Method::DELETE, 308),
         ] {
-            assert_eq!(response(&m, Some("h.test"), &uri, 443).status().as_u16(), code);
+            assert_eq!(
+                response(&m, Some("h.test"), &uri, 443).status().as_u16(),
+                code
+            );
         }
-        assert_eq!(response(&Method::GET, None, &uri, 443).status().as_u16(), 400);
+        assert_eq!(
+            response(&Method::GET, None, &uri, 443).status().as_u16(),
+            400
+        );
     }
 }

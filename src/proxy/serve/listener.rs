@@ -165,7 +165,8 @@ async fn connection(
         }
         None => return,
     };
-    let ctx = Arc::new(ConnCtx::new(shared, PeerInfo::new(peer.ip()), watch.clone()).with_edge(edge));
+    let ctx =
+        Arc::new(ConnCtx::new(shared, PeerInfo::new(peer.ip()), watch.clone()).with_edge(edge));
     let io = Tracked {
         inner: Batched::new(stream),
         watch: watch.clone(),

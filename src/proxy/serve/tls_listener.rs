@@ -146,7 +146,11 @@ async fn connection(
         prefix: None,
     };
     let result = if h2 {
-        ctx.shared.metrics.tls.alpn_h2.fetch_add(1, Ordering::Relaxed);
+        ctx.shared
+            .metrics
+            .tls
+            .alpn_h2
+            .fetch_add(1, Ordering::Relaxed);
         let svc =
             service_fn(move |req: hyper::Request<Incoming>| forward::handle(ctx.clone(), req));
         let conn = builders.h2.serve_connection(TokioIo::new(io), svc);

@@ -78,12 +78,12 @@ impl TlsClient {
             UpstreamProtocol::Http1 => vec![b"http/1.1".to_vec()],
         };
         let server_name = match &tls.server_name {
-            Some(n) => Some(ServerName::try_from(n.clone()).map_err(|e| {
-                ClientError::Rustls {
+            Some(n) => Some(
+                ServerName::try_from(n.clone()).map_err(|e| ClientError::Rustls {
                     cluster: cluster.to_string(),
                     message: format!("server_name `{n}`: {e}"),
-                }
-            })?),
+                })?,
+            ),
             None => None,
         };
         Ok(Self {

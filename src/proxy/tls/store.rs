@@ -129,13 +129,16 @@ mod tests {
     use super::*;
 
     fn cert(names: &[&str]) -> Loaded {
-        let c = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect())
-            .expect("cert");
+        let c = rcgen::generate_simple_self_signed(
+            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        )
+        .expect("cert");
         let der = rustls::pki_types::PrivateKeyDer::Pkcs8(
             rustls::pki_types::PrivatePkcs8KeyDer::from(c.signing_key.serialize_der()),
         );
-        let key = CertifiedKey::from_der(vec![c.cert.der().clone()], der, &super::super::provider())
-            .expect("key");
+        let key =
+            CertifiedKey::from_der(vec![c.cert.der().clone()], der, &super::super::provider())
+                .expect("key");
         Loaded {
             names: names.iter().map(|n| n.to_string()).collect(),
             key: Arc::new(key),
@@ -148,7 +151,10 @@ mod tests {
         let exact = cert(&["a.example.com"]);
         let wild = cert(&["*.example.com"]);
         let store = Store::new(fallback.clone(), UnknownSni::Default);
-        assert!(Arc::ptr_eq(&store.resolve(Some("x.test")).expect("fallback"), &fallback));
+        assert!(Arc::ptr_eq(
+            &store.resolve(Some("x.test")).expect("fallback"),
+            &fallback
+        ));
         store.set(Source::Files, vec![exact.clone(), wild.clone()]);
         let got = |n: &str| store.resolve(Some(n)).expect("some");
         assert!(Arc::ptr_eq(&got("a.example.com"), &exact.key));
@@ -156,7 +162,10 @@ mod tests {
         assert!(Arc::ptr_eq(&got("b.example.com"), &wild.key));
         // One label only; the configured default (first certificate) for the rest.
         assert!(Arc::ptr_eq(&got("c.b.example.com"), &exact.key));
-        assert!(Arc::ptr_eq(&store.resolve(None).expect("default"), &exact.key));
+        assert!(Arc::ptr_eq(
+            &store.resolve(None).expect("default"),
+            &exact.key
+        ));
 
         let strict = Store::new(fallback, UnknownSni::Reject);
         strict.set(Source::Dir, vec![wild.clone()]);
@@ -164,7 +173,10 @@ mod tests {
         assert!(strict.resolve(None).is_none());
         // A later source replaces only its own certificates; files win over the folder.
         strict.set(Source::Files, vec![cert(&["b.example.com"])]);
-        assert!(!Arc::ptr_eq(&strict.resolve(Some("b.example.com")).expect("x"), &wild.key));
+        assert!(!Arc::ptr_eq(
+            &strict.resolve(Some("b.example.com")).expect("x"),
+            &wild.key
+        ));
         strict.set(Source::Dir, vec![]);
         assert!(strict.resolve(Some("z.example.com")).is_none());
     }

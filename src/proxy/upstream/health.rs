@@ -41,8 +41,11 @@ async fn check_loop(
     loop {
         interval.tick().await;
         let timeout = Duration::from_millis(hc.timeout_ms);
-        let result =
-            tokio::time::timeout(timeout, probe(&server, &hc.path, protocol, tls.as_deref(), timeout)).await;
+        let result = tokio::time::timeout(
+            timeout,
+            probe(&server, &hc.path, protocol, tls.as_deref(), timeout),
+        )
+        .await;
         let ok = match result {
             Ok(Ok(status)) => (200..400).contains(&status),
             _ => false,

@@ -132,7 +132,11 @@ impl Pool {
     }
 
     /// The HTTP handshake on a connected (and maybe TLS-wrapped) stream.
-    async fn handshake<S>(&self, stream: S, protocol: UpstreamProtocol) -> Result<Conn, ConnectError>
+    async fn handshake<S>(
+        &self,
+        stream: S,
+        protocol: UpstreamProtocol,
+    ) -> Result<Conn, ConnectError>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
