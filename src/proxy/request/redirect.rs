@@ -26,7 +26,9 @@ pub fn response(method: &Method, host: Option<&str>, uri: &Uri, port: u16) -> Re
         *resp.status_mut() = StatusCode::BAD_REQUEST;
         return resp;
     };
-    let mut resp = Response::new(ProxyBody::empty());
+    // The target in the body too, for people reading the answer with curl.
+    let body = format!("{}\n", location.to_str().unwrap_or_default());
+    let mut resp = Response::new(ProxyBody::full(Bytes::from(body)));
     *resp.status_mut() = if matches!(*method, Method::GET | Method::HEAD) {
         StatusCode::MOVED_PERMANENTLY
     } else {
