@@ -417,6 +417,7 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
     let run = Command::new("docker")
         .args(["run", "-d", "--name", &proxy, "--network", &f.network])
         .args(["-p", &format!("127.0.0.1:{0}:{0}", f.http_port)])
+        .args(["-p", &format!("127.0.0.1:{0}:{0}", f.https_port)])
         .args(["-p", &format!("127.0.0.1:{admin}:9901")])
         .args([
             "-v",
@@ -432,13 +433,22 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
         .expect("docker run");
     assert!(run.status.success(), "{}", text(&run.stderr));
     let get = || {
-        deploy_support::Client::connect_plain(f.http_port)
+        deploy_support::Client::connect(f.https_port)
             .and_then(|mut c| c.get("app.test"))
             .ok()
     };
     let body =
         eventually(Duration::from_secs(20), get).expect("the app answers through itsup proxy");
     assert_eq!(body.trim(), "version=v1");
+    // Plain HTTP is sent to HTTPS on the https port, path kept.
+    let redirect = deploy_support::Client::connect_plain(f.http_port)
+        .and_then(|mut c| c.get_path("app.test", "/x?y=1"))
+        .expect_err("plain HTTP is redirected");
+    assert!(
+        redirect.contains("301")
+            && redirect.contains(&format!("https://app.test:{}/x?y=1", f.https_port)),
+        "{redirect}"
+    );
     let cluster = format!("{app}-web-8080");
     let alias = vec![(
         cluster.clone(),
@@ -455,7 +465,7 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
     f.app_project("app", deploy_support::APP_V2, "");
     let admin_addr = format!("127.0.0.1:{admin}");
     let before = f.containers();
-    let load = Load::start_plain(f.http_port, "app.test", Duration::from_secs(180));
+    let load = Load::start(f.https_port, "app.test", Duration::from_secs(180));
     eventually(Duration::from_secs(10), || {
         (load.stats().ok > 20).then_some(())
     })
@@ -501,7 +511,7 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
     // A broken release is never admitted: exit 1, the old one serves, no stray container. This
     // time over TCP (`--proxy-admin`), the way to reach a proxy run outside the generated stack.
     f.app_project("app", deploy_support::APP_V2, "      APP_BROKEN: \"1\"\n");
-    let load = Load::start_plain(f.http_port, "app.test", Duration::from_secs(180));
+    let load = Load::start(f.https_port, "app.test", Duration::from_secs(180));
     let out = f.itsup_expect(
         &[
             "apply",

@@ -2,7 +2,8 @@
 //! `proxy/haproxy/run/` (its sockets, reachable from the host through the directory mount) and
 //! a default certificate in `proxy/haproxy/certs/` when none is there, since HAProxy refuses a
 //! `crt` folder without one; for Traefik the edge's runtime folder `proxy/edge/run/`; for
-//! `itsup proxy` the folder `proxy/itsup/run/` of its admin socket.
+//! `itsup proxy` the folder `proxy/itsup/run/` of its admin socket and its writable
+//! certificate store `proxy/itsup/acme/`.
 
 use std::path::Path;
 
@@ -18,11 +19,17 @@ pub fn prepare(root: &Path, engine: Engine) -> anyhow::Result<Vec<String>> {
         Engine::Itsup => "proxy/itsup/run",
         Engine::Traefik => "proxy/edge/run",
     };
-    let run = root.join(run_dir);
-    if !run.is_dir() {
-        std::fs::create_dir_all(&run)
-            .with_context(|| format!("cannot create {}", run.display()))?;
-        made.push(format!("{run_dir}/"));
+    let writable: &[&str] = match engine {
+        Engine::Itsup => &[run_dir, "proxy/itsup/acme"],
+        _ => &[run_dir],
+    };
+    for folder in writable {
+        let path = root.join(folder);
+        if !path.is_dir() {
+            std::fs::create_dir_all(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            made.push(format!("{folder}/"));
+        }
     }
     if engine != Engine::Haproxy {
         return Ok(made);
@@ -74,8 +81,12 @@ mod tests {
         );
         assert_eq!(
             prepare(dir.path(), Engine::Itsup).expect("itsup"),
-            vec!["proxy/itsup/run/".to_string()]
+            vec![
+                "proxy/itsup/run/".to_string(),
+                "proxy/itsup/acme/".to_string()
+            ]
         );
         assert!(dir.path().join("proxy/itsup/run").is_dir());
+        assert!(dir.path().join("proxy/itsup/acme").is_dir());
     }
 }

@@ -3,7 +3,8 @@
 //! Layers, each a folder, each depending only on the ones before it (the test
 //! `src/layering.rs` enforces it; `INTERNALS.md` tells the life of a request and of a
 //! connection): [`base`] (config, clock, routing, headers, breaker rules, batching, access
-//! log) → [`acme`] (automatic certificates) → [`upstream`] (server state, pool, direct HTTP/1.1 client, balancers, health checks)
+//! log) → [`acme`] (automatic certificates) → [`tls`] (certificate store, SNI resolver, rustls
+//! configs) → [`upstream`] (server state, pool, direct HTTP/1.1 client, balancers, health checks)
 //! → [`runtime`] (the swappable snapshot, reload, metrics, the connection supervisor) →
 //! [`request`] (the request path) → [`serve`] (listeners, admin API, status page). This file
 //! wires them together at start-up and drains at shutdown.
@@ -13,10 +14,12 @@ pub mod base;
 pub mod request;
 pub mod runtime;
 pub mod serve;
+pub mod tls;
 pub mod upstream;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -26,8 +29,11 @@ use tokio::net::TcpListener;
 use base::batch;
 pub use base::config;
 pub use config::{ProxyConfig, schema};
+use request::context::Edge;
 use runtime::{reload, state, supervisor};
-use serve::{admin, listener};
+use serve::{admin, listener, tls_listener};
+use tls::store::{Source, Store};
+use tls::{cert_dir, certs, self_signed};
 
 /// Command-line arguments of `itsup proxy`.
 #[derive(Debug, clap::Args)]
@@ -99,7 +105,7 @@ async fn serve(
     if single_thread {
         batch::start();
     }
-    let shared = state::Shared::new(cfg.clone(), &path);
+    let shared = state::Shared::new(cfg.clone(), &path)?;
     if let Some(acme_cfg) = &cfg.acme {
         let manager =
             acme::Manager::new(acme_cfg).with_context(|| format!("{}: acme", path.display()))?;
@@ -112,13 +118,36 @@ async fn serve(
     );
     tokio::spawn(supervisor.clone().run(shared.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut fallback = None;
     for l in &cfg.listeners {
         let sock = TcpListener::bind(&l.address)
             .await
             .with_context(|| format!("binding {}", l.address))?;
-        eprintln!("itsup proxy: listening on {}", sock.local_addr()?);
-        tokio::spawn(listener::serve(
+        let Some(tls) = &l.tls else {
+            eprintln!("itsup proxy: listening on {}", sock.local_addr()?);
+            let edge = Edge {
+                tls: false,
+                redirect_https: l.redirect_https.as_ref().map(|r| r.port),
+            };
+            tokio::spawn(listener::serve(
+                sock,
+                shared.clone(),
+                settings.clone(),
+                supervisor.clone(),
+                stop_rx.clone(),
+                edge,
+            ));
+            continue;
+        };
+        let fallback = match &fallback {
+            Some(f) => Arc::clone(f),
+            None => fallback.insert(self_signed::make()?).clone(),
+        };
+        let edge = tls_edge(tls, fallback).with_context(|| format!("listener {}", l.address))?;
+        eprintln!("itsup proxy: listening on {} (TLS)", sock.local_addr()?);
+        tokio::spawn(tls_listener::serve(
             sock,
+            edge,
             shared.clone(),
             settings.clone(),
             supervisor.clone(),
@@ -174,4 +203,29 @@ async fn serve(
         );
     }
     Ok(0)
+}
+
+/// An HTTPS listener's certificate store (configured files now, the folder watched from now
+/// on) and its rustls config.
+fn tls_edge(
+    tls: &config::ListenerTls,
+    fallback: Arc<rustls::sign::CertifiedKey>,
+) -> anyhow::Result<tls_listener::TlsEdge> {
+    let store = Arc::new(Store::new(fallback, tls.unknown_sni));
+    let files = tls
+        .certificates
+        .iter()
+        .map(|p| certs::load_pair(Path::new(&p.cert), Path::new(&p.key)))
+        .collect::<Result<Vec<_>, _>>()?;
+    store.set(Source::Files, files);
+    if let Some(dir) = &tls.cert_dir {
+        cert_dir::watch(PathBuf::from(dir), store.clone())
+            .with_context(|| format!("watching certificate folder {dir}"))?;
+    }
+    let server = tls::server::config(store, None)?;
+    Ok(tls_listener::TlsEdge {
+        acceptor: tokio_rustls::TlsAcceptor::from(server),
+        handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
+        handshakes: Arc::new(tokio::sync::Semaphore::new(tls.max_handshakes)),
+    })
 }

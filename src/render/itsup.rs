@@ -1,5 +1,7 @@
 //! Engine itsup: `proxy/itsup/proxy.yml` for `itsup proxy`, checked against the proxy's own
-//! config types (the same parser the running proxy uses) before it is written.
+//! config types (the same parser the running proxy uses) before it is written. Every http row
+//! with a name is served on the https port (certificates by SNI); the http port redirects to
+//! it, ACME HTTP-01 validations excepted.
 
 use serde_json::json;
 
@@ -28,7 +30,13 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Artifact, RenderErro
         .collect();
     let value = templates.yaml(
         "itsup-proxy.yml",
-        &json!({"http_port": plan.settings.http_port, "admin_port": ADMIN_PORT, "routes": routes}),
+        &json!({
+            "http_port": plan.settings.http_port,
+            "https_port": plan.settings.https_port,
+            "https": plan.http.iter().any(|r| r.https),
+            "admin_port": ADMIN_PORT,
+            "routes": routes,
+        }),
     )?;
     let invalid = |message: String| RenderError::Template {
         name: "itsup-proxy.yml".into(),

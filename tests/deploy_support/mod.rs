@@ -234,8 +234,9 @@ impl Fixture {
         f.write(
             "projects/itsup.yml",
             &format!(
-                "proxy:\n  engine: itsup\n  image: {image}\n  itsupImage: {image}\n  httpPort: {}\n  network: {}\n  subnet: {}\n",
+                "proxy:\n  engine: itsup\n  image: {image}\n  itsupImage: {image}\n  httpPort: {}\n  httpsPort: {}\n  network: {}\n  subnet: {}\n",
                 f.http_port,
+                f.https_port,
                 f.network,
                 f.subnet
             ),

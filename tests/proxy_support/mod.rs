@@ -26,8 +26,11 @@ use tokio::net::{TcpListener, TcpStream};
 mod support;
 pub use support::*;
 
+#[path = "../shared/insecure_tls.rs"]
+pub mod insecure_tls;
 #[path = "../shared/pebble.rs"]
 pub mod pebble;
+pub mod tls;
 
 /// What an upstream saw of one request.
 #[derive(Debug, Clone)]
@@ -358,6 +361,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 pub struct Proxy {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The TLS listeners, in config order.
+    pub tls: Vec<SocketAddr>,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
@@ -420,6 +425,13 @@ impl Proxy {
         let err_lines = stderr.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
+                if let Some(a) = line
+                    .strip_prefix("itsup proxy: listening on ")
+                    .and_then(|rest| rest.strip_suffix(" (TLS)"))
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                {
+                    let _ = tx.send((2, a));
+                }
                 for (prefix, kind) in [
                     ("itsup proxy: listening on ", 0),
                     ("itsup proxy: admin on ", 1),
@@ -441,10 +453,12 @@ impl Proxy {
                 out_lines.lock().expect("lock").push(line);
             }
         });
-        let (mut addr, mut admin) = (None, None);
-        while addr.is_none() || admin.is_none() {
+        let (mut addr, mut admin, mut tls) = (None, None, Vec::new());
+        // Listeners are bound in config order, the admin API last.
+        while admin.is_none() {
             match rx.recv_timeout(Duration::from_secs(20)) {
                 Ok((0, a)) => addr = Some(a),
+                Ok((2, a)) => tls.push(a),
                 Ok((_, a)) => admin = Some(a),
                 Err(_) => panic!(
                     "proxy did not start; stderr: {:?}",
@@ -454,7 +468,8 @@ impl Proxy {
         }
         Proxy {
             child,
-            addr: addr.expect("addr"),
+            addr: addr.or_else(|| tls.first().copied()).expect("a listener"),
+            tls,
             admin: admin.expect("admin"),
             dir,
             config: path,

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::config_acme::AcmeConfig;
+pub use super::config_tls::{CertPair, Hsts, ListenerTls, RedirectHttps, UnknownSni, UpstreamTls};
 
 /// Root of `proxy.yml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -52,6 +53,12 @@ pub struct ProxyConfig {
 pub struct Listener {
     /// `ip:port` to bind, e.g. `0.0.0.0:80`.
     pub address: String,
+    /// Serve HTTPS here (HTTP/1.1 and HTTP/2 chosen by ALPN) instead of plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
+    /// Answer plain HTTP on this listener with a redirect to HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_https: Option<RedirectHttps>,
 }
 
 /// The admin listener.
@@ -99,14 +106,18 @@ impl Default for Timeouts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Largest request header block accepted; bigger gets 431.
+    /// Largest request header block accepted; bigger gets 431 (HTTP/1) or ends the
+    /// connection (HTTP/2: the bound on decoded HPACK headers and CONTINUATION frames).
     pub max_header_bytes: usize,
+    /// Streams one HTTP/2 client connection may have open at once.
+    pub h2_max_concurrent_streams: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_header_bytes: 64 * 1024,
+            h2_max_concurrent_streams: 256,
         }
     }
 }
@@ -176,6 +187,9 @@ pub struct Route {
     /// retryable; after the request went out only idempotent requests without a body are.
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// `Strict-Transport-Security` on this route's answers over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<Hsts>,
 }
 
 fn default_path() -> String {
@@ -235,6 +249,16 @@ pub enum UpstreamProtocol {
     Http1,
     /// HTTP/2 over cleartext (prior knowledge), one multiplexed connection per server.
     H2c,
+    /// HTTP/2 over TLS (ALPN `h2`; needs the cluster's `tls`), one multiplexed connection per
+    /// server.
+    H2,
+}
+
+impl UpstreamProtocol {
+    /// HTTP/2 (over TLS or not): one multiplexed connection per server.
+    pub fn is_h2(self) -> bool {
+        matches!(self, Self::H2c | Self::H2)
+    }
 }
 
 /// An upstream cluster.
@@ -265,6 +289,9 @@ pub struct Cluster {
     /// Upstream protocol.
     #[serde(default)]
     pub protocol: UpstreamProtocol,
+    /// TLS to the servers (HTTPS, HTTP/2 over TLS, mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
 }
 
 /// One upstream server.
@@ -542,6 +569,12 @@ impl ProxyConfig {
                     l.address
                 ));
             }
+            super::config_tls::check_listener(
+                i,
+                l.tls.as_ref(),
+                l.redirect_https.as_ref(),
+                &mut errors,
+            );
         }
         if let Some(admin) = &self.admin
             && admin.address.parse::<SocketAddr>().is_err()
@@ -573,6 +606,9 @@ impl ProxyConfig {
         }
         if self.limits.max_header_bytes < 8192 {
             errors.push("limits.max_header_bytes: must be at least 8192".to_string());
+        }
+        if self.limits.h2_max_concurrent_streams == 0 {
+            errors.push("limits.h2_max_concurrent_streams: must be > 0".to_string());
         }
         let log = &self.access_log;
         if !(0.0..=1.0).contains(&log.sample_rate) {
@@ -667,6 +703,16 @@ impl ProxyConfig {
                         "clusters.{name}.health_check: interval_ms, timeout_ms, rise and fall must be > 0"
                     ));
                 }
+            }
+            super::config_tls::check_cluster(name, c.tls.as_ref(), &mut errors);
+            match (c.protocol, &c.tls) {
+                (UpstreamProtocol::H2, None) => errors.push(format!(
+                    "clusters.{name}.protocol: h2 is HTTP/2 over TLS and needs `tls` (h2c is cleartext)"
+                )),
+                (UpstreamProtocol::H2c, Some(_)) => errors.push(format!(
+                    "clusters.{name}.tls: h2c is cleartext; use protocol h2 for HTTP/2 over TLS"
+                )),
+                _ => {}
             }
             let cb = &c.circuit_breaker;
             if cb.base_ejection_ms == 0 || cb.max_ejection_ms < cb.base_ejection_ms {

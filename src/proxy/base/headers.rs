@@ -148,6 +148,8 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 /// connection is accepted so requests only clone shared bytes.
 pub struct PeerInfo {
     pub ip: IpAddr,
+    /// The client connection is TLS (`X-Forwarded-Proto: https`, `proto=https`).
+    pub https: bool,
     /// The peer address as a header value (`X-Forwarded-For`, `X-Real-IP`).
     pub value: HeaderValue,
     /// `for=<node>;proto=http`: the start of this hop's RFC 7239 element.
@@ -159,14 +161,25 @@ pub struct PeerInfo {
 
 impl PeerInfo {
     pub fn new(ip: IpAddr) -> Self {
+        Self::with_proto(ip, false)
+    }
+
+    /// A peer on a TLS connection.
+    pub fn over_tls(ip: IpAddr) -> Self {
+        Self::with_proto(ip, true)
+    }
+
+    fn with_proto(ip: IpAddr, https: bool) -> Self {
         let text = ip.to_string();
+        let proto = if https { "https" } else { "http" };
         let forwarded = if ip.is_ipv6() {
-            format!("for=\"[{text}]\";proto=http")
+            format!("for=\"[{text}]\";proto={proto}")
         } else {
-            format!("for={text};proto=http")
+            format!("for={text};proto={proto}")
         };
         Self {
             ip,
+            https,
             value: HeaderValue::from_maybe_shared(Bytes::from(text))
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             forwarded: HeaderValue::from_maybe_shared(Bytes::from(forwarded))
@@ -230,7 +243,8 @@ pub fn set_forwarded(
     };
     set(headers, &X_REAL_IP, real);
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        let proto = if peer.https { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
     if !(peer_trusted && headers.contains_key(&X_FORWARDED_HOST)) {
         set(headers, &X_FORWARDED_HOST, host.cloned());

@@ -19,8 +19,19 @@ pub struct ConnCtx {
     pub shared: Arc<Shared>,
     pub peer: PeerInfo,
     pub watch: Arc<ConnWatch>,
+    /// What the listener that accepted the connection does besides proxying.
+    pub edge: Edge,
     /// An upgrade answered with 101, waiting for hyper to hand back the client socket.
     tunnel: Mutex<Option<Tunnel>>,
+}
+
+/// Per-listener behaviour of the edge.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Edge {
+    /// The connection is TLS (HSTS is added where a route asks for it).
+    pub tls: bool,
+    /// Plain HTTP answered with a redirect to HTTPS on this port.
+    pub redirect_https: Option<u16>,
 }
 
 impl ConnCtx {
@@ -29,8 +40,14 @@ impl ConnCtx {
             shared,
             peer,
             watch,
+            edge: Edge::default(),
             tunnel: Mutex::new(None),
         }
+    }
+
+    pub fn with_edge(mut self, edge: Edge) -> Self {
+        self.edge = edge;
+        self
     }
 
     pub fn start_tunnel(&self, tunnel: Tunnel) {

@@ -30,6 +30,7 @@ use crate::proxy::base::routing;
 use crate::proxy::request::body::{ProxyBody, Tail};
 use crate::proxy::request::challenge;
 use crate::proxy::request::context::{Claim, ConnCtx, Tunnel};
+use crate::proxy::request::redirect;
 use crate::proxy::runtime::state::{ClusterRt, RouteRt};
 use crate::proxy::runtime::supervisor::ConnWatch;
 use crate::proxy::upstream::body::UpBody;
@@ -101,13 +102,20 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
         if let Some(entry) = log.as_mut() {
             entry.status = resp.status().as_u16();
         }
-        return resp.map(|b| {
-            b.with_tail(log.map(|entry| Tail {
-                conn: None,
-                server: None,
-                log: Some(entry),
-            }))
-        });
+        return with_log(resp, log);
+    }
+    if let Some(port) = ctx.edge.redirect_https
+        && redirect::applies(req.uri())
+    {
+        shared
+            .metrics
+            .https_redirects_total
+            .fetch_add(1, Ordering::Relaxed);
+        let resp = redirect::response(req.method(), host, req.uri(), port);
+        if let Some(entry) = log.as_mut() {
+            entry.status = resp.status().as_u16();
+        }
+        return with_log(resp, log);
     }
     let Some(found) = snap.table.find(host, req.uri().path()) else {
         snap.no_route.observe(404, start.elapsed());
@@ -127,12 +135,23 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
         None
     };
 
-    if let Some(uri) = upstream_uri(req.uri(), route, found.prefix_len, cluster.protocol, host) {
+    let scheme = if cluster.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    if let Some(uri) = upstream_uri(
+        req.uri(),
+        route,
+        found.prefix_len,
+        cluster.protocol.is_h2().then_some(scheme),
+        host,
+    ) {
         *req.uri_mut() = uri;
     }
     *req.version_mut() = match cluster.protocol {
         UpstreamProtocol::Http1 => Version::HTTP_11,
-        UpstreamProtocol::H2c => Version::HTTP_2,
+        UpstreamProtocol::H2c | UpstreamProtocol::H2 => Version::HTTP_2,
     };
     {
         let h = req.headers_mut();
@@ -174,8 +193,10 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
         ))
     });
     // Bodiless requests to HTTP/1.1 servers skip hyper's client (see `h1`).
-    let direct =
-        cluster.protocol == UpstreamProtocol::Http1 && !upgrade && req.body().is_end_stream();
+    let direct = cluster.protocol == UpstreamProtocol::Http1
+        && cluster.tls.is_none()
+        && !upgrade
+        && req.body().is_end_stream();
     let mut pending = Some(req.map(UpBody::Incoming));
     let mut tried = IndexSet::default();
     let mut attempts: u32 = 0;
@@ -216,6 +237,7 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
                     &server.address,
                     server.socket_addr,
                     cluster.protocol,
+                    cluster.tls.as_deref(),
                     route.connect_timeout,
                 )
                 .await
@@ -226,7 +248,12 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
         };
         match sent {
             Sent::NotConnected(e, req) => {
-                tracing::debug!(server = %server.address, error = %e, "upstream connect failed");
+                if matches!(e, ConnectError::Tls { .. } | ConnectError::ServerName(_)) {
+                    // A certificate problem is a configuration problem: say so loudly.
+                    tracing::warn!(cluster = %cluster.name, server = %server.address, error = %e, "upstream TLS failed");
+                } else {
+                    tracing::debug!(server = %server.address, error = %e, "upstream connect failed");
+                }
                 record_failure(&server, cluster);
                 last_error = match e {
                     ConnectError::Timeout => {
@@ -259,6 +286,13 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
                 };
                 let (mut parts, body) = resp.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers, upstream_upgrade.is_some());
+                if ctx.edge.tls
+                    && let Some(hsts) = &route.hsts
+                {
+                    parts
+                        .headers
+                        .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+                }
                 if let Some(cookie) = set_cookie {
                     parts.headers.append(header::SET_COOKIE, cookie);
                 }
@@ -289,7 +323,13 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
                 last_error = (StatusCode::BAD_GATEWAY, "bad gateway\n");
             }
             Sent::Failed(e) => {
-                tracing::debug!(server = %server.address, error = %e, "upstream request failed");
+                if cluster.tls.is_some() {
+                    // With TLS 1.3 a server refuses a client certificate after the handshake,
+                    // so mutual-TLS refusals surface here.
+                    tracing::warn!(cluster = %cluster.name, server = %server.address, error = %error_chain(&*e), "upstream TLS failed (request refused)");
+                } else {
+                    tracing::debug!(server = %server.address, error = %e, "upstream request failed");
+                }
                 record_failure(&server, cluster);
                 last_error = (StatusCode::BAD_GATEWAY, "bad gateway\n");
                 if saved.is_none() {
@@ -355,6 +395,18 @@ fn choose(
                 .flatten()
         })?;
     Some((picked, servers[picked].clone()))
+}
+
+/// An error with its sources (`a: b: c`), for log lines that must say why.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn record_failure(server: &ServerState, cluster: &ClusterRt) {
@@ -498,18 +550,20 @@ fn is_idempotent(m: &Method) -> bool {
 }
 
 /// The URI to send upstream, or `None` when the incoming one can be reused untouched:
-/// origin-form for HTTP/1.1 (prefix stripped when asked), absolute for h2c.
+/// origin-form for HTTP/1.1 (prefix stripped when asked), absolute with `absolute_scheme`
+/// for HTTP/2.
 fn upstream_uri(
     uri: &Uri,
     route: &RouteRt,
     prefix_len: usize,
-    protocol: UpstreamProtocol,
+    absolute_scheme: Option<&str>,
     host: Option<&str>,
 ) -> Option<Uri> {
     let needs_strip = route.strip_prefix && prefix_len > 0;
     let absolute = uri.scheme().is_some() || uri.authority().is_some();
-    let wants_absolute = protocol == UpstreamProtocol::H2c;
-    if !needs_strip && absolute == wants_absolute {
+    let wants_absolute = absolute_scheme.is_some();
+    let same_scheme = uri.scheme_str() == absolute_scheme;
+    if !needs_strip && absolute == wants_absolute && (!absolute || same_scheme) {
         return None;
     }
     let path = if needs_strip {
@@ -518,8 +572,9 @@ fn upstream_uri(
         uri.path()
     };
     let mut text = String::with_capacity(path.len() + 64);
-    if wants_absolute {
-        text.push_str("http://");
+    if let Some(scheme) = absolute_scheme {
+        text.push_str(scheme);
+        text.push_str("://");
         text.push_str(host.unwrap_or("localhost"));
     }
     text.push_str(path);
@@ -550,7 +605,11 @@ fn finish_error(
     if let Some(entry) = log.as_mut() {
         entry.status = status.as_u16();
     }
-    let resp = canned(status, body);
+    with_log(canned(status, body), log)
+}
+
+/// Attaches the access-log entry to an answer the proxy made itself.
+fn with_log(resp: Response<ProxyBody>, log: Option<Box<Entry>>) -> Response<ProxyBody> {
     match log {
         Some(entry) => resp.map(|b| {
             b.with_tail(Some(Tail {

@@ -9,16 +9,18 @@ use crate::proxy::acme::SetStats;
 use crate::proxy::runtime::metrics::BUCKETS_US;
 use crate::proxy::runtime::state::{Shared, Snapshot};
 
+/// One unlabelled sample with its HELP and TYPE lines.
+fn gauge(out: &mut String, name: &str, kind: &str, help: &str, value: i64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
 /// Renders every metric in the Prometheus text format.
 pub fn render(shared: &Shared, snap: &Snapshot) -> String {
     let m = &shared.metrics;
     let mut out = String::with_capacity(4096);
-    let gauge = |out: &mut String, name: &str, kind: &str, help: &str, value: i64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    };
     gauge(
         &mut out,
         "itsup_proxy_reload_success_total",
@@ -61,6 +63,14 @@ pub fn render(shared: &Shared, snap: &Snapshot) -> String {
         "Upstream attempts beyond the first.",
         m.retries_total.load(Ordering::Relaxed) as i64,
     );
+    gauge(
+        &mut out,
+        "itsup_proxy_https_redirects_total",
+        "counter",
+        "Plain HTTP requests redirected to HTTPS.",
+        m.https_redirects_total.load(Ordering::Relaxed) as i64,
+    );
+    tls_metrics(&mut out, &m.tls);
 
     let routes = shared.all_route_metrics();
     out.push_str("# HELP itsup_proxy_requests_total Requests by route and status.\n# TYPE itsup_proxy_requests_total counter\n");
@@ -202,4 +212,42 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// The client-side TLS counters.
+fn tls_metrics(out: &mut String, t: &super::metrics::TlsMetrics) {
+    out.push_str("# HELP itsup_proxy_tls_handshakes_total TLS handshakes by result (shed: over max_handshakes).\n# TYPE itsup_proxy_tls_handshakes_total counter\n");
+    for (result, c) in [
+        ("ok", &t.handshakes_ok),
+        ("failed", &t.handshakes_failed),
+        ("timeout", &t.handshakes_timeout),
+        ("shed", &t.handshakes_shed),
+    ] {
+        let _ = writeln!(
+            out,
+            "itsup_proxy_tls_handshakes_total{{result=\"{result}\"}} {}",
+            c.load(Ordering::Relaxed)
+        );
+    }
+    gauge(
+        out,
+        "itsup_proxy_tls_handshakes_active",
+        "gauge",
+        "TLS handshakes in progress.",
+        t.handshakes_active.load(Ordering::Relaxed),
+    );
+    gauge(
+        out,
+        "itsup_proxy_tls_resumed_total",
+        "counter",
+        "TLS sessions resumed.",
+        t.resumed.load(Ordering::Relaxed) as i64,
+    );
+    gauge(
+        out,
+        "itsup_proxy_tls_alpn_h2_total",
+        "counter",
+        "TLS connections that chose HTTP/2 by ALPN.",
+        t.alpn_h2.load(Ordering::Relaxed) as i64,
+    );
 }

@@ -52,4 +52,25 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     pub active_tunnels: AtomicI64,
     pub retries_total: AtomicU64,
+    /// Plain HTTP requests answered with a redirect to HTTPS.
+    pub https_redirects_total: AtomicU64,
+    /// TLS handshakes by outcome.
+    pub tls: TlsMetrics,
+}
+
+/// TLS handshake outcomes on the client side (abuse shows up here: floods as `shed`, slow
+/// handshakes as `timeout`, garbage and refused SNI as `failed`).
+#[derive(Default)]
+pub struct TlsMetrics {
+    pub handshakes_ok: AtomicU64,
+    pub handshakes_failed: AtomicU64,
+    pub handshakes_timeout: AtomicU64,
+    /// Connections closed unanswered because `max_handshakes` were already running.
+    pub handshakes_shed: AtomicU64,
+    /// Handshakes running now.
+    pub handshakes_active: AtomicI64,
+    /// Sessions resumed (tickets or session ids).
+    pub resumed: AtomicU64,
+    /// Connections that negotiated HTTP/2 by ALPN.
+    pub alpn_h2: AtomicU64,
 }

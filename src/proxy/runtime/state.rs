@@ -18,6 +18,7 @@ use crate::proxy::base::config::{
 };
 use crate::proxy::base::routing::RouteTable;
 use crate::proxy::runtime::metrics::{Metrics, RouteMetrics};
+use crate::proxy::tls::client::{ClientError, TlsClient};
 use crate::proxy::upstream::health;
 use crate::proxy::upstream::lb::Balancer;
 use crate::proxy::upstream::server::ServerState;
@@ -30,6 +31,8 @@ pub struct RouteRt {
     pub response_timeout: Duration,
     pub retries: u32,
     pub metrics: Arc<RouteMetrics>,
+    /// `Strict-Transport-Security` value for answers over TLS.
+    pub hsts: Option<hyper::header::HeaderValue>,
 }
 
 pub struct ClusterRt {
@@ -41,6 +44,8 @@ pub struct ClusterRt {
     pub breaker: CircuitBreaker,
     pub protocol: UpstreamProtocol,
     pub health_check: Option<HealthCheck>,
+    /// TLS to the servers, built from the cluster's `tls`.
+    pub tls: Option<Arc<TlsClient>>,
 }
 
 pub struct Snapshot {
@@ -79,11 +84,29 @@ pub struct Shared {
 pub enum ReloadError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] ClientError),
+}
+
+/// The upstream TLS clients of every cluster with `tls` (reads CA and client certificate
+/// files, so it can fail where the config itself was valid).
+pub fn tls_clients(config: &ProxyConfig) -> Result<HashMap<String, Arc<TlsClient>>, ClientError> {
+    let mut out = HashMap::new();
+    for (name, c) in &config.clusters {
+        if let Some(tls) = &c.tls {
+            out.insert(
+                name.clone(),
+                Arc::new(TlsClient::build(name, tls, c.protocol)?),
+            );
+        }
+    }
+    Ok(out)
 }
 
 impl Shared {
     /// Compiles the first config. Must run inside the runtime (starts log writer and checks).
-    pub fn new(config: ProxyConfig, config_path: &Path) -> Arc<Self> {
+    pub fn new(config: ProxyConfig, config_path: &Path) -> Result<Arc<Self>, ClientError> {
+        let tls = tls_clients(&config)?;
         let placeholder = Snapshot {
             config: config.clone(),
             table: RouteTable::new(std::iter::empty()),
@@ -104,15 +127,18 @@ impl Shared {
             health_tasks: Mutex::default(),
             secret: rand::random(),
         });
-        let snap = shared.compile(config, None);
+        let snap = shared.compile(config, tls, None);
         shared.install(snap);
-        shared
+        Ok(shared)
     }
 
     /// Re-reads the config file; keeps the running config when it is invalid.
     pub fn reload(self: &Arc<Self>, reason: &str) -> Result<bool, ReloadError> {
-        match config::load(&self.config_path) {
-            Ok(cfg) => {
+        let loaded = config::load(&self.config_path)
+            .map_err(ReloadError::from)
+            .and_then(|cfg| Ok((tls_clients(&cfg)?, cfg)));
+        match loaded {
+            Ok((tls, cfg)) => {
                 let current = self.snapshot.load();
                 if cfg == current.config {
                     tracing::debug!(reason, "config unchanged, nothing to reload");
@@ -124,7 +150,7 @@ impl Shared {
                 if cfg.acme != current.config.acme {
                     tracing::warn!("acme changes take effect after a restart");
                 }
-                let snap = self.compile(cfg, current.access_log.clone());
+                let snap = self.compile(cfg, tls, current.access_log.clone());
                 drop(current);
                 self.install(snap);
                 self.metrics
@@ -139,7 +165,7 @@ impl Shared {
                 self.metrics
                     .reload_failure_total
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -156,7 +182,12 @@ impl Shared {
         }
     }
 
-    fn compile(&self, config: ProxyConfig, previous_log: Option<Arc<AccessLog>>) -> Snapshot {
+    fn compile(
+        &self,
+        config: ProxyConfig,
+        mut tls: HashMap<String, Arc<TlsClient>>,
+        previous_log: Option<Arc<AccessLog>>,
+    ) -> Snapshot {
         let mut registry = self.servers.lock().unwrap_or_else(|p| p.into_inner());
         let mut fresh_registry = HashMap::new();
         let mut cluster_index = HashMap::new();
@@ -185,6 +216,7 @@ impl Shared {
                 breaker: c.circuit_breaker.clone(),
                 protocol: c.protocol,
                 health_check: c.health_check.clone(),
+                tls: tls.remove(name),
             });
         }
         *registry = fresh_registry;
@@ -218,6 +250,10 @@ impl Shared {
                         r.timeouts.response_ms.unwrap_or(t.response_ms),
                     ),
                     retries: r.retries,
+                    hsts: r
+                        .hsts
+                        .as_ref()
+                        .and_then(|h| hyper::header::HeaderValue::from_str(&h.value()).ok()),
                 }
             })
             .collect();
@@ -278,6 +314,7 @@ fn spawn_checks(snap: &Snapshot) -> Vec<tokio::task::AbortHandle> {
                 server.clone(),
                 hc.clone(),
                 cluster.protocol,
+                cluster.tls.clone(),
                 cluster.name.clone(),
             ));
         }

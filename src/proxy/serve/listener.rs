@@ -24,7 +24,7 @@ use crate::proxy::base::batch::Batched;
 use crate::proxy::base::config::ProxyConfig;
 use crate::proxy::base::headers::PeerInfo;
 use crate::proxy::request::body::ProxyBody;
-use crate::proxy::request::context::ConnCtx;
+use crate::proxy::request::context::{ConnCtx, Edge};
 use crate::proxy::request::forward;
 use crate::proxy::runtime::state::Shared;
 use crate::proxy::runtime::supervisor::{CLOSE, ConnWatch, GRACEFUL, Limits, Supervisor};
@@ -35,6 +35,7 @@ pub struct ConnSettings {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_header_bytes: usize,
+    pub h2_max_concurrent_streams: u32,
 }
 
 impl ConnSettings {
@@ -43,6 +44,7 @@ impl ConnSettings {
             header_timeout: Duration::from_millis(cfg.timeouts.request_header_ms),
             idle_timeout: Duration::from_millis(cfg.timeouts.idle_ms),
             max_header_bytes: cfg.limits.max_header_bytes,
+            h2_max_concurrent_streams: cfg.limits.h2_max_concurrent_streams,
         }
     }
 
@@ -54,9 +56,38 @@ impl ConnSettings {
     }
 }
 
-struct Builders {
-    h1: http1::Builder,
-    h2: http2::Builder<TokioExecutor>,
+/// The HTTP/1 and HTTP/2 server settings every client connection uses.
+pub(crate) struct Builders {
+    pub(crate) h1: http1::Builder,
+    pub(crate) h2: http2::Builder<TokioExecutor>,
+}
+
+/// Reset streams an HTTP/2 client may leave for the server to clean up before the
+/// connection is closed with `ENHANCE_YOUR_CALM` (the rapid-reset defence, CVE-2023-44487).
+const H2_MAX_PENDING_RESETS: usize = 20;
+
+/// Streams the server itself may reset (malformed requests) before closing the connection.
+const H2_MAX_LOCAL_RESETS: usize = 1024;
+
+impl Builders {
+    pub(crate) fn new(settings: &ConnSettings) -> Arc<Self> {
+        let mut h1 = http1::Builder::new();
+        // No hyper timer: the supervisor enforces the header timeout (hyper's would allocate
+        // and register a timer for every request).
+        h1.header_read_timeout(None)
+            .max_buf_size(settings.max_header_bytes.max(8192))
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        // The header list bound covers HPACK bombs and CONTINUATION floods: h2 counts the
+        // decoded size and drops the connection past it.
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(settings.max_header_bytes as u32)
+            .max_concurrent_streams(settings.h2_max_concurrent_streams)
+            .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+            .max_local_error_reset_streams(Some(H2_MAX_LOCAL_RESETS))
+            .keep_alive_interval(Some(settings.idle_timeout / 2));
+        Arc::new(Self { h1, h2 })
+    }
 }
 
 pub async fn serve(
@@ -65,25 +96,16 @@ pub async fn serve(
     settings: ConnSettings,
     supervisor: Arc<Supervisor>,
     mut shutdown: watch::Receiver<bool>,
+    edge: Edge,
 ) {
-    let mut h1 = http1::Builder::new();
-    // No hyper timer: the supervisor enforces the header timeout (hyper's would allocate and
-    // register a timer for every request).
-    h1.header_read_timeout(None)
-        .max_buf_size(settings.max_header_bytes.max(8192))
-        .keep_alive(true);
-    let mut h2 = http2::Builder::new(TokioExecutor::new());
-    h2.timer(TokioTimer::new())
-        .max_header_list_size(settings.max_header_bytes as u32)
-        .keep_alive_interval(Some(settings.idle_timeout / 2));
-    let builders = Arc::new(Builders { h1, h2 });
+    let builders = Builders::new(&settings);
     loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(connection(stream, peer, shared.clone(), builders.clone(), supervisor.clone()));
+                    tokio::spawn(connection(stream, peer, shared.clone(), builders.clone(), supervisor.clone(), edge));
                 }
                 Err(e) => {
                     // Usually EMFILE: back off instead of spinning.
@@ -96,7 +118,22 @@ pub async fn serve(
 }
 
 /// Keeps `active_connections` right however the connection ends.
-struct Active(Arc<Shared>);
+pub(crate) struct Active(pub(crate) Arc<Shared>);
+
+impl Active {
+    /// Counts a new client connection.
+    pub(crate) fn start(shared: &Arc<Shared>) -> Self {
+        shared
+            .metrics
+            .active_connections
+            .fetch_add(1, Ordering::Relaxed);
+        shared
+            .metrics
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        Self(shared.clone())
+    }
+}
 
 impl Drop for Active {
     fn drop(&mut self) {
@@ -113,17 +150,10 @@ async fn connection(
     shared: Arc<Shared>,
     builders: Arc<Builders>,
     supervisor: Arc<Supervisor>,
+    edge: Edge,
 ) {
     let _ = stream.set_nodelay(true);
-    shared
-        .metrics
-        .active_connections
-        .fetch_add(1, Ordering::Relaxed);
-    shared
-        .metrics
-        .connections_total
-        .fetch_add(1, Ordering::Relaxed);
-    let _active = Active(shared.clone());
+    let _active = Active::start(&shared);
     let watch = Arc::new(ConnWatch::default());
     let _registration = supervisor.register(watch.clone());
     // Nothing is allocated for the protocol until the client sent its first bytes.
@@ -135,11 +165,8 @@ async fn connection(
         }
         None => return,
     };
-    let ctx = Arc::new(ConnCtx::new(
-        shared,
-        PeerInfo::new(peer.ip()),
-        watch.clone(),
-    ));
+    let ctx =
+        Arc::new(ConnCtx::new(shared, PeerInfo::new(peer.ip()), watch.clone()).with_edge(edge));
     let io = Tracked {
         inner: Batched::new(stream),
         watch: watch.clone(),
@@ -240,7 +267,7 @@ async fn serve_h1(
 
 /// Polls `fut` until it finishes or the supervisor asks the connection to go (`None`):
 /// before the first request there is nothing to finish gracefully.
-async fn supervised<F: Future>(watch: &ConnWatch, fut: F) -> Option<F::Output> {
+pub(crate) async fn supervised<F: Future>(watch: &ConnWatch, fut: F) -> Option<F::Output> {
     let mut fut = pin!(fut);
     poll_fn(|cx| {
         watch.register(cx.waker());
@@ -276,7 +303,7 @@ async fn is_h2_preface(stream: &TcpStream) -> io::Result<bool> {
 }
 
 /// h2 connections can finish their current streams and then close.
-trait Graceful {
+pub(crate) trait Graceful {
     fn graceful(self: Pin<&mut Self>);
 }
 
@@ -294,7 +321,7 @@ where
 
 /// Serves a connection, acting on the supervisor's flags: `GRACEFUL` finishes the request
 /// in flight and closes, `CLOSE` drops the connection at once.
-async fn drive<C>(conn: C, watch: &ConnWatch) -> hyper::Result<()>
+pub(crate) async fn drive<C>(conn: C, watch: &ConnWatch) -> hyper::Result<()>
 where
     C: Future<Output = hyper::Result<()>> + Graceful,
 {

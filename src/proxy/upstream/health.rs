@@ -13,7 +13,8 @@ use hyper::{Request, header};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::proxy::base::config::{HealthCheck, UpstreamProtocol};
-use crate::proxy::upstream::pool::connect;
+use crate::proxy::tls::client::TlsClient;
+use crate::proxy::upstream::pool::{ConnectError, connect};
 use crate::proxy::upstream::server::ServerState;
 
 /// Starts the check loop of one server; the caller aborts it on the next reload.
@@ -21,15 +22,17 @@ pub fn spawn_check(
     server: Arc<ServerState>,
     hc: HealthCheck,
     protocol: UpstreamProtocol,
+    tls: Option<Arc<TlsClient>>,
     cluster: String,
 ) -> tokio::task::AbortHandle {
-    tokio::spawn(check_loop(server, hc, protocol, cluster)).abort_handle()
+    tokio::spawn(check_loop(server, hc, protocol, tls, cluster)).abort_handle()
 }
 
 async fn check_loop(
     server: Arc<ServerState>,
     hc: HealthCheck,
     protocol: UpstreamProtocol,
+    tls: Option<Arc<TlsClient>>,
     cluster: String,
 ) {
     let mut interval = tokio::time::interval(Duration::from_millis(hc.interval_ms));
@@ -38,8 +41,11 @@ async fn check_loop(
     loop {
         interval.tick().await;
         let timeout = Duration::from_millis(hc.timeout_ms);
-        let result =
-            tokio::time::timeout(timeout, probe(&server, &hc.path, protocol, timeout)).await;
+        let result = tokio::time::timeout(
+            timeout,
+            probe(&server, &hc.path, protocol, tls.as_deref(), timeout),
+        )
+        .await;
         let ok = match result {
             Ok(Ok(status)) => (200..400).contains(&status),
             _ => false,
@@ -74,9 +80,36 @@ async fn probe(
     server: &ServerState,
     path: &str,
     protocol: UpstreamProtocol,
+    tls: Option<&TlsClient>,
     timeout: Duration,
 ) -> Result<u16, ProbeError> {
     let stream = connect(&server.address, server.socket_addr, timeout).await?;
+    let Some(tls) = tls else {
+        return probe_on(stream, server, path, protocol, "http").await;
+    };
+    let name = tls
+        .server_name(&server.address)
+        .ok_or_else(|| ConnectError::ServerName(server.address.clone()))?;
+    let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+        .connect(name, stream)
+        .await
+        .map_err(|error| ConnectError::Tls {
+            server: server.address.clone(),
+            error,
+        })?;
+    probe_on(stream, server, path, protocol, "https").await
+}
+
+async fn probe_on<S>(
+    stream: S,
+    server: &ServerState,
+    path: &str,
+    protocol: UpstreamProtocol,
+    scheme: &str,
+) -> Result<u16, ProbeError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(stream);
     match protocol {
         UpstreamProtocol::Http1 => {
@@ -89,13 +122,13 @@ async fn probe(
                 .body(Empty::new())?;
             Ok(sender.send_request(req).await?.status().as_u16())
         }
-        UpstreamProtocol::H2c => {
+        UpstreamProtocol::H2c | UpstreamProtocol::H2 => {
             let (mut sender, conn) = http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
                 .handshake::<_, Empty<Bytes>>(io)
                 .await?;
             tokio::spawn(conn);
-            let uri = format!("http://{}{}", server.address, path);
+            let uri = format!("{scheme}://{}{}", server.address, path);
             let req = Request::get(uri)
                 .header(header::USER_AGENT, "itsup-proxy-health")
                 .body(Empty::new())?;

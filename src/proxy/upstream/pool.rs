@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::proxy::base::config::UpstreamProtocol;
+use crate::proxy::tls::client::TlsClient;
 use crate::proxy::upstream::body::UpBody;
 use crate::proxy::upstream::h1::H1Conn;
 
@@ -47,6 +48,15 @@ pub enum ConnectError {
     Io(#[from] std::io::Error),
     #[error("handshake: {0}")]
     Handshake(#[from] hyper::Error),
+    /// The TLS handshake failed (verification, mTLS refusal, protocol): never retried
+    /// silently, always logged as a warning.
+    #[error("TLS handshake with {server} failed: {error}")]
+    Tls {
+        server: String,
+        error: std::io::Error,
+    },
+    #[error("`{0}` is no valid TLS server name (set the cluster's tls.server_name)")]
+    ServerName(String),
 }
 
 #[derive(Default)]
@@ -64,6 +74,7 @@ impl Pool {
         address: &str,
         fixed: Option<SocketAddr>,
         protocol: UpstreamProtocol,
+        tls: Option<&TlsClient>,
         connect_timeout: Duration,
     ) -> Result<Conn, ConnectError> {
         match protocol {
@@ -79,7 +90,7 @@ impl Pool {
                     return Ok(Conn::H1(sender));
                 }
             },
-            UpstreamProtocol::H2c => {
+            UpstreamProtocol::H2c | UpstreamProtocol::H2 => {
                 if let Some(sender) = self.h2.lock().ok().and_then(|g| g.clone())
                     && !sender.is_closed()
                 {
@@ -89,7 +100,7 @@ impl Pool {
         }
         // Boxed: connecting (resolve, connect, handshake) is a large future that most requests
         // never need, and it would otherwise make every request future that size.
-        Box::pin(self.open(address, fixed, protocol, connect_timeout)).await
+        Box::pin(self.open(address, fixed, protocol, tls, connect_timeout)).await
     }
 
     async fn open(
@@ -97,9 +108,38 @@ impl Pool {
         address: &str,
         fixed: Option<SocketAddr>,
         protocol: UpstreamProtocol,
+        tls: Option<&TlsClient>,
         connect_timeout: Duration,
     ) -> Result<Conn, ConnectError> {
         let stream = connect(address, fixed, connect_timeout).await?;
+        match tls {
+            None => self.handshake(stream, protocol).await,
+            Some(tls) => {
+                let name = tls
+                    .server_name(address)
+                    .ok_or_else(|| ConnectError::ServerName(address.to_string()))?;
+                let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+                let stream = tokio::time::timeout(connect_timeout, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| ConnectError::Timeout)?
+                    .map_err(|error| ConnectError::Tls {
+                        server: address.to_string(),
+                        error,
+                    })?;
+                self.handshake(stream, protocol).await
+            }
+        }
+    }
+
+    /// The HTTP handshake on a connected (and maybe TLS-wrapped) stream.
+    async fn handshake<S>(
+        &self,
+        stream: S,
+        protocol: UpstreamProtocol,
+    ) -> Result<Conn, ConnectError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         match protocol {
             UpstreamProtocol::Http1 => {
                 let (sender, conn) = http1::Builder::new()
@@ -112,7 +152,7 @@ impl Pool {
                 });
                 Ok(Conn::H1(sender))
             }
-            UpstreamProtocol::H2c => {
+            UpstreamProtocol::H2c | UpstreamProtocol::H2 => {
                 let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .handshake(TokioIo::new(stream))
