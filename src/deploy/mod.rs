@@ -8,7 +8,7 @@
 //! [`progress`] ([`itsup_admin`] for engine itsup). One apply at a time ([`lock`]); [`secrets`]
 //! reach Compose as environment only. Rollouts in flight are kept in a [`journal`], so that
 //! the next apply [`heal`]s what one killed halfway left behind. [`down`] stops (and cleans up)
-//! what apply started.
+//! what apply started; [`image`] builds the itsup image apply runs when the engine lacks it.
 
 pub mod actions;
 pub mod admission;
@@ -22,6 +22,7 @@ pub mod haproxy;
 pub mod hash;
 pub mod heal;
 pub mod health;
+pub mod image;
 pub mod itsup_admin;
 pub mod journal;
 pub mod labels;
