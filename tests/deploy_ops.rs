@@ -630,6 +630,19 @@ fn deploy_down_stops_then_cleans_and_apply_brings_it_back() {
     );
     f.itsup_expect(&["apply"], 0);
     serving("after apply following down --clean");
+
+    // One project only: its containers and Compose network go, the proxy and its network stay.
+    let out = f.itsup_expect(&["down", &name, "--clean"], 0);
+    let report = text(&out.stdout);
+    assert!(!report.contains("proxy:"), "{report}");
+    assert!(!exists("network", &format!("{name}_default")), "{report}");
+    assert!(exists("network", &f.network), "{report}");
+    let left = deploy_support::running(&f);
+    assert!(
+        !left.is_empty() && left.iter().all(|c| !c.starts_with(&name)),
+        "{left:?}"
+    );
+    assert!(exists("volume", &volume));
 }
 
 /// The DNS honeypot of `dns:` in itsup.yml with the real dnsmasq (Debian's, image
