@@ -306,7 +306,7 @@ fn project_plan(
 pub const DOCKER_DNS: &str = "127.0.0.11";
 /// Image of the DNS honeypot when neither `dns.image` nor `versions.dnsmasq` says otherwise.
 pub const DNSMASQ_REPOSITORY: &str = "4km3/dnsmasq";
-pub const DEFAULT_DNSMASQ: &str = "2.90-r3";
+pub const DEFAULT_DNSMASQ: &str = "2.86-r0";
 
 /// The honeypot of `dns:` when enabled, its defaults filled in (address: see
 /// `model::dns_address`; upstream: Docker's DNS).
