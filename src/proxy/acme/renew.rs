@@ -46,7 +46,7 @@ struct Loop {
     failures: u32,
     retry_at: Option<SystemTime>,
     ari: Ari,
-    /// A CA that refused `replaces` for this certificate gets orders without it.
+    /// An order with `replaces` failed: the next ones go without it.
     skip_replaces: bool,
     seen_mtime: Option<SystemTime>,
 }
@@ -183,6 +183,7 @@ impl Loop {
             return;
         }
         let replaces = self.replaces();
+        let replaced = replaces.is_some();
         let names = self.names().to_vec();
         self.stats().ordered();
         tracing::info!(names = %self.stats().names, renewal = replaces.is_some() || self.inner.held(self.i).is_some(), "placing an ACME order");
@@ -202,10 +203,9 @@ impl Loop {
             }
             Err(Failure::Order(e)) => {
                 let retry_after = self.inner.client.take_retry_after();
-                if e.problem()
-                    .and_then(|p| p.r#type.as_deref())
-                    .is_some_and(|t| t.ends_with(":alreadyReplaced"))
-                {
+                if replaced {
+                    // `replaces` is a hint; a CA that refused it (already replaced, or an
+                    // order answered without it) gets the next order without.
                     self.skip_replaces = true;
                 }
                 self.failed(&e.to_string(), retry_after, e.rate_limited());
