@@ -18,6 +18,11 @@ use crate::proxy::acme::stats::SetStats;
 
 /// Longest sleep between two looks at the store.
 const STORE_POLL: Duration = Duration::from_secs(5);
+/// Longest time one order may take, CA answers and validation included (the set's store
+/// lock is held meanwhile).
+const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest time an ARI question may take.
+const ARI_TIMEOUT: Duration = Duration::from_secs(30);
 /// ARI answers are fetched again after the CA's hint, kept within these bounds.
 const ARI_RECHECK_MIN: Duration = Duration::from_secs(60);
 const ARI_RECHECK_MAX: Duration = Duration::from_secs(6 * 3600);
@@ -140,13 +145,23 @@ impl Loop {
         if !ask {
             return;
         }
-        let answer = match self.inner.account.get().await {
-            Ok(account) => account.renewal_info(&id).await.map_err(|e| match e {
-                instant_acme::Error::Unsupported(_) => None,
-                e => Some(e.to_string()),
-            }),
-            Err(e) => Err(Some(e.to_string())),
+        let question = async {
+            match self.inner.account.get().await {
+                Ok(account) => account.renewal_info(&id).await.map_err(|e| match e {
+                    instant_acme::Error::Unsupported(_) => None,
+                    e => Some(e.to_string()),
+                }),
+                Err(e) => Err(Some(e.to_string())),
+            }
         };
+        let answer = tokio::time::timeout(ARI_TIMEOUT, question)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Some(format!(
+                    "no answer within {} s",
+                    ARI_TIMEOUT.as_secs()
+                )))
+            });
         self.ari = match answer {
             Ok((info, hint)) => {
                 let window = info.suggested_window;
@@ -218,8 +233,24 @@ impl Loop {
         drop(lock);
     }
 
-    /// Runs one order with the account (registered first if need be).
+    /// Runs one order with the account (registered first if need be), within
+    /// [`ORDER_TIMEOUT`].
     async fn order(
+        &self,
+        names: &[String],
+        replaces: Option<CertificateIdentifier<'static>>,
+    ) -> Result<order::Certificate, Failure> {
+        tokio::time::timeout(ORDER_TIMEOUT, self.order_once(names, replaces))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::Other(format!(
+                    "no certificate within {} s",
+                    ORDER_TIMEOUT.as_secs()
+                )))
+            })
+    }
+
+    async fn order_once(
         &self,
         names: &[String],
         replaces: Option<CertificateIdentifier<'static>>,
