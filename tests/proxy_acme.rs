@@ -452,6 +452,43 @@ fn two_proxies_sharing_a_store_place_one_order_per_name_set() {
     });
 }
 
+#[test]
+fn two_proxies_sharing_a_store_renew_once() {
+    mt().block_on(async {
+        // 30 s certificates: both proxies find the shared set due at the same moment.
+        let (port_a, port_b) = (free_port(), free_port());
+        let ca = Ca::start(port_a, Some(30));
+        let names = "both.example.com";
+        let a = Proxy::start(&ca.config(port_a, &[&[names]]));
+        let b = Proxy::start(&ca.config(port_b, &[&[names]]));
+        let store = ca.store();
+        let limit = Duration::from_secs(60);
+        let first = wait_for_new_chain(&store, names, &[], limit, &[&a, &b], &ca).await;
+        let first = leaf(&first);
+        let second =
+            wait_for_new_chain(&store, names, &[&first.serial], limit, &[&a, &b], &ca).await;
+        let second = leaf(&second);
+        for p in [&a, &b] {
+            p.wait_for(
+                "the renewed certificate",
+                Duration::from_secs(10),
+                || async {
+                    set_metric(p, "itsup_proxy_acme_certificate_not_after_seconds", names).await
+                        == second.not_after as f64
+                },
+            )
+            .await;
+        }
+        let orders = set_metric(&a, "itsup_proxy_acme_orders_total", names).await
+            + set_metric(&b, "itsup_proxy_acme_orders_total", names).await;
+        assert_eq!(
+            orders, 2.0,
+            "one order and one renewal between both proxies"
+        );
+        assert_eq!(ca.pebble.issued(), 2);
+    });
+}
+
 /// A stand-in for the parts of an ACME server pebble 2.4 (Debian's) lacks: rate limits
 /// (pebble enforces none) and ARI (pebble predates RFC 9773). An HTTPS server on 127.0.0.1 with
 /// pebble's server certificate (so `ca_bundle` covers both), answering from `answer`, which
