@@ -265,11 +265,12 @@ fn http01_certificate_is_stored_0600_and_a_restart_reuses_it() {
         );
         // Default validity (years): renewal when a third is left.
         let renew_at = first.not_after - (first.not_after - first.not_before) / 3;
-        let next = set_metric(&proxy, "itsup_proxy_acme_next_attempt_seconds", label).await;
-        assert!(
-            (next - renew_at as f64).abs() <= 1.0,
-            "{next} vs {renew_at}"
-        );
+        proxy
+            .wait_for("the renewal planned", Duration::from_secs(5), || async {
+                let next = set_metric(&proxy, "itsup_proxy_acme_next_attempt_seconds", label).await;
+                (next - renew_at as f64).abs() <= 1.0
+            })
+            .await;
         assert_eq!(ca.pebble.issued(), 1, "one order at pebble");
 
         // A restart serves the stored certificate and orders nothing.
@@ -356,15 +357,13 @@ fn short_lived_certificates_are_renewed_and_an_unreachable_ca_is_retried_with_ba
             second.not_after as f64,
             "the certificate in use is kept"
         );
-        let next = set_metric(&proxy, "itsup_proxy_acme_next_attempt_seconds", names).await;
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs() as f64;
-        assert!(
-            next > now + 3.0,
-            "the third attempt waits for the doubled backoff: next {next}, now {now}"
-        );
+        // The third attempt waits for the doubled backoff.
+        proxy
+            .wait_for("the next retry planned", Duration::from_secs(5), || async {
+                set_metric(&proxy, "itsup_proxy_acme_next_attempt_seconds", names).await
+                    > unix_now() + 3.0
+            })
+            .await;
         let stderr = proxy.stderr.lock().expect("lock").join("\n");
         let retries: Vec<&str> = stderr
             .lines()
@@ -642,12 +641,15 @@ fn a_rate_limited_order_waits_for_retry_after() {
                 set_metric(&proxy, "itsup_proxy_acme_order_failures_total", names).await >= 1.0
             })
             .await;
-        let next = set_metric(&proxy, "itsup_proxy_acme_next_attempt_seconds", names).await;
-        let wait = next - unix_now();
-        assert!(
-            (110.0..=121.0).contains(&wait),
-            "the next order waits for Retry-After (120 s), not the 5 s backoff: {wait}"
-        );
+        // The next order waits for Retry-After (120 s), not the 5 s backoff.
+        proxy
+            .wait_for("the retry planned after Retry-After", Duration::from_secs(5), || async {
+                let wait =
+                    set_metric(&proxy, "itsup_proxy_acme_next_attempt_seconds", names).await
+                        - unix_now();
+                (110.0..=121.0).contains(&wait)
+            })
+            .await;
         let stderr = proxy.stderr.lock().expect("lock").join("\n");
         let line = stderr
             .lines()
