@@ -200,6 +200,9 @@ impl Loop {
         let replaces = self.replaces();
         let replaced = replaces.is_some();
         let names = self.names().to_vec();
+        // A Retry-After left from an earlier refusal is not this order's (the client is
+        // shared by the account; rate limits are mostly per account anyway).
+        let _ = self.inner.client.take_retry_after();
         self.stats().ordered();
         tracing::info!(names = %self.stats().names, renewal = replaces.is_some() || self.inner.held(self.i).is_some(), "placing an ACME order");
         let mut result = self.order(&names, replaces.clone()).await;
