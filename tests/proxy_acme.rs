@@ -8,6 +8,10 @@
 //! The certificates are read from the store folder (the TLS listeners serving them are the
 //! other half of issue 13): names, issuer and the chain verified against pebble's root with
 //! rustls/webpki, key files 0600. Orders are counted at pebble (its log) and in `/metrics`.
+//!
+//! Two things pebble 2.4 cannot do are played by a stand-in HTTPS server ([`StandIn`]), named
+//! as such: a rate-limit refusal (pebble enforces no limits) and ARI renewal info (pebble
+//! predates RFC 9773; the stand-in fronts pebble's directory and pebble still issues).
 
 mod proxy_support;
 
@@ -54,9 +58,6 @@ impl Ca {
         let mut certs = String::new();
         for names in sets {
             certs.push_str(&format!("    - names: [{}]\n", names.join(", ")));
-        }
-        if sets.is_empty() {
-            certs.push_str("    []\n");
         }
         format!(
             "listeners: [{{address: \"127.0.0.1:{http_port}\"}}]\n\
@@ -264,11 +265,12 @@ fn http01_certificate_is_stored_0600_and_a_restart_reuses_it() {
         );
         // Default validity (years): renewal when a third is left.
         let renew_at = first.not_after - (first.not_after - first.not_before) / 3;
-        let next = set_metric(&proxy, "itsup_proxy_acme_next_attempt_seconds", label).await;
-        assert!(
-            (next - renew_at as f64).abs() <= 1.0,
-            "{next} vs {renew_at}"
-        );
+        proxy
+            .wait_for("the renewal planned", Duration::from_secs(5), || async {
+                let next = set_metric(&proxy, "itsup_proxy_acme_next_attempt_seconds", label).await;
+                (next - renew_at as f64).abs() <= 1.0
+            })
+            .await;
         assert_eq!(ca.pebble.issued(), 1, "one order at pebble");
 
         // A restart serves the stored certificate and orders nothing.
@@ -355,15 +357,13 @@ fn short_lived_certificates_are_renewed_and_an_unreachable_ca_is_retried_with_ba
             second.not_after as f64,
             "the certificate in use is kept"
         );
-        let next = set_metric(&proxy, "itsup_proxy_acme_next_attempt_seconds", names).await;
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs() as f64;
-        assert!(
-            next > now + 3.0,
-            "the third attempt waits for the doubled backoff: next {next}, now {now}"
-        );
+        // The third attempt waits for the doubled backoff.
+        proxy
+            .wait_for("the next retry planned", Duration::from_secs(5), || async {
+                set_metric(&proxy, "itsup_proxy_acme_next_attempt_seconds", names).await
+                    > unix_now() + 3.0
+            })
+            .await;
         let stderr = proxy.stderr.lock().expect("lock").join("\n");
         let retries: Vec<&str> = stderr
             .lines()
@@ -386,10 +386,11 @@ fn short_lived_certificates_are_renewed_and_an_unreachable_ca_is_retried_with_ba
         )
         .await;
         verify(&third, &ca.pebble.fetch_root(), names).expect("issued by the new pebble");
-        assert_eq!(
-            set_metric(&proxy, "itsup_proxy_acme_consecutive_failures", names).await,
-            0.0
-        );
+        proxy
+            .wait_for("the failures reset", Duration::from_secs(5), || async {
+                set_metric(&proxy, "itsup_proxy_acme_consecutive_failures", names).await == 0.0
+            })
+            .await;
     });
 }
 
@@ -445,5 +446,339 @@ fn two_proxies_sharing_a_store_place_one_order_per_name_set() {
             .matches("answered an ACME HTTP-01 validation request")
             .count();
         assert!(answered >= 2, "A answered both validations:\n{a_log}");
+    });
+}
+
+#[test]
+fn two_proxies_sharing_a_store_renew_once() {
+    mt().block_on(async {
+        // 30 s certificates: both proxies find the shared set due at the same moment.
+        let (port_a, port_b) = (free_port(), free_port());
+        let ca = Ca::start(port_a, Some(30));
+        let names = "both.example.com";
+        let a = Proxy::start(&ca.config(port_a, &[&[names]]));
+        let b = Proxy::start(&ca.config(port_b, &[&[names]]));
+        let store = ca.store();
+        let limit = Duration::from_secs(60);
+        let first = wait_for_new_chain(&store, names, &[], limit, &[&a, &b], &ca).await;
+        let first = leaf(&first);
+        let second =
+            wait_for_new_chain(&store, names, &[&first.serial], limit, &[&a, &b], &ca).await;
+        let second = leaf(&second);
+        for p in [&a, &b] {
+            p.wait_for(
+                "the renewed certificate",
+                Duration::from_secs(10),
+                || async {
+                    set_metric(p, "itsup_proxy_acme_certificate_not_after_seconds", names).await
+                        == second.not_after as f64
+                },
+            )
+            .await;
+        }
+        let orders = set_metric(&a, "itsup_proxy_acme_orders_total", names).await
+            + set_metric(&b, "itsup_proxy_acme_orders_total", names).await;
+        assert_eq!(
+            orders, 2.0,
+            "one order and one renewal between both proxies"
+        );
+        assert_eq!(ca.pebble.issued(), 2);
+    });
+}
+
+/// A stand-in for the parts of an ACME server pebble 2.4 (Debian's) lacks: rate limits
+/// (pebble enforces none) and ARI (pebble predates RFC 9773). An HTTPS server on 127.0.0.1 with
+/// pebble's server certificate (so `ca_bundle` covers both), answering from `answer`, which
+/// gets the method and path; every request is recorded.
+struct StandIn {
+    addr: std::net::SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type Answer =
+    dyn Fn(&str, &str, &str) -> hyper::Response<http_body_util::Full<bytes::Bytes>> + Send + Sync;
+
+impl StandIn {
+    async fn start(pebble_dir: &Path, answer: Arc<Answer>) -> StandIn {
+        let certs = vec![CertificateDer::from_pem_file(pebble_dir.join("cert.pem")).expect("cert")];
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pebble_dir.join("key.pem"))
+            .expect("key");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server cert");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, answer, log) = (acceptor.clone(), answer.clone(), log.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let base = format!("https://{addr}");
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                        let line = format!("{} {}", req.method(), req.uri().path());
+                        log.lock().expect("lock").push(line);
+                        let resp = answer(&base, req.method().as_str(), req.uri().path());
+                        async move { Ok::<_, std::convert::Infallible>(resp) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        StandIn { addr, seen, task }
+    }
+
+    fn count(&self, line: &str) -> usize {
+        self.seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| *l == line)
+            .count()
+    }
+}
+
+fn json_response(
+    status: u16,
+    headers: &[(&str, String)],
+    body: serde_json::Value,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+        body.to_string(),
+    )));
+    *resp.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+    for (k, v) in headers {
+        resp.headers_mut().insert(
+            hyper::header::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            v.parse().expect("value"),
+        );
+    }
+    resp
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64()
+}
+
+#[test]
+fn a_rate_limited_order_waits_for_retry_after() {
+    mt().block_on(async {
+        // Stand-in CA (pebble has no rate limits): registers accounts, refuses every order
+        // with 429 rateLimited and Retry-After: 120.
+        let work = tempfile::tempdir().expect("tempdir");
+        pebble_certs(work.path(), "127.0.0.1");
+        let answer: Arc<Answer> = Arc::new(|base: &str, method: &str, path: &str| {
+            let nonce = ("replay-nonce", "nonce-1".to_string());
+            match (method, path) {
+                ("GET", "/dir") => json_response(
+                    200,
+                    &[],
+                    serde_json::json!({
+                        "newNonce": format!("{base}/nonce"),
+                        "newAccount": format!("{base}/account"),
+                        "newOrder": format!("{base}/order"),
+                    }),
+                ),
+                ("HEAD", "/nonce") => json_response(200, &[nonce], serde_json::json!({})),
+                ("POST", "/account") => json_response(
+                    201,
+                    &[nonce, ("location", format!("{base}/account/1"))],
+                    serde_json::json!({"status": "valid"}),
+                ),
+                ("POST", "/order") => json_response(
+                    429,
+                    &[
+                        nonce,
+                        ("retry-after", "120".to_string()),
+                        ("content-type", "application/problem+json".to_string()),
+                    ],
+                    serde_json::json!({
+                        "type": "urn:ietf:params:acme:error:rateLimited",
+                        "detail": "too many new orders recently",
+                        "status": 429,
+                    }),
+                ),
+                _ => json_response(404, &[], serde_json::json!({})),
+            }
+        });
+        let ca = StandIn::start(work.path(), answer).await;
+        let store = work.path().join("store");
+        let config = format!(
+            "listeners: [{{address: \"127.0.0.1:0\"}}]\nadmin: {{address: \"127.0.0.1:0\"}}\nclusters: {{}}\n\
+             acme:\n  ca_server: https://{}/dir\n  ca_bundle: {}\n  store: {}\n  certificates:\n    - names: [limited.example.com]\n",
+            ca.addr,
+            work.path().join("ca.pem").display(),
+            store.display()
+        );
+        let proxy = Proxy::start(&config);
+        let names = "limited.example.com";
+        proxy
+            .wait_for("the refused order", Duration::from_secs(20), || async {
+                set_metric(&proxy, "itsup_proxy_acme_order_failures_total", names).await >= 1.0
+            })
+            .await;
+        // The next order waits for Retry-After (120 s), not the 5 s backoff.
+        proxy
+            .wait_for("the retry planned after Retry-After", Duration::from_secs(5), || async {
+                let wait =
+                    set_metric(&proxy, "itsup_proxy_acme_next_attempt_seconds", names).await
+                        - unix_now();
+                (110.0..=121.0).contains(&wait)
+            })
+            .await;
+        let stderr = proxy.stderr.lock().expect("lock").join("\n");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("ACME order failed"))
+            .expect("failure logged");
+        assert!(line.contains("\"rate_limited\":true"), "{line}");
+        assert!(line.contains("rateLimited"), "{line}");
+        // Past the 5 s backoff: still one order.
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        assert_eq!(ca.count("POST /order"), 1, "{:?}", ca.seen.lock().expect("lock"));
+        assert_eq!(proxy.metric("itsup_proxy_acme_certificates").await, 0.0);
+    });
+}
+
+#[test]
+fn renewal_follows_the_ari_window_when_the_ca_offers_one() {
+    mt().block_on(async {
+        // Pebble issues (hour-long certificates: a third left only after 40 minutes); a
+        // stand-in in front of its directory adds `renewalInfo` (pebble 2.4 predates ARI) and
+        // suggests, for the first certificate only, a window opening 6 s after it is asked.
+        let http_port = free_port();
+        let ca = Ca::start(http_port, Some(3600));
+        let dir_json = std::process::Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(ca.pebble.dir.join("ca.pem"))
+            .arg(ca.pebble.directory("127.0.0.1"))
+            .output()
+            .expect("curl");
+        assert!(dir_json.status.success(), "pebble's directory");
+        let directory: serde_json::Value =
+            serde_json::from_slice(&dir_json.stdout).expect("directory json");
+        let windows = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let asked = windows.clone();
+        let answer: Arc<Answer> = Arc::new(move |base: &str, method: &str, path: &str| {
+            match (method, path.strip_prefix("/renewal-info/")) {
+                ("GET", None) if path == "/dir" => {
+                    let mut d = directory.clone();
+                    d["renewalInfo"] = format!("{base}/renewal-info").into();
+                    json_response(200, &[], d)
+                }
+                ("GET", Some(id)) => {
+                    let mut ids = asked.lock().expect("lock");
+                    if !ids.iter().any(|i| i == id) {
+                        ids.push(id.to_string());
+                    }
+                    let (from, to) = if ids.first().map(String::as_str) == Some(id) {
+                        (6, 8)
+                    } else {
+                        (3600, 7200)
+                    };
+                    let now = time::OffsetDateTime::now_utc();
+                    let at = |s: i64| {
+                        (now + time::Duration::seconds(s))
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .expect("rfc3339")
+                    };
+                    json_response(
+                        200,
+                        &[("retry-after", "60".to_string())],
+                        serde_json::json!({"suggestedWindow": {"start": at(from), "end": at(to)}}),
+                    )
+                }
+                _ => json_response(404, &[], serde_json::json!({})),
+            }
+        });
+        let front = StandIn::start(&ca.pebble.dir, answer).await;
+        let config = ca.config(http_port, &[&["ari.example.com"]]).replace(
+            &ca.pebble.directory("127.0.0.1"),
+            &format!("https://{}/dir", front.addr),
+        );
+        let proxy = Proxy::start(&config);
+        let store = ca.store();
+        let limit = Duration::from_secs(60);
+        let first_chain =
+            wait_for_new_chain(&store, "ari.example.com", &[], limit, &[&proxy], &ca).await;
+        let first = leaf(&first_chain);
+        let second = wait_for_new_chain(
+            &store,
+            "ari.example.com",
+            &[&first.serial],
+            limit,
+            &[&proxy],
+            &ca,
+        )
+        .await;
+        let second = leaf(&second);
+        let elapsed = unix_now() as i64 - first.not_before;
+        assert!(
+            elapsed < 40,
+            "renewed in the ARI window, {elapsed} s after issue (a third left: 40 min)"
+        );
+        // The ARI id is the leaf's authority key id and serial (RFC 9773 §4.1). The question
+        // about the new certificate follows its issue.
+        proxy
+            .wait_for(
+                "the ARI question about the new certificate",
+                Duration::from_secs(10),
+                || async { windows.lock().expect("lock").len() >= 2 },
+            )
+            .await;
+        let ids = windows.lock().expect("lock").clone();
+        let first_der = CertificateDer::pem_slice_iter(first_chain.as_bytes())
+            .next()
+            .expect("leaf")
+            .expect("PEM");
+        let first_id = instant_acme::CertificateIdentifier::try_from(&first_der)
+            .expect("pebble's leaf has an authority key id")
+            .to_string();
+        assert_eq!(
+            ids[0], first_id,
+            "the first question is about the first certificate"
+        );
+        // The second certificate's window is an hour away: no third order.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let (_, now_stored) = stored(&store, "ari.example.com").expect("stored");
+        assert_eq!(leaf(&now_stored).serial, second.serial);
+        // The renewal named the certificate it replaces; pebble 2.4 ignores `replaces` and
+        // answers without it, which instant-acme refuses, so the retry goes without the hint.
+        let stderr = proxy.stderr.lock().expect("lock").join("\n");
+        let failed: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("ACME order failed"))
+            .collect();
+        assert_eq!(failed.len(), 1, "{stderr}");
+        assert!(
+            failed[0].contains("replaces field mismatch"),
+            "{}",
+            failed[0]
+        );
     });
 }

@@ -230,3 +230,66 @@ fn invalid_config_files_are_refused_with_clear_errors() {
         schema["properties"]["clusters"].is_object() && schema["properties"]["routes"].is_object()
     );
 }
+
+#[test]
+fn invalid_acme_sections_are_refused_at_their_line() {
+    let head = "listeners: [{address: '127.0.0.1:0'}]\nclusters: {}\n";
+    let cases = [
+        ("acme: {email: ops@example.com}\n", "missing field `store`"),
+        (
+            "acme:\n  store: /var/lib/acme\n  challenge: dns-01\n",
+            "unknown variant `dns-01`",
+        ),
+        (
+            "acme:\n  store: var/acme\n",
+            "proxy.yml:4:3: acme.store: `var/acme` is not an absolute path",
+        ),
+        (
+            "acme:\n  store: /var/lib/acme\n  ca_server: http://ca.test/dir\n",
+            "proxy.yml:5:3: acme.ca_server: `http://ca.test/dir` is not an https:// URL",
+        ),
+        (
+            "acme:\n  store: /var/lib/acme\n  certificates:\n    - names: [example.com]\n    - names: ['*.example.com']\n",
+            "proxy.yml:7:15: acme.certificates[1].names[0]: `*.example.com`: wildcard names need DNS-01",
+        ),
+    ];
+    for (acme, needle) in cases {
+        let (code, stderr) = check(&format!("{head}{acme}"));
+        assert_eq!(code, 1, "{acme:?} should be refused");
+        assert!(
+            stderr.contains(needle),
+            "{acme:?}: expected {needle:?} in {stderr:?}"
+        );
+    }
+    // Valid for --check, refused at start: what only the file system can tell, named by key.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (acme, needle) in [
+        (
+            format!(
+                "acme:\n  store: {}\n  ca_bundle: /nonexistent/ca.pem\n",
+                dir.path().join("store").display()
+            ),
+            "acme.ca_bundle: cannot read /nonexistent/ca.pem",
+        ),
+        (
+            "acme:\n  store: /proc/itsup-acme\n".to_string(),
+            "acme.store: /proc/itsup-acme",
+        ),
+    ] {
+        let path = dir.path().join("proxy.yml");
+        std::fs::write(&path, format!("{head}{acme}")).expect("write");
+        assert_eq!(check(&format!("{head}{acme}")).0, 0, "{acme}");
+        let out = Command::new(itsup_bin())
+            .args(["proxy", "--config"])
+            .arg(&path)
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(needle), "expected {needle:?} in {stderr}");
+        assert!(
+            stderr.contains(&path.display().to_string()),
+            "names the file: {stderr}"
+        );
+    }
+}

@@ -93,6 +93,9 @@ pub struct Pebble {
     dns_port: u16,
     challtestsrv: Proc,
     pebble: Option<Proc>,
+    /// While pebble is stopped: its ports, bound but not listening (connections are refused
+    /// and no other test process can take them before [`Pebble::resume`]).
+    reserved: Vec<socket2::Socket>,
 }
 
 impl Pebble {
@@ -129,18 +132,28 @@ impl Pebble {
             dns_port,
             challtestsrv: Proc(challtestsrv),
             pebble: None,
+            reserved: Vec::new(),
         };
         pebble.resume();
         pebble
     }
 
-    /// Stops pebble (the DNS server stays): the CA is unreachable.
+    /// Stops pebble (the DNS server stays): the CA refuses connections.
     pub fn stop(&mut self) {
         self.pebble = None;
+        for port in [self.acme_port, self.mgmt_port] {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                .expect("socket");
+            socket.set_reuse_address(true).expect("SO_REUSEADDR");
+            let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+            socket.bind(&addr.into()).expect("reserve pebble's port");
+            self.reserved.push(socket);
+        }
     }
 
     /// Starts pebble again on the same ports (a new pebble: new roots, no accounts).
     pub fn resume(&mut self) {
+        self.reserved.clear();
         let mut config = serde_json::json!({"pebble": {
             "listenAddress": format!("{}:{}", self.options.listen_ip, self.acme_port),
             "managementListenAddress": format!("127.0.0.1:{}", self.mgmt_port),
@@ -173,7 +186,7 @@ impl Pebble {
         }
         self.pebble = Some(Proc(cmd.spawn().expect("pebble (apt install pebble)")));
         let port = self.acme_port;
-        let up = eventually(Duration::from_secs(10), || {
+        let up = eventually(Duration::from_secs(20), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
         assert!(up.is_some(), "pebble did not listen on {port}");

@@ -18,6 +18,9 @@ use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 
+/// TCP connect to the ACME server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 type Inner = HyperClient<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>;
 
 /// Why the client could not be built.
@@ -72,11 +75,16 @@ impl CaClient {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        // A CA that drops packets must not hold an order (and the store lock) for the
+        // kernel's connect timeout of minutes.
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         let inner = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);

@@ -18,6 +18,11 @@ use crate::proxy::acme::stats::SetStats;
 
 /// Longest sleep between two looks at the store.
 const STORE_POLL: Duration = Duration::from_secs(5);
+/// Longest time one order may take, CA answers and validation included (the set's store
+/// lock is held meanwhile).
+const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest time an ARI question may take.
+const ARI_TIMEOUT: Duration = Duration::from_secs(30);
 /// ARI answers are fetched again after the CA's hint, kept within these bounds.
 const ARI_RECHECK_MIN: Duration = Duration::from_secs(60);
 const ARI_RECHECK_MAX: Duration = Duration::from_secs(6 * 3600);
@@ -46,7 +51,7 @@ struct Loop {
     failures: u32,
     retry_at: Option<SystemTime>,
     ari: Ari,
-    /// A CA that refused `replaces` for this certificate gets orders without it.
+    /// An order with `replaces` failed: the next ones go without it.
     skip_replaces: bool,
     seen_mtime: Option<SystemTime>,
 }
@@ -140,13 +145,23 @@ impl Loop {
         if !ask {
             return;
         }
-        let answer = match self.inner.account.get().await {
-            Ok(account) => account.renewal_info(&id).await.map_err(|e| match e {
-                instant_acme::Error::Unsupported(_) => None,
-                e => Some(e.to_string()),
-            }),
-            Err(e) => Err(Some(e.to_string())),
+        let question = async {
+            match self.inner.account.get().await {
+                Ok(account) => account.renewal_info(&id).await.map_err(|e| match e {
+                    instant_acme::Error::Unsupported(_) => None,
+                    e => Some(e.to_string()),
+                }),
+                Err(e) => Err(Some(e.to_string())),
+            }
         };
+        let answer = tokio::time::timeout(ARI_TIMEOUT, question)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Some(format!(
+                    "no answer within {} s",
+                    ARI_TIMEOUT.as_secs()
+                )))
+            });
         self.ari = match answer {
             Ok((info, hint)) => {
                 let window = info.suggested_window;
@@ -183,7 +198,11 @@ impl Loop {
             return;
         }
         let replaces = self.replaces();
+        let replaced = replaces.is_some();
         let names = self.names().to_vec();
+        // A Retry-After left from an earlier refusal is not this order's (the client is
+        // shared by the account; rate limits are mostly per account anyway).
+        let _ = self.inner.client.take_retry_after();
         self.stats().ordered();
         tracing::info!(names = %self.stats().names, renewal = replaces.is_some() || self.inner.held(self.i).is_some(), "placing an ACME order");
         let mut result = self.order(&names, replaces.clone()).await;
@@ -202,10 +221,9 @@ impl Loop {
             }
             Err(Failure::Order(e)) => {
                 let retry_after = self.inner.client.take_retry_after();
-                if e.problem()
-                    .and_then(|p| p.r#type.as_deref())
-                    .is_some_and(|t| t.ends_with(":alreadyReplaced"))
-                {
+                if replaced {
+                    // `replaces` is a hint; a CA that refused it (already replaced, or an
+                    // order answered without it) gets the next order without.
                     self.skip_replaces = true;
                 }
                 self.failed(&e.to_string(), retry_after, e.rate_limited());
@@ -218,8 +236,24 @@ impl Loop {
         drop(lock);
     }
 
-    /// Runs one order with the account (registered first if need be).
+    /// Runs one order with the account (registered first if need be), within
+    /// [`ORDER_TIMEOUT`].
     async fn order(
+        &self,
+        names: &[String],
+        replaces: Option<CertificateIdentifier<'static>>,
+    ) -> Result<order::Certificate, Failure> {
+        tokio::time::timeout(ORDER_TIMEOUT, self.order_once(names, replaces))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failure::Other(format!(
+                    "no certificate within {} s",
+                    ORDER_TIMEOUT.as_secs()
+                )))
+            })
+    }
+
+    async fn order_once(
         &self,
         names: &[String],
         replaces: Option<CertificateIdentifier<'static>>,
