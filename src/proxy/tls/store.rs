@@ -124,6 +124,31 @@ impl Store {
     }
 }
 
+/// Keeps the `source` certificates of every store in `stores` equal to what `updates` holds
+/// (the ACME manager's certificates), converted by `convert`, until the sender goes away.
+pub fn follow<T, F>(
+    stores: Vec<Arc<Store>>,
+    source: Source,
+    mut updates: tokio::sync::watch::Receiver<T>,
+    convert: F,
+) where
+    T: Send + Sync + 'static,
+    F: Fn(&T) -> Vec<Loaded> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let certs = convert(&updates.borrow_and_update());
+            tracing::info!(certificates = certs.len(), ?source, "certificates updated");
+            for store in &stores {
+                store.set(source, certs.clone());
+            }
+            if updates.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
