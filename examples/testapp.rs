@@ -6,7 +6,8 @@
 //! Traefik drain contract); with `APP_BROKEN` set every path answers 503, as a broken release
 //! would. It listens on `$PORT`, else on every port of `$PORTS` (comma-separated), else 8080,
 //! and with `$GRPC_PORT` also serves the gRPC health service (h2c) there. `testapp check` is the
-//! container healthcheck: it asks `/health` on the (first) local port and exits 0 only on 200.
+//! container healthcheck: it asks `/health` on the (first) local port and exits 0 only on 200;
+//! `testapp resolve NAME` prints what the container's resolver answers for NAME (DNS tests).
 //! A connection that starts with a PROXY protocol v2 header has it consumed, and every reply on
 //! it carries the client address the header named as `X-Proxy-Source: ip:port` (`local` for a
 //! LOCAL header), so tests can see what a proxy sent.
@@ -85,8 +86,23 @@ async fn applet(args: &[String]) -> std::process::ExitCode {
             exit(check().await, "unhealthy")
         }
         _ if rest.first().map(String::as_str) == Some("check") => exit(check().await, "unhealthy"),
+        _ if rest.first().map(String::as_str) == Some("resolve") => {
+            exit(resolve(rest.get(1..).unwrap_or_default()).await, "resolve")
+        }
         _ => exit(serve().await, "testapp"),
     }
+}
+
+/// `testapp resolve NAME`: the addresses the container's resolver (glibc, through Docker's
+/// embedded DNS and the `dns:` servers behind it) gives for NAME, one a line; exit 0 on any.
+async fn resolve(args: &[String]) -> std::io::Result<()> {
+    let name = args
+        .first()
+        .ok_or_else(|| std::io::Error::other("usage: testapp resolve NAME"))?;
+    for addr in tokio::net::lookup_host((name.as_str(), 0)).await? {
+        println!("{}", addr.ip());
+    }
+    Ok(())
 }
 
 /// `wget [-q] [-O FILE] URL`: GET an `http://host[:port]/path` URL, body to stdout, exit 0 on 2xx.

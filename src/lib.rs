@@ -5,20 +5,31 @@
 //! Plan, [`render`] writes artifacts from the Plan only, [`output`] diffs and writes them
 //! atomically, and [`deploy`] brings stacks up with zero-downtime rollouts.
 //! [`agent`], [`proxy`] and [`watch`] are companion data-plane pieces that reuse the model.
+//!
+//! Without the default `full` feature only the parsers' side is built (no CLI, deploy engine,
+//! watcher or agent server): the fuzz targets need no more, and their instrumented build stays
+//! short (Cargo.toml says which dependencies that leaves out).
 
 pub mod agent;
+mod atomic;
+#[cfg(feature = "full")]
 pub mod cli;
+#[cfg(feature = "full")]
 pub mod deploy;
+pub mod diagnostic;
 #[cfg(test)]
 mod layering;
 pub mod load;
+mod logging;
 pub mod model;
 pub mod output;
+#[cfg(feature = "full")]
 pub mod pipeline;
 pub mod plan;
 pub mod proxy;
 pub mod render;
 pub mod validate;
+#[cfg(feature = "full")]
 pub mod watch;
 pub mod yaml;
 

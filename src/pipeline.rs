@@ -22,8 +22,21 @@ pub struct Generated {
 
 /// Runs the generator over `root`.
 pub fn generate(root: &Path) -> anyhow::Result<Generated> {
+    let started = std::time::Instant::now();
     let tree = crate::load::load(root)?;
-    let outcome = crate::validate::validate(&tree);
+    tracing::info!(
+        projects = tree.projects.len(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "loaded"
+    );
+    let outcome =
+        crate::validate::validate(&tree, &|name| crate::output::last_good::load(root, name));
+    tracing::info!(
+        errors = outcome.diagnostics.len(),
+        broken = outcome.broken.len(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "validated"
+    );
     let project_names: Vec<String> = tree.projects.iter().map(|p| p.name.clone()).collect();
     let Some(validated) = &outcome.validated else {
         return Ok(Generated {
@@ -37,6 +50,11 @@ pub fn generate(root: &Path) -> anyhow::Result<Generated> {
     let plan = crate::plan::build(validated);
     let templates = Templates::load(root)?;
     let artifacts = crate::render::render(&plan, &templates)?;
+    tracing::info!(
+        artifacts = artifacts.len(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "rendered"
+    );
     Ok(Generated {
         outcome,
         plan: Some(plan),

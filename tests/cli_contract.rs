@@ -163,6 +163,28 @@ fn diff_after_render_is_empty_and_exits_0() {
 }
 
 #[test]
+fn verbose_logs_the_generator_stages_and_quiet_by_default() {
+    let root = two_projects();
+    let plain = root.itsup(&["render"]);
+    plain.code(0);
+    assert!(!plain.stderr.contains("rendered"), "{}", plain.stderr);
+    let verbose = root.itsup(&["-v", "render"]);
+    verbose.code(0);
+    for stage in ["loaded", "validated", "rendered"] {
+        assert!(
+            verbose.stderr.contains(stage),
+            "-v must log the `{stage}` stage: {}",
+            verbose.stderr
+        );
+    }
+    assert!(
+        !verbose.stderr.contains('\u{1b}'),
+        "no colour when stderr is not a terminal: {}",
+        verbose.stderr
+    );
+}
+
+#[test]
 fn diff_shows_modified_and_deleted_files() {
     let root = two_projects();
     root.itsup(&["render"]).code(0);
@@ -326,8 +348,8 @@ fn render_writes_everything_then_nothing() {
     );
     let total = generated_count(&root);
     assert_eq!(
-        total, 8,
-        "proxy compose, traefik.yml, 4 dynamic files, 2 projects"
+        total, 10,
+        "proxy compose, traefik.yml, 4 dynamic files, the edge's 2 files, 2 projects"
     );
     assert!(
         run.stdout

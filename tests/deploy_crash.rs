@@ -86,27 +86,6 @@ fn containers(f: &Fixture) -> Vec<(String, String, String)> {
     .collect()
 }
 
-/// `show servers state` through HAProxy's admin socket: (backend/slot, admin state) of the
-/// slots forced into maintenance or drain.
-fn forced_slots(f: &Fixture) -> Result<Vec<String>, String> {
-    use std::io::{Read, Write};
-    let sock = f.root.join("proxy/haproxy/run/admin.sock");
-    let mut s = std::os::unix::net::UnixStream::connect(&sock).map_err(|e| e.to_string())?;
-    s.write_all(b"show servers state\n")
-        .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    Ok(out
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            let admin: u32 = w.get(6)?.parse().ok()?;
-            (admin & 0x09 != 0).then(|| format!("{}/{} {} admin={admin}", w[1], w[3], w[4]))
-        })
-        .collect())
-}
-
 fn lock_is_free(f: &Fixture) -> bool {
     let Ok(file) = std::fs::File::open(f.root.join(".itsup/apply.lock")) else {
         return true;
@@ -165,12 +144,12 @@ fn assert_converged(f: &Fixture, version: u32, extra: bool, step: &str) {
         "{step}: extra's own network present={extra}"
     );
     let forced = eventually(Duration::from_secs(20), || {
-        forced_slots(f).ok().filter(Vec::is_empty)
+        f.forced_slots().ok().filter(Vec::is_empty)
     });
     assert!(
         forced.is_some(),
         "{step}: HAProxy slots left in maintenance or drain: {:?}",
-        forced_slots(f)
+        f.forced_slots()
     );
     let body = f.get("roll.test").unwrap_or_else(|e| e);
     assert_eq!(body.trim(), format!("version=r{version}"), "{step}");

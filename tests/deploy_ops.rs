@@ -539,3 +539,191 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
     assert_eq!(admin_servers(admin), alias);
     f.itsup_expect(&["diff"], 0);
 }
+
+/// Removes a named volume when dropped (Fixture removes containers and networks, not volumes).
+struct VolumeGuard(String);
+
+impl Drop for VolumeGuard {
+    fn drop(&mut self) {
+        deploy_support::docker(&["volume", "rm", "-f", &self.0]);
+    }
+}
+
+fn exists(kind: &str, name: &str) -> bool {
+    Command::new("docker")
+        .args([kind, "inspect", name])
+        .output()
+        .expect("docker inspect")
+        .status
+        .success()
+}
+
+#[test]
+fn deploy_down_stops_then_cleans_and_apply_brings_it_back() {
+    let f = Fixture::new();
+    let name = f.name("vol");
+    f.write(
+        &format!("projects/{name}/ingress.yml"),
+        "ingress:\n  - service: web\n    domain: vol.test\n    port: 8080\n",
+    );
+    f.write(
+        &format!("projects/{name}/docker-compose.yml"),
+        &format!(
+            "services:\n  web:\n    image: {APP_V1}\n    environment:\n      PORT: \"8080\"\n    volumes:\n      - data:/data\n    healthcheck:\n      test: [\"CMD\", \"/usr/local/bin/testapp\", \"check\"]\n      interval: 1s\n      retries: 2\n    stop_grace_period: 5s\nvolumes:\n  data: {{}}\n"
+        ),
+    );
+    let volume = format!("{name}_data");
+    let _volume = VolumeGuard(volume.clone());
+    let serving = |what: &str| {
+        eventually(Duration::from_secs(30), || f.get("vol.test").ok())
+            .unwrap_or_else(|| panic!("vol.test does not answer {what}"));
+    };
+    f.itsup_expect(&["apply"], 0);
+    serving("after the first apply");
+    let all = f.containers();
+    assert!(all.len() >= 3, "proxy and project containers: {all:?}");
+
+    // A target this root does not run is refused, and nothing is stopped.
+    let out = f.itsup_expect(&["down", "no-such-project"], 1);
+    assert!(
+        text(&out.stderr).contains("no-such-project"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(deploy_support::running(&f).len(), all.len());
+
+    // down: nothing runs, every container and the volume are kept.
+    let out = f.itsup_expect(&["down"], 0);
+    let report = text(&out.stdout);
+    let project_line = report.find(&format!("{name}:")).expect("project line");
+    let proxy_line = report.find("proxy:").expect("proxy line");
+    assert!(project_line < proxy_line, "projects first: {report}");
+    assert!(deploy_support::running(&f).is_empty(), "{report}");
+    assert_eq!(f.containers(), all, "down without --clean keeps containers");
+    assert!(exists("volume", &volume));
+    assert!(f.get("vol.test").is_err(), "the proxy is down");
+
+    // apply brings the same containers back.
+    let out = f.itsup_expect(&["apply"], 0);
+    assert!(
+        text(&out.stdout).contains("create"),
+        "{}",
+        text(&out.stdout)
+    );
+    serving("after apply following down");
+    assert_eq!(f.containers(), all);
+
+    // down --clean: containers and the networks apply and Compose created are gone; the
+    // volume stays.
+    let out = f.itsup_expect(&["down", "--clean", "--format", "json"], 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(json["ok"], true, "{json}");
+    assert!(f.containers().is_empty(), "{json}");
+    assert!(!exists("network", &f.network), "{json}");
+    assert!(!exists("network", &format!("{name}_default")), "{json}");
+    assert!(exists("volume", &volume), "volumes are never removed");
+    let removed: Vec<&str> = json["networks"]
+        .as_array()
+        .expect("networks")
+        .iter()
+        .filter(|n| n["removed"] == true)
+        .filter_map(|n| n["network"].as_str())
+        .collect();
+    assert!(removed.contains(&f.network.as_str()), "{json}");
+
+    // Nothing left: down says so and succeeds; apply starts everything again.
+    let out = f.itsup_expect(&["down"], 0);
+    assert!(
+        text(&out.stdout).contains("nothing"),
+        "{}",
+        text(&out.stdout)
+    );
+    f.itsup_expect(&["apply"], 0);
+    serving("after apply following down --clean");
+}
+
+/// The DNS honeypot of `dns:` in itsup.yml with the real dnsmasq (Debian's, image
+/// `.ci/images/dnsmasq.sh`): the routed service's `dns:` is the honeypot, a name resolves
+/// through it from inside that service's container, and the query is in the honeypot's log.
+/// Upstream is a second real dnsmasq on the proxy network holding the name (a stand-in for the
+/// host's resolvers: no test may reach an outside DNS server).
+#[test]
+fn deploy_dns_honeypot_logs_and_forwards_queries() {
+    deploy_support::run_image_script(".ci/images/app.sh");
+    deploy_support::run_image_script(".ci/images/dnsmasq.sh");
+    let f = Fixture::new();
+    let net: ipnet::Ipv4Net = f.subnet.parse().expect("subnet");
+    let host = |n: u32| std::net::Ipv4Addr::from(u32::from(net.network()) + n).to_string();
+    let upstream = host(200);
+    let honeypot = host(254);
+    let itsup_yml = std::fs::read_to_string(f.root.join("projects/itsup.yml")).expect("itsup.yml");
+    f.write(
+        "projects/itsup.yml",
+        &format!(
+            "{itsup_yml}dns:\n  enabled: true\n  image: itsup-test/dnsmasq:debian\n  upstream: [{upstream}]\n"
+        ),
+    );
+    let name = f.app_project("dns", APP_V1, "");
+    f.itsup_expect(&["apply"], 0);
+    let generated =
+        std::fs::read_to_string(f.root.join(format!("upstream/{name}/docker-compose.yml")))
+            .expect("generated");
+    assert!(generated.contains(&honeypot), "{generated}");
+
+    let probe = format!("probe-{}.test", f.prefix);
+    deploy_support::docker(&[
+        "run",
+        "-d",
+        "--name",
+        &format!("{}-upstream", f.prefix),
+        "--network",
+        &f.network,
+        "--ip",
+        &upstream,
+        "itsup-test/dnsmasq:debian",
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        &format!("--host-record={probe},10.9.8.7"),
+    ]);
+    let web = deploy_support::docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={name}"),
+    ])
+    .trim()
+    .to_string();
+    assert!(!web.is_empty(), "the project's container runs");
+    let dns = deploy_support::docker(&["inspect", "-f", "{{json .HostConfig.Dns}}", &web]);
+    assert_eq!(dns.trim(), format!("[\"{honeypot}\"]"));
+    let answer = eventually(Duration::from_secs(20), || {
+        let out = deploy_support::docker(&["exec", &web, "testapp", "resolve", &probe]);
+        out.contains("10.9.8.7").then_some(out)
+    });
+    assert!(
+        answer.is_some(),
+        "{probe} did not resolve through the honeypot"
+    );
+
+    let dnsmasq = f
+        .proxy_container("dns-honeypot")
+        .expect("the honeypot runs");
+    let logs = Command::new("docker")
+        .args(["logs", &dnsmasq])
+        .output()
+        .expect("docker logs");
+    let logs = format!("{}{}", text(&logs.stdout), text(&logs.stderr));
+    assert!(
+        logs.contains(&format!("query[A] {probe} from")),
+        "the query is logged: {logs}"
+    );
+    assert!(
+        logs.contains(&format!("forwarded {probe} to {upstream}")),
+        "and forwarded upstream: {logs}"
+    );
+    assert!(
+        logs.contains("reply") && logs.contains("10.9.8.7"),
+        "{logs}"
+    );
+}

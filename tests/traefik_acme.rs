@@ -12,112 +12,11 @@
 mod deploy_support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use deploy_support::pebble::{Pebble, PebbleOptions, pebble_certs, sh};
 use deploy_support::*;
-
-/// A child process killed (and reaped) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sh(dir: &Path, script: &str) {
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", script])
-        .current_dir(dir)
-        .output()
-        .expect("bash");
-    assert!(
-        out.status.success(),
-        "{script}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and pebble's server certificate for `ip` (and 127.0.0.1), in `dir`.
-fn pebble_certs(dir: &Path, ip: &str) {
-    sh(
-        dir,
-        &format!(
-            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-               -keyout ca.key -out ca.pem -subj /CN=itsup-test-pebble-ca \
-               -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
-             openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-               -keyout key.pem -out req.csr -subj /CN=pebble 2>/dev/null
-             printf 'subjectAltName=IP:{ip},IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
-             openssl x509 -req -in req.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
-               -extfile ext.cnf -out cert.pem 2>/dev/null"
-        ),
-    );
-}
-
-/// pebble-challtestsrv (DNS only, every name → 127.0.0.1) and pebble using it.
-fn start_pebble(dir: &Path, http_port: u16) -> (Proc, Proc, u16, u16) {
-    let (dns, challtest_mgmt, acme, mgmt) = (free_port(), free_port(), free_port(), free_port());
-    let challtestsrv = Command::new("pebble-challtestsrv")
-        .args([
-            "-defaultIPv4",
-            "127.0.0.1",
-            "-defaultIPv6",
-            "",
-            "-dns01",
-            &format!("127.0.0.1:{dns}"),
-            "-http01",
-            "",
-            "-https01",
-            "",
-            "-tlsalpn01",
-            "",
-            "-management",
-            &format!("127.0.0.1:{challtest_mgmt}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("pebble-challtestsrv (apt install pebble)");
-    let config = serde_json::json!({"pebble": {
-        // Containers reach it on the proxy network's gateway: listen on every address.
-        "listenAddress": format!("0.0.0.0:{acme}"),
-        "managementListenAddress": format!("127.0.0.1:{mgmt}"),
-        "certificate": dir.join("cert.pem"),
-        "privateKey": dir.join("key.pem"),
-        "httpPort": http_port,
-        "tlsPort": free_port(),
-        "ocspResponderURL": "",
-        "externalAccountBindingRequired": false
-    }});
-    std::fs::write(dir.join("pebble.json"), config.to_string()).expect("pebble config");
-    let log = std::fs::File::create(dir.join("pebble.log")).expect("pebble log");
-    let pebble = Command::new("pebble")
-        .args(["-config", "pebble.json", "-dnsserver"])
-        .arg(format!("127.0.0.1:{dns}"))
-        .current_dir(dir)
-        .env("PEBBLE_VA_NOSLEEP", "1")
-        .env("PEBBLE_WFE_NONCEREJECT", "0")
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("pebble (apt install pebble)");
-    let up = eventually(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", acme)).ok()
-    });
-    assert!(up.is_some(), "pebble did not listen");
-    (Proc(challtestsrv), Proc(pebble), acme, mgmt)
-}
-
-/// Orders pebble issued a certificate for so far.
-fn issued(dir: &Path) -> usize {
-    std::fs::read_to_string(dir.join("pebble.log"))
-        .unwrap_or_default()
-        .matches("Issued certificate serial")
-        .count()
-}
 
 /// The certificate served for `name`, verified against pebble's root (`root.pem`) for that
 /// name: its serial, or why not.
@@ -148,7 +47,15 @@ fn traefik_obtains_pebble_certificates_and_keeps_them_across_a_restart() {
     let probe = Fixture::traefik(TRAEFIK, "");
     let gateway = probe.gateway();
     pebble_certs(dir, &gateway);
-    let (_challtestsrv, _pebble, acme_port, mgmt_port) = start_pebble(dir, probe.http_port);
+    // Containers reach pebble on the proxy network's gateway: it listens on every address.
+    let pebble = Pebble::start(
+        dir,
+        PebbleOptions {
+            listen_ip: "0.0.0.0".to_string(),
+            ..PebbleOptions::http(probe.http_port)
+        },
+    );
+    let acme_port = pebble.acme_port;
     let f = probe;
     let ca = std::fs::read_to_string(dir.join("ca.pem")).expect("ca");
     f.write("projects/ca/pebble.pem", &ca);
@@ -180,10 +87,7 @@ fn traefik_obtains_pebble_certificates_and_keeps_them_across_a_restart() {
     );
 
     // Pebble's issuing root: new at every pebble start, so fetched, not generated.
-    sh(
-        dir,
-        &format!("curl -sf --cacert ca.pem https://127.0.0.1:{mgmt_port}/roots/0 > root.pem"),
-    );
+    pebble.fetch_root();
     let serial = eventually(Duration::from_secs(60), || {
         served_serial(dir, f.https_port, "www.example.com").ok()
     })
@@ -195,7 +99,7 @@ fn traefik_obtains_pebble_certificates_and_keeps_them_across_a_restart() {
         panic!(
             "no pebble certificate served for www.example.com: {:?}\ntraefik: {logs}\npebble: {}",
             served_serial(dir, f.https_port, "www.example.com"),
-            std::fs::read_to_string(dir.join("pebble.log")).unwrap_or_default()
+            pebble.log()
         )
     });
     assert_eq!(
@@ -212,7 +116,7 @@ fn traefik_obtains_pebble_certificates_and_keeps_them_across_a_restart() {
             p = f.https_port
         ),
     );
-    let orders = issued(dir);
+    let orders = pebble.issued();
     assert_eq!(orders, 1, "one order for one certificate");
 
     let traefik = f.proxy_container("traefik").expect("traefik runs");
@@ -226,7 +130,7 @@ fn traefik_obtains_pebble_certificates_and_keeps_them_across_a_restart() {
         "the stored certificate is served after a restart"
     );
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(issued(dir), orders, "no new order after the restart");
+    assert_eq!(pebble.issued(), orders, "no new order after the restart");
     assert!(
         f.root.join("proxy/data/acme/acme.json").is_file(),
         "acme.json kept on the host"

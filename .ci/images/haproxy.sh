@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Test image itsup-test/haproxy:2.6: Debian's /usr/sbin/haproxy and its libraries in an empty
-# rootfs (no registry is reachable). Rebuilt only when the host binary changed.
+# rootfs (no registry is reachable). Rebuilt only when the host binary changed. Also tagged
+# haproxy:2.6, the rendered default (`versions.haproxy`) of the edge in front of Traefik, so the
+# Traefik stack runs as rendered.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source .ci/images/lib.bash
 bin=/usr/sbin/haproxy
 sum=$(cat "$bin" "$0" | sha256sum | cut -c1-16)
-[ "$(image_env itsup-test/haproxy:2.6 HAPROXY_SHA)" = "$sum" ] && exit 0
+if [ "$(image_env itsup-test/haproxy:2.6 HAPROXY_SHA)" = "$sum" ]; then
+  docker tag itsup-test/haproxy:2.6 haproxy:2.6
+  exit 0
+fi
 rootfs=$(mktemp -d)
 trap 'rm -rf "$rootfs"' EXIT
 mkdir -p "$rootfs/tmp" "$rootfs/etc" "$rootfs/var/lib/haproxy" "$rootfs/run"
@@ -22,3 +27,4 @@ printf 'root:x:0:\nhaproxy:x:99:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
 printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
 import_rootfs "$rootfs" itsup-test/haproxy:2.6 "ENV HAPROXY_SHA=$sum" \
   'CMD ["/usr/sbin/haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]'
+docker tag itsup-test/haproxy:2.6 haproxy:2.6

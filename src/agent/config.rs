@@ -54,7 +54,7 @@ pub struct Tuning {
     /// Log format: json or pretty [env: ITSUP_AGENT_LOG_FORMAT] [default: json]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
-    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `itsup=debug`) [env: ITSUP_AGENT_LOG_LEVEL] [default: info]
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `itsup=debug`) [env: ITSUP_AGENT_LOG_LEVEL, else ITSUP_LOG] [default: info]
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
 }
@@ -367,7 +367,8 @@ pub fn resolve(
         "log_level",
         args.tuning.log_level,
         file.log_level,
-        "info".to_owned(),
+        // The one logging variable, when the agent's own is not set.
+        env(crate::logging::ENV).unwrap_or_else(|| "info".to_owned()),
     )?;
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&log_level) {
         return Err(ConfigError::Invalid {
@@ -509,5 +510,20 @@ mod tests {
         )
         .expect_err("bad filter");
         assert!(err.to_string().contains("log_level"), "{err}");
+    }
+
+    #[test]
+    fn log_level_falls_back_to_the_one_logging_variable() {
+        let level = |pairs: &[(&str, &str)]| {
+            resolve(AgentArgs::default(), &env_of(pairs))
+                .expect("valid")
+                .log_level
+        };
+        assert_eq!(level(&[]), "info");
+        assert_eq!(level(&[("ITSUP_LOG", "debug")]), "debug");
+        assert_eq!(
+            level(&[("ITSUP_LOG", "debug"), ("ITSUP_AGENT_LOG_LEVEL", "warn")]),
+            "warn"
+        );
     }
 }

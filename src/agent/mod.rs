@@ -7,24 +7,35 @@
 //!
 //! Files: [`config`] (flags > env > TOML > defaults), [`protocol`] (wire format), [`check`]
 //! (one RPC under a deadline), [`channels`] (connector and channel cache), [`drain`] (the drain
-//! file), [`metrics`] (Prometheus), [`server`] (listener and connections), [`logging`].
+//! file), [`metrics`] (Prometheus), [`server`] (listener and connections); logging is `crate::logging`.
 
+#[cfg(feature = "full")]
 pub mod channels;
+#[cfg(feature = "full")]
 pub mod check;
+#[cfg(feature = "full")]
 pub mod config;
+#[cfg(feature = "full")]
 pub mod drain;
-pub mod logging;
+#[cfg(feature = "full")]
 pub mod metrics;
 pub mod protocol;
+#[cfg(feature = "full")]
 pub mod server;
 
+#[cfg(feature = "full")]
 use std::sync::Arc;
 
+#[cfg(feature = "full")]
 pub use config::AgentArgs;
+#[cfg(feature = "full")]
+use config::LogFormat;
 
+#[cfg(feature = "full")]
 /// Exit code for a configuration rejected at start.
 const EXIT_CONFIG: i32 = 2;
 
+#[cfg(feature = "full")]
 /// Runs the agent until SIGTERM or SIGINT; returns the process exit code.
 pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
     let config = match config::resolve(args, &|key| std::env::var(key).ok()) {
@@ -41,7 +52,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
             return Ok(EXIT_CONFIG);
         }
     };
-    logging::init(config.log_format, &config.log_level);
+    let style = match config.log_format {
+        LogFormat::Json => crate::logging::Style::Json,
+        LogFormat::Pretty => crate::logging::Style::Pretty,
+    };
+    crate::logging::init(style, &config.log_level);
     tracing::info!(
         listen = %config.listen,
         metrics_listen = %config.metrics_listen,
@@ -69,6 +84,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<i32> {
     runtime.block_on(serve(config, tls))
 }
 
+#[cfg(feature = "full")]
 async fn serve(config: config::Config, tls: rustls::ClientConfig) -> anyhow::Result<i32> {
     use anyhow::Context as _;
     use tokio::signal::unix::{SignalKind, signal};

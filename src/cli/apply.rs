@@ -473,7 +473,7 @@ fn print_results(
 }
 
 /// Prints a line to stdout; a closed pipe (`| head`) is not an error worth a panic.
-fn out_line(text: &str) {
+pub(super) fn out_line(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = out

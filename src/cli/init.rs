@@ -35,12 +35,7 @@ fn write_new(path: &Path, text: &str) -> anyhow::Result<bool> {
     if path.exists() {
         return Ok(false);
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("itsup-tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)?;
+    crate::atomic::write(path, text.as_bytes())?;
     Ok(true)
 }
 
@@ -53,11 +48,7 @@ fn write_schemas(root: &Path) -> anyhow::Result<()> {
     ] {
         let path = dir.join(name);
         let text = schema_text(which)? + "\n";
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-            let tmp = path.with_extension("itsup-tmp");
-            std::fs::write(&tmp, &text)?;
-            std::fs::rename(&tmp, &path)?;
-        }
+        crate::atomic::write_if_changed(&path, text.as_bytes())?;
     }
     Ok(())
 }

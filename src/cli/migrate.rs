@@ -157,9 +157,7 @@ fn apply(step: &Step) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Step::SchemaVersion { file, text } => {
-            crate::deploy::state::write_atomic(file, text.as_bytes())
-        }
+        Step::SchemaVersion { file, text } => Ok(crate::atomic::write(file, text.as_bytes())?),
     }
 }
 

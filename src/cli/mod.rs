@@ -12,6 +12,7 @@ pub mod apply;
 mod color;
 pub mod completions;
 pub mod diff;
+pub mod down;
 pub mod hosts;
 pub mod init;
 pub mod migrate;
@@ -30,7 +31,8 @@ pub struct Global {
     /// Root folder holding `projects/` (and the generated `proxy/` and `upstream/`).
     #[arg(long, global = true, env = "ITSUP_ROOT", default_value = ".")]
     pub root: PathBuf,
-    /// More output (repeat for more).
+    /// Log what happens on stderr: the generator's stages and every Compose/Docker call
+    /// (`-vv`: with details). `ITSUP_LOG` sets a filter instead.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors.
@@ -68,6 +70,8 @@ enum Command {
     Diff(diff::Args),
     /// Render, write, then deploy what changed (zero-downtime rollouts).
     Apply(apply::Args),
+    /// Stop the project stacks, then the proxy (`--clean`: remove containers and networks, never volumes).
+    Down(down::Args),
     /// Run Compose for one project's generated stack, arguments passed through.
     Svc(svc::Args),
     /// Desired vs running, per project and service.
@@ -94,6 +98,19 @@ enum Command {
     Man(completions::ManArgs),
 }
 
+/// `-v` logs what the generator and deploy do (stage timings, every Compose and Docker call),
+/// `-vv` with details; without it only `ITSUP_LOG` turns logging on.
+fn log_for_verbosity(verbose: u8) {
+    let filter = match verbose {
+        0 => crate::logging::from_env(),
+        1 => Some("itsup=info".to_string()),
+        _ => Some("itsup=debug".to_string()),
+    };
+    if let Some(filter) = filter {
+        crate::logging::init(crate::logging::Style::Pretty, &filter);
+    }
+}
+
 /// Entry point used by `main.rs`: parse, dispatch, map errors to exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -104,11 +121,18 @@ pub fn main() -> ExitCode {
         batch_allocator();
     }
     let global = cli.global;
+    if !matches!(
+        cli.command,
+        Command::Agent(_) | Command::Proxy(_) | Command::Watch(_)
+    ) {
+        log_for_verbosity(global.verbose);
+    }
     let result = match cli.command {
         Command::Validate(args) => validate::run(&global, args),
         Command::Render(args) => render::run(&global, args),
         Command::Diff(args) => diff::run(&global, args),
         Command::Apply(args) => apply::run(&global, args),
+        Command::Down(args) => down::run(&global, args),
         Command::Svc(args) => svc::run(&global, args),
         Command::Status(args) => status::run(&global, args),
         Command::Schema(args) => schema::run(args),

@@ -1,6 +1,6 @@
 //! Printing diagnostics the same way in every command.
 
-use crate::validate::Diagnostic;
+use crate::diagnostic::Diagnostic;
 
 use super::Global;
 

@@ -21,7 +21,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
             );
         }
     }
-    let outcome = crate::validate::validate(&tree);
+    let outcome = crate::validate::validate(&tree, &|name| {
+        crate::output::last_good::load(&global.root, name)
+    });
     let wanted = |project: &Option<String>| match project {
         None => true,
         Some(p) => args.projects.is_empty() || args.projects.contains(p),

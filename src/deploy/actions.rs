@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::desired::{
-    Desired, DesiredService, DesiredStack, PROXY, PROXY_NAMESPACE_HOLDER, PROXY_SERVICE_HAPROXY,
-    PROXY_SERVICE_TRAEFIK,
+    Desired, DesiredService, DesiredStack, PROXY, PROXY_EDGE_HOLDER, PROXY_NAMESPACE_HOLDER,
+    PROXY_SERVICE_HAPROXY, PROXY_SERVICE_TRAEFIK, hand_over_pair,
 };
 use super::docker::Observed;
 use super::state::State;
@@ -116,15 +116,26 @@ pub fn plan(
                     s.reason = format!("{}; its new process reads the new haproxy.cfg", s.reason);
                 }
                 (Engine::Traefik, PROXY_SERVICE_TRAEFIK, Action::Recreate) => {
-                    s.reason = "Traefik's static configuration changed (entrypoints): \
-                                Traefik is restarted, a brief outage (dynamic routes need no restart; \
-                                see docs/deploy.md for why it is no hand-over)"
-                        .into();
+                    s.reason = format!(
+                        "Traefik's static configuration changed (entrypoints); {}",
+                        s.reason
+                    );
+                }
+                (Engine::Traefik, PROXY_SERVICE_TRAEFIK, Action::Rollout) => {
+                    s.reason = format!(
+                        "Traefik's static configuration changed (entrypoints); {}",
+                        s.reason
+                    );
                 }
                 _ => {}
             }
         }
-        follow_namespace_holder(&mut stack);
+        if let Some((follower, holder)) = hand_over_pair(desired.engine) {
+            follow_namespace_holder(&mut stack, holder, follower);
+        }
+        if desired.engine == Engine::Traefik {
+            move_behind_the_edge(&mut stack);
+        }
         out.push(stack);
     }
     for project in &desired.projects {
@@ -315,19 +326,22 @@ pub fn stale_networks(
         .collect()
 }
 
-/// HAProxy and the agent live in the network namespace `haproxy-net` holds: when it is
-/// recreated (its published ports changed), they must follow into the new one. This is the one
-/// proxy change that is not a hand-over, and the plan says so.
-fn follow_namespace_holder(stack: &mut StackPlan) {
+/// HAProxy and the agent live in the network namespace `haproxy-net` holds (the edge in the one
+/// `edge-net` holds): when it is recreated (its published ports changed), they must follow into
+/// the new one. This is the one proxy change that is not a hand-over, and the plan says so.
+/// Engine traefik: only the edge lives there (Traefik and the socket proxy do not).
+fn follow_namespace_holder(stack: &mut StackPlan, holder: &str, follower: &str) {
     let recreated = stack
         .services
         .iter()
-        .any(|s| s.service == PROXY_NAMESPACE_HOLDER && s.action == Action::Recreate);
+        .any(|s| s.service == holder && s.action == Action::Recreate);
     if !recreated {
         return;
     }
+    let in_namespace =
+        |name: &str| name == follower || (holder == PROXY_NAMESPACE_HOLDER && name != holder);
     for s in stack.services.iter_mut().filter(|s| {
-        s.service != PROXY_NAMESPACE_HOLDER
+        in_namespace(&s.service)
             && matches!(
                 s.action,
                 Action::Unchanged | Action::Reload | Action::Rollout
@@ -336,9 +350,33 @@ fn follow_namespace_holder(stack: &mut StackPlan) {
     }) {
         s.action = Action::Recreate;
         s.reason = format!(
-            "{PROXY_NAMESPACE_HOLDER} is recreated (published ports changed): restarts in the \
-             new network namespace (a brief outage)"
+            "{holder} is recreated (published ports changed): restarts in the new network \
+             namespace (a brief outage)"
         );
+    }
+}
+
+/// The first apply with the edge (a stack rendered before it, where Traefik published the
+/// ports itself): the edge cannot publish them while the old Traefik holds them, so that
+/// Traefik is stopped before the edge starts (see `execute::create`) and the new one started
+/// behind it: once, a brief outage, and the plan says so.
+fn move_behind_the_edge(stack: &mut StackPlan) {
+    let edge_new = stack
+        .services
+        .iter()
+        .any(|s| s.service == PROXY_EDGE_HOLDER && s.action == Action::Create);
+    if !edge_new {
+        return;
+    }
+    for s in stack.services.iter_mut().filter(|s| {
+        s.service == PROXY_SERVICE_TRAEFIK
+            && s.action == Action::Rollout
+            && s.containers.iter().any(|c| c.running)
+    }) {
+        s.action = Action::Recreate;
+        s.reason = "moves behind the new edge, which takes over its published ports: \
+                    Traefik is restarted once, a brief outage"
+            .into();
     }
 }
 
@@ -389,6 +427,7 @@ mod tests {
             service: service.into(),
             hash: Some(hash.into()),
             root: None,
+            stack: None,
             running: true,
             health: None,
             status: String::new(),
@@ -405,6 +444,50 @@ mod tests {
                     .map(|s| (p.stack.clone(), s.service.clone(), s.action))
             })
             .collect()
+    }
+
+    #[test]
+    fn traefik_is_blue_green_behind_the_edge_but_restarted_once_when_the_edge_is_new() {
+        let proxy = |edge: bool| Desired {
+            proxy: Some(stack(
+                PROXY,
+                true,
+                [
+                    edge.then(|| service(PROXY_EDGE_HOLDER, "n1", Rollout::StopFirst)),
+                    edge.then(|| service("edge", "e1", Rollout::StartFirst)),
+                    Some(service(PROXY_SERVICE_TRAEFIK, "t2", Rollout::StartFirst)),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+            )),
+            proxy_config: None,
+            projects: Vec::new(),
+            engine: Engine::Traefik,
+        };
+        let behind_edge = vec![
+            running(PROXY, PROXY_EDGE_HOLDER, "n1"),
+            running(PROXY, "edge", "e1"),
+            running(PROXY, PROXY_SERVICE_TRAEFIK, "t1"),
+        ];
+        let state = State::default();
+        let update = plan(&proxy(true), &behind_edge, &state, &[]);
+        assert_eq!(
+            actions(&update)[2],
+            (PROXY.into(), PROXY_SERVICE_TRAEFIK.into(), Action::Rollout)
+        );
+        // A stack from before the edge: Traefik still holds the ports.
+        let before_edge = vec![running(PROXY, PROXY_SERVICE_TRAEFIK, "t1")];
+        let first = plan(&proxy(true), &before_edge, &state, &[]);
+        assert_eq!(
+            actions(&first),
+            [
+                (PROXY.into(), PROXY_EDGE_HOLDER.into(), Action::Create),
+                (PROXY.into(), "edge".into(), Action::Create),
+                (PROXY.into(), PROXY_SERVICE_TRAEFIK.into(), Action::Recreate),
+            ]
+        );
+        assert!(first[0].services[2].reason.contains("brief outage"));
     }
 
     #[test]

@@ -76,6 +76,8 @@ impl ComposeCli {
 
     /// Runs Compose with `args`, capturing output; a non-zero exit is an error quoting stderr.
     pub async fn run(&self, stack: &Stack, args: &[&str]) -> anyhow::Result<()> {
+        tracing::info!(stack = %stack.project, "{} {}", self.program, args.join(" "));
+        let started = std::time::Instant::now();
         let out = self
             .command(stack)
             .args(args)
@@ -83,10 +85,17 @@ impl ComposeCli {
             .output()
             .await
             .with_context(|| format!("cannot run {}", self.program))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        tracing::debug!(
+            stack = %stack.project,
+            status = %out.status,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            stderr = %stderr.trim(),
+            "compose finished"
+        );
         if out.status.success() {
             return Ok(());
         }
-        let stderr = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(6).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         anyhow::bail!(

@@ -20,8 +20,32 @@ use crate::render::Artifact;
 /// CrowdSec, the agent).
 pub const PROXY_SERVICE_HAPROXY: &str = "haproxy";
 pub const PROXY_SERVICE_TRAEFIK: &str = "traefik";
+/// The DNS honeypot of `dns:` in itsup.yml (every engine).
+pub const PROXY_SERVICE_DNS: &str = "dns-honeypot";
 /// Engine haproxy: the service holding the network namespace HAProxy runs in.
 pub const PROXY_NAMESPACE_HOLDER: &str = "haproxy-net";
+/// Engine traefik: the HAProxy in front of Traefik, and the service holding its namespace.
+pub const PROXY_EDGE: &str = "edge";
+pub const PROXY_EDGE_HOLDER: &str = "edge-net";
+
+/// The HAProxy of the stack that is handed over (`-x`) and the service holding its network
+/// namespace (and the published ports): `haproxy`/`haproxy-net`, or the edge in front of
+/// Traefik.
+pub fn hand_over_pair(engine: Engine) -> Option<(&'static str, &'static str)> {
+    match engine {
+        Engine::Haproxy => Some((PROXY_SERVICE_HAPROXY, PROXY_NAMESPACE_HOLDER)),
+        Engine::Traefik => Some((PROXY_EDGE, PROXY_EDGE_HOLDER)),
+        Engine::Itsup => None,
+    }
+}
+
+/// The folder of the HAProxy that owns the ports (its config and `run/` sockets).
+pub fn hand_over_dir(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Traefik => "proxy/edge",
+        _ => "proxy/haproxy",
+    }
+}
 
 /// Name of the proxy stack in reports, the state file and `io.itsup.project`.
 pub const PROXY: &str = "proxy";
@@ -73,6 +97,58 @@ pub struct Desired {
     pub engine: Engine,
 }
 
+/// How a proxy service is updated: the HAProxy owning the ports is handed over, Traefik
+/// (behind the edge) replaced blue/green unless it publishes udp ports itself, the rest
+/// restarted.
+fn proxy_rollout(pair: Option<(&str, &str)>, name: &str, def: &Value) -> RolloutPlan {
+    let publishes_udp = def
+        .get("ports")
+        .and_then(Value::as_array)
+        .is_some_and(|ports| {
+            ports
+                .iter()
+                .any(|p| p.as_str().is_some_and(|p| p.ends_with("/udp")))
+        });
+    let (strategy, reason) = match pair {
+        Some((PROXY_SERVICE_HAPROXY, holder)) if name == PROXY_SERVICE_HAPROXY => (
+            Rollout::StartFirst,
+            format!(
+                "hand-over: the new HAProxy takes the listening sockets over from the old one in \
+                 the namespace {holder} holds, the old one finishes its connections"
+            ),
+        ),
+        Some((PROXY_EDGE, holder)) if name == PROXY_EDGE => (
+            Rollout::StartFirst,
+            format!(
+                "hand-over: the new edge takes the listening sockets over from the old one in \
+                 the namespace {holder} holds, the old one finishes its connections"
+            ),
+        ),
+        _ if name == PROXY_SERVICE_TRAEFIK && publishes_udp => (
+            Rollout::StopFirst,
+            "Traefik is restarted, a brief outage: it publishes udp ports itself (udp cannot \
+             pass the edge, and two Traefiks cannot publish one port)"
+                .to_string(),
+        ),
+        _ if name == PROXY_SERVICE_TRAEFIK => (
+            Rollout::StartFirst,
+            "blue/green behind the edge: the new Traefik starts beside the old one, the edge \
+             admits it once its API lists every expected router without error, then drains \
+             the old one"
+                .to_string(),
+        ),
+        _ if name == PROXY_SERVICE_DNS => (
+            Rollout::StopFirst,
+            "the DNS honeypot holds a fixed address on the proxy network".to_string(),
+        ),
+        _ => (
+            Rollout::StopFirst,
+            "the proxy publishes host ports".to_string(),
+        ),
+    };
+    RolloutPlan { strategy, reason }
+}
+
 /// Compose project name of the proxy stack: derived from the proxy network so that two
 /// platforms on one host (or two test roots) never share it.
 pub fn proxy_compose_project(plan: &Plan) -> String {
@@ -113,11 +189,12 @@ pub fn build(
                 .collect::<String>(),
                 _ => String::new(),
             };
+            let pair = hand_over_pair(plan.settings.engine);
             for (name, def) in services_of(&compose) {
                 let mut def = def.clone();
                 // The holder only keeps a network namespace alive: a new proxy image must not
                 // recreate it (that would close the ports), so its image is not hashed.
-                if name == PROXY_NAMESPACE_HOLDER
+                if pair.is_some_and(|(_, holder)| name == holder)
                     && let Value::Object(m) = &mut def
                 {
                     m.remove("image");
@@ -131,28 +208,13 @@ pub fn build(
                         Value::String(static_config.clone()),
                     );
                 }
-                let rollout =
-                    if plan.settings.engine == Engine::Haproxy && name == PROXY_SERVICE_HAPROXY {
-                        RolloutPlan {
-                            strategy: Rollout::StartFirst,
-                            reason: "hand-over: the new HAProxy takes the listening sockets over \
-                                 from the old one in the namespace haproxy-net holds, the old \
-                                 one finishes its connections"
-                                .into(),
-                        }
-                    } else if name == PROXY_SERVICE_TRAEFIK {
-                        RolloutPlan {
-                            strategy: Rollout::StopFirst,
-                            reason: "Traefik is restarted, a brief outage: it publishes host \
-                                     ports, and a second Traefik beside it (reusePort) would \
-                                     answer 404 until its providers load (see docs/deploy.md)"
-                                .into(),
-                        }
+                let rollout = proxy_rollout(pair, name, &def);
+                // Traefik is admitted to (and drained from) the edge's backends.
+                let backends =
+                    if plan.settings.engine == Engine::Traefik && name == PROXY_SERVICE_TRAEFIK {
+                        crate::render::traefik::edge_backends(plan)
                     } else {
-                        RolloutPlan {
-                            strategy: Rollout::StopFirst,
-                            reason: "the proxy publishes host ports".into(),
-                        }
+                        Vec::new()
                     };
                 services.push(service(
                     root,
@@ -161,7 +223,7 @@ pub fn build(
                     &def,
                     rollout,
                     None,
-                    Vec::new(),
+                    backends,
                     false,
                     image_ids,
                     &shared_env,

@@ -18,14 +18,34 @@ use futures_util::StreamExt;
 
 use super::labels;
 
+/// How long one Docker API call may go unanswered before apply gives the engine up as stalled
+/// (a stop waits the container's grace period on top). A healthy engine answers in
+/// milliseconds and a busy one in seconds; bollard's own default is two minutes per call, and a
+/// rollout's rollback makes several.
+pub(crate) const API_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Connects to the local engine and agrees on an API version it supports (this may be older
 /// than the one bollard speaks natively, e.g. Engine 20.10 = API 1.41).
 pub async fn connect() -> anyhow::Result<Docker> {
-    let docker = Docker::connect_with_local_defaults().context("cannot reach the Docker engine")?;
+    let docker = Docker::connect_with_local_defaults()
+        .context("cannot reach the Docker engine")?
+        .with_timeout(API_TIMEOUT);
     docker
         .negotiate_version()
         .await
+        .map_err(stalled)
         .context("cannot reach the Docker engine (is it running, may this user use it?)")
+}
+
+/// bollard's timeout says only "Timeout error": name the engine and the bound instead.
+fn stalled(e: bollard::errors::Error) -> anyhow::Error {
+    match e {
+        bollard::errors::Error::RequestTimeoutError => anyhow::anyhow!(
+            "the Docker engine did not answer within {} s",
+            API_TIMEOUT.as_secs()
+        ),
+        e => e.into(),
+    }
 }
 
 /// One container of a Compose stack as Docker lists it.
@@ -40,6 +60,9 @@ pub struct Observed {
     pub hash: Option<String>,
     /// The root folder it was applied from (`io.itsup.root`), when itsup started it.
     pub root: Option<String>,
+    /// itsup's name of its stack (`io.itsup.project`: `proxy` or the project), when itsup
+    /// started it.
+    pub stack: Option<String>,
     pub running: bool,
     /// Docker health (`healthy`, `unhealthy`, `starting`) as the listing's status shows it.
     pub health: Option<String>,
@@ -63,6 +86,7 @@ pub async fn stack_containers(docker: &Docker) -> anyhow::Result<Vec<Observed>> 
                 .build(),
         ))
         .await
+        .map_err(stalled)
         .context("cannot list containers")?;
     let mut out: Vec<Observed> = list
         .into_iter()
@@ -88,6 +112,7 @@ pub async fn stack_containers(docker: &Docker) -> anyhow::Result<Vec<Observed>> 
                 service: labels.get(labels::COMPOSE_SERVICE)?.clone(),
                 hash: labels.get(labels::HASH).cloned(),
                 root: labels.get(labels::ROOT).cloned(),
+                stack: labels.get(labels::PROJECT).cloned(),
                 running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
                 health,
                 status,
@@ -104,6 +129,7 @@ pub async fn image_ids(docker: &Docker) -> anyhow::Result<HashMap<String, String
     let images = docker
         .list_images(Some(ListImagesOptionsBuilder::new().all(false).build()))
         .await
+        .map_err(stalled)
         .context("cannot list images")?;
     let mut ids = HashMap::new();
     for image in images {
@@ -187,7 +213,7 @@ pub async fn ensure_network(
         {
             Ok(false)
         }
-        Err(e) => Err(e).with_context(|| format!("cannot create network {name}")),
+        Err(e) => Err(stalled(e)).with_context(|| format!("cannot create network {name}")),
     }
 }
 
@@ -216,6 +242,56 @@ pub async fn egress_networks(docker: &Docker, root: &str) -> anyhow::Result<Vec<
     Ok(names)
 }
 
+/// Every network itsup created for `root` (the proxy network and the egress networks), by name.
+pub async fn managed_networks(docker: &Docker, root: &str) -> anyhow::Result<Vec<String>> {
+    let mut names = networks_labelled(
+        docker,
+        vec![
+            format!("{MANAGED}=true"),
+            format!("{}={root}", labels::ROOT),
+        ],
+    )
+    .await?;
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Names of the containers, running or stopped, attached to a network: Docker refuses to remove
+/// a network with running ones, and a stopped one would fail to start without it.
+pub async fn network_users(docker: &Docker, network: &str) -> anyhow::Result<Vec<String>> {
+    let filters: HashMap<String, Vec<String>> =
+        [("network".to_string(), vec![network.to_string()])].into();
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .with_context(|| format!("cannot list the containers of network {network}"))?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| c.names?.into_iter().next())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect())
+}
+
+/// Removes a network; one already gone counts as removed.
+pub async fn remove_network(docker: &Docker, name: &str) -> anyhow::Result<()> {
+    docker
+        .remove_network(name)
+        .await
+        .or_else(|e| match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            } => Ok(()),
+            e => Err(e),
+        })
+        .with_context(|| format!("cannot remove network {name}"))
+}
+
 /// What a health wait needs about one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Health {
@@ -239,6 +315,7 @@ async fn inspect(
             None::<bollard::query_parameters::InspectContainerOptions>,
         )
         .await
+        .map_err(stalled)
         .with_context(|| format!("cannot inspect container {}", short(id)))
 }
 
@@ -282,11 +359,32 @@ pub async fn addresses(docker: &Docker, id: &str) -> anyhow::Result<HashMap<Stri
         .collect())
 }
 
-/// Stops a container, giving it `grace` between SIGTERM and SIGKILL.
+/// Stops a container, giving it `grace` between SIGTERM and SIGKILL (the engine answers once it
+/// has stopped, so the call may take that long on top of [`API_TIMEOUT`]).
 pub async fn stop(docker: &Docker, id: &str, grace: Duration) -> anyhow::Result<()> {
     let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+    let bound = grace.saturating_add(API_TIMEOUT);
     docker
+        .clone()
+        .with_timeout(bound)
         .stop_container(id, Some(StopContainerOptionsBuilder::new().t(secs).build()))
+        .await
+        .or_else(not_modified)
+        .map_err(|e| match e {
+            bollard::errors::Error::RequestTimeoutError => anyhow::anyhow!(
+                "the Docker engine did not answer within {} s (grace period included)",
+                bound.as_secs()
+            ),
+            e => e.into(),
+        })
+        .with_context(|| format!("cannot stop container {}", short(id)))
+}
+
+/// Stops a container with its own grace period (Compose's `stop_grace_period`, Docker's
+/// default otherwise), as `docker stop` does.
+pub async fn stop_own_grace(docker: &Docker, id: &str) -> anyhow::Result<()> {
+    docker
+        .stop_container(id, None::<bollard::query_parameters::StopContainerOptions>)
         .await
         .or_else(not_modified)
         .with_context(|| format!("cannot stop container {}", short(id)))
@@ -311,6 +409,7 @@ pub async fn remove(docker: &Docker, id: &str) -> anyhow::Result<()> {
             } => Ok(()),
             e => Err(e),
         })
+        .map_err(stalled)
         .with_context(|| format!("cannot remove container {}", short(id)))
 }
 
@@ -325,8 +424,16 @@ fn not_modified(e: bollard::errors::Error) -> Result<(), bollard::errors::Error>
     }
 }
 
-/// Runs a command in a container and returns its exit code.
+/// Runs a command in a container and returns its exit code (its output is read to the end, so
+/// the whole exchange is bounded, not only each request).
 pub async fn exec(docker: &Docker, id: &str, cmd: &[&str]) -> anyhow::Result<i64> {
+    tokio::time::timeout(API_TIMEOUT, exec_unbounded(docker, id, cmd))
+        .await
+        .map_err(|_| stalled(bollard::errors::Error::RequestTimeoutError))
+        .with_context(|| format!("cannot exec in container {}", short(id)))?
+}
+
+async fn exec_unbounded(docker: &Docker, id: &str, cmd: &[&str]) -> anyhow::Result<i64> {
     let created = docker
         .create_exec(
             id,
@@ -338,13 +445,16 @@ pub async fn exec(docker: &Docker, id: &str, cmd: &[&str]) -> anyhow::Result<i64
             },
         )
         .await
+        .map_err(stalled)
         .with_context(|| format!("cannot exec in container {}", short(id)))?;
-    if let bollard::exec::StartExecResults::Attached { mut output, .. } =
-        docker.start_exec(&created.id, None).await?
+    if let bollard::exec::StartExecResults::Attached { mut output, .. } = docker
+        .start_exec(&created.id, None)
+        .await
+        .map_err(stalled)?
     {
         while output.next().await.is_some() {}
     }
-    let inspect = docker.inspect_exec(&created.id).await?;
+    let inspect = docker.inspect_exec(&created.id).await.map_err(stalled)?;
     Ok(inspect.exit_code.unwrap_or(-1))
 }
 
@@ -372,6 +482,7 @@ async fn networks_labelled(docker: &Docker, labels: Vec<String>) -> anyhow::Resu
                 .build(),
         ))
         .await
+        .map_err(stalled)
         .context("cannot list networks")?;
     Ok(nets.into_iter().filter_map(|n| n.name).collect())
 }

@@ -77,7 +77,7 @@ pub fn update(root: &Path, entries: &[String], draining: bool) -> anyhow::Result
             .retain(|_, at| now.saturating_sub(*at) < window);
         serde_json::to_vec_pretty(&*record)?
     };
-    super::state::write_atomic(&path(root), &content)
+    Ok(crate::atomic::write(&path(root), &content)?)
 }
 
 #[cfg(test)]

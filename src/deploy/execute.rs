@@ -43,8 +43,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The HAProxy owning the ports: engine haproxy's, or the edge in front of Traefik.
     fn haproxy(&self) -> Runtime {
-        Runtime::in_dir(&self.root.join("proxy/haproxy"))
+        Runtime::in_dir(&self.root.join(super::desired::hand_over_dir(self.engine)))
     }
 }
 
@@ -358,6 +359,41 @@ async fn wait_all_ready(
     Ok(how)
 }
 
+/// Engine traefik, the first apply with the edge: the Traefik that still publishes the ports
+/// itself (planned `recreate`, see `actions::move_behind_the_edge`) stops before the edge binds
+/// them; its recreate then starts the new one behind the edge.
+async fn stop_traefik_holding_the_ports(
+    ctx: &Ctx,
+    plan: &StackPlan,
+    todo: &[&ServiceAction],
+) -> anyhow::Result<()> {
+    let edge_new = todo
+        .iter()
+        .any(|s| s.service == super::desired::PROXY_EDGE_HOLDER);
+    if ctx.engine != Engine::Traefik || plan.stack != PROXY || !edge_new {
+        return Ok(());
+    }
+    for s in plan.services.iter().filter(|s| {
+        s.service == super::desired::PROXY_SERVICE_TRAEFIK && s.action == Action::Recreate
+    }) {
+        let grace = s
+            .desired
+            .as_ref()
+            .map_or(Duration::from_secs(10), |d| d.grace);
+        for c in s.containers.iter().filter(|c| c.running) {
+            docker::stop(&ctx.docker, &c.id, grace).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Engine traefik: the Traefik service itself, replaced blue/green behind the edge.
+fn behind_edge(ctx: &Ctx, plan: &StackPlan, s: &ServiceAction) -> bool {
+    ctx.engine == Engine::Traefik
+        && plan.stack == PROXY
+        && s.service == super::desired::PROXY_SERVICE_TRAEFIK
+}
+
 /// Prepares the proxy host folders before its containers start.
 fn prepare_proxy(ctx: &Ctx, plan: &StackPlan) -> anyhow::Result<()> {
     if plan.stack == PROXY {
@@ -367,7 +403,10 @@ fn prepare_proxy(ctx: &Ctx, plan: &StackPlan) -> anyhow::Result<()> {
 }
 
 async fn wait_proxy_up(ctx: &Ctx, plan: &StackPlan) -> anyhow::Result<()> {
-    if plan.stack != PROXY || ctx.engine != Engine::Haproxy {
+    let Some((service, _)) = super::desired::hand_over_pair(ctx.engine) else {
+        return Ok(());
+    };
+    if plan.stack != PROXY {
         return Ok(());
     }
     let rt = ctx.haproxy();
@@ -375,7 +414,7 @@ async fn wait_proxy_up(ctx: &Ctx, plan: &StackPlan) -> anyhow::Result<()> {
     let mut down_since: Option<tokio::time::Instant> = None;
     while !rt.alive().await {
         // A proxy that exits at start (bad config, limits) restarts in a loop: say so early.
-        let containers = current(ctx, &plan.compose_project, "haproxy").await?;
+        let containers = current(ctx, &plan.compose_project, service).await?;
         let mut down = None;
         for c in &containers {
             if let docker::Health::Down(why) = docker::health(&ctx.docker, &c.id).await? {
@@ -384,7 +423,7 @@ async fn wait_proxy_up(ctx: &Ctx, plan: &StackPlan) -> anyhow::Result<()> {
         }
         match (&down, down_since) {
             (Some(why), Some(since)) if since.elapsed() > Duration::from_secs(5) => {
-                anyhow::bail!("{why}; see `itsup svc proxy logs haproxy`")
+                anyhow::bail!("{why}; see `itsup svc proxy logs {service}`")
             }
             (Some(_), None) => down_since = Some(tokio::time::Instant::now()),
             (None, _) => down_since = None,
@@ -392,7 +431,7 @@ async fn wait_proxy_up(ctx: &Ctx, plan: &StackPlan) -> anyhow::Result<()> {
         }
         if tokio::time::Instant::now() >= deadline {
             anyhow::bail!(
-                "HAProxy's admin socket did not answer within {} s",
+                "the admin socket of `{service}` (HAProxy) did not answer within {} s",
                 ctx.ready_timeout.as_secs()
             );
         }
@@ -420,6 +459,7 @@ async fn create(ctx: &Ctx, plan: &StackPlan, todo: &[&ServiceAction]) -> Vec<Ser
                 docker::remove(&ctx.docker, &c.id).await?;
             }
         }
+        stop_traefik_holding_the_ports(ctx, plan, todo).await?;
         for l in &lines {
             l.step("compose up");
         }
@@ -510,7 +550,7 @@ async fn rollout(
         docker::remove(&ctx.docker, &c.id).await?;
     }
     let old_ids: Vec<&str> = old.iter().map(|c| c.id.as_str()).collect();
-    let haproxy_backends = ctx.engine == Engine::Haproxy && d.routed;
+    let haproxy_backends = (ctx.engine == Engine::Haproxy && d.routed) || behind_edge(ctx, plan, s);
     // Before anything changes: what the next apply needs to heal this one if it is killed.
     super::journal::begin(
         &ctx.root,
@@ -530,16 +570,29 @@ async fn rollout(
     )?;
     let outcome = rollout_journaled(ctx, plan, s, d, &stack, &old, line).await;
     // A failed rollout keeps its entry unless it is verified undone (only the old containers
-    // left): with the engine unreachable, the next apply finishes the clean-up.
+    // left, and no slot of its HAProxy backends still forced into maintenance or drain): with
+    // the engine or HAProxy's admin socket unreachable, the next apply finishes the clean-up.
     let undone = || async {
         current(ctx, &plan.compose_project, &s.service)
             .await
             .is_ok_and(|now| now.iter().all(|c| old_ids.contains(&c.id.as_str())))
+            && (!haproxy_backends || slots_released(&ctx.haproxy(), &d.backends).await)
     };
     if outcome.is_ok() || undone().await {
         super::journal::end(&ctx.root, &plan.compose_project, &s.service)?;
     }
     outcome
+}
+
+/// Whether HAProxy answers and no slot of `backends` is forced into maintenance or drain.
+async fn slots_released(runtime: &Runtime, backends: &[String]) -> bool {
+    for backend in backends {
+        match runtime.slots(backend).await {
+            Ok(slots) if slots.iter().all(|s| s.admin_state & 0x09 == 0) => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 async fn rollout_journaled(
@@ -552,7 +605,13 @@ async fn rollout_journaled(
     line: &Line,
 ) -> anyhow::Result<String> {
     let old_ids: Vec<&str> = old.iter().map(|c| c.id.as_str()).collect();
-    let mut admission = match (ctx.engine, d.routed) {
+    let edge = behind_edge(ctx, plan, s);
+    let mut admission = match (ctx.engine, d.routed || edge) {
+        (Engine::Traefik, true) if edge => Admission::Haproxy {
+            runtime: ctx.haproxy(),
+            backends: d.backends.clone(),
+            parked: Vec::new(),
+        },
         (Engine::Haproxy, true) if !d.backends.is_empty() => Admission::Haproxy {
             runtime: ctx.haproxy(),
             backends: d.backends.clone(),
@@ -618,7 +677,26 @@ async fn rollout_journaled(
         for c in &new {
             new_ips.extend(proxy_ip(ctx, &c.id).await);
         }
-        wait_all_ready(ctx, d, &new, line).await?;
+        if edge {
+            // Ready means routing: every expected router loaded, none in error (its ping
+            // answers long before its providers have delivered a configuration).
+            line.step("waiting for the new Traefik to load its routers");
+            for ip in &new_ips {
+                super::traefik_api::wait_loaded(
+                    &ctx.docker,
+                    &ctx.root,
+                    &ctx.proxy_network,
+                    *ip,
+                    ctx.ready_timeout,
+                )
+                .await?;
+            }
+            if new_ips.len() != new.len() {
+                anyhow::bail!("the new Traefik has no address on the proxy network");
+            }
+        } else {
+            wait_all_ready(ctx, d, &new, line).await?;
+        }
         line.step("admitting the new container at the proxy");
         admission
             .admit(&new_ips, ctx.ready_timeout)

@@ -101,8 +101,9 @@ impl Healer<'_> {
         for c in &gone {
             gone_ips.extend(self.ips(&c.id).await);
         }
-        let runtime = Runtime::in_dir(&self.root.join("proxy/haproxy"));
-        let haproxy = self.engine == Engine::Haproxy && !r.backends.is_empty();
+        // Engine haproxy's backends, or the edge's (a Traefik replaced behind it).
+        let runtime = Runtime::in_dir(&self.root.join(super::desired::hand_over_dir(self.engine)));
+        let haproxy = self.engine != Engine::Itsup && !r.backends.is_empty();
         if haproxy && runtime.alive().await {
             // Out of rotation before they go, the survivors back in.
             for backend in &r.backends {

@@ -242,7 +242,7 @@ impl Pins {
             }
             format!("{PINNED_HEADER}{}", crate::render::to_yaml(&doc))
         };
-        super::state::write_atomic(&self.path, text.as_bytes())?;
+        crate::atomic::write(&self.path, text.as_bytes())?;
         st.base = (!pins.is_empty()).then_some(base);
         st.pins = pins;
         Ok(())

@@ -103,7 +103,7 @@ fn change(root: &Path, f: impl FnOnce(&mut Journal)) -> anyhow::Result<()> {
     }
     let mut json = serde_json::to_vec_pretty(journal)?;
     json.push(b'\n');
-    super::state::write_atomic(&path(root), &json)
+    Ok(crate::atomic::write(&path(root), &json)?)
 }
 
 /// Records a rollout before it changes anything.

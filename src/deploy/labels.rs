@@ -51,7 +51,7 @@ pub fn write_override(root: &Path, stack: &str, content: &str) -> anyhow::Result
     if std::fs::read_to_string(&path).is_ok_and(|old| old == content) {
         return Ok(());
     }
-    super::state::write_atomic(&path, content.as_bytes())
+    Ok(crate::atomic::write(&path, content.as_bytes())?)
 }
 
 /// The value of [`ROOT`] for a root folder: its canonical path.

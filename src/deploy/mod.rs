@@ -5,15 +5,18 @@
 //! containers ([`docker`]) and the last applied [`state`], and [`execute`] carries the actions
 //! out stack by stack along the egress graph ([`order`]), bringing stacks up with
 //! [`compose`], admitting and draining at the proxy ([`admission`], [`haproxy`]) and showing
-//! [`progress`] ([`itsup_admin`] for engine itsup). One apply at a time ([`lock`]); [`secrets`]
+//! [`progress`] ([`itsup_admin`] for engine itsup; [`traefik_api`] for a new Traefik
+//! behind the edge). One apply at a time ([`lock`]); [`secrets`]
 //! reach Compose as environment only. Rollouts in flight are kept in a [`journal`], so that
-//! the next apply [`heal`]s what one killed halfway left behind.
+//! the next apply [`heal`]s what one killed halfway left behind. [`down`] stops (and cleans up)
+//! what apply started.
 
 pub mod actions;
 pub mod admission;
 pub mod compose;
 pub mod desired;
 pub mod docker;
+pub mod down;
 pub mod drainfile;
 pub mod execute;
 pub mod haproxy;
@@ -29,6 +32,7 @@ pub mod progress;
 pub mod proxy;
 pub mod secrets;
 pub mod state;
+pub mod traefik_api;
 
 use std::collections::BTreeSet;
 use std::path::Path;

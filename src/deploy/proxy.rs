@@ -1,8 +1,9 @@
 //! What the proxy needs on the host before it starts: for HAProxy the runtime folder
 //! `proxy/haproxy/run/` (its sockets, reachable from the host through the directory mount) and
 //! a default certificate in `proxy/haproxy/certs/` when none is there, since HAProxy refuses a
-//! `crt` folder without one; for `itsup proxy` the folder `proxy/itsup/run/` of its admin socket
-//! and its writable certificate store `proxy/itsup/acme/`.
+//! `crt` folder without one; for Traefik the edge's runtime folder `proxy/edge/run/`; for
+//! `itsup proxy` the folder `proxy/itsup/run/` of its admin socket and its writable
+//! certificate store `proxy/itsup/acme/`.
 
 use std::path::Path;
 
@@ -16,7 +17,7 @@ pub fn prepare(root: &Path, engine: Engine) -> anyhow::Result<Vec<String>> {
     let run_dir = match engine {
         Engine::Haproxy => "proxy/haproxy/run",
         Engine::Itsup => "proxy/itsup/run",
-        Engine::Traefik => return Ok(made),
+        Engine::Traefik => "proxy/edge/run",
     };
     let writable: &[&str] = match engine {
         Engine::Itsup => &[run_dir, "proxy/itsup/acme"],
@@ -46,7 +47,7 @@ pub fn prepare(root: &Path, engine: Engine) -> anyhow::Result<Vec<String>> {
             .context("cannot generate the default certificate")?;
         let pem = format!("{}{}", key.cert.pem(), key.signing_key.serialize_pem());
         let path = certs.join("default.pem");
-        super::state::write_atomic(&path, pem.as_bytes())?;
+        crate::atomic::write(&path, pem.as_bytes())?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -74,10 +75,9 @@ mod tests {
                 .expect("again")
                 .is_empty()
         );
-        assert!(
-            prepare(dir.path(), Engine::Traefik)
-                .expect("traefik")
-                .is_empty()
+        assert_eq!(
+            prepare(dir.path(), Engine::Traefik).expect("traefik"),
+            vec!["proxy/edge/run/".to_string()]
         );
         assert_eq!(
             prepare(dir.path(), Engine::Itsup).expect("itsup"),

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 pub use read::{MAX_FILE_BYTES, read_yaml};
 
-use crate::validate::Diagnostic;
+use crate::diagnostic::Diagnostic;
 use crate::yaml::{Document, Pos};
 
 /// The project file names, itsup's first, then itsUP v2.1's.

@@ -36,6 +36,10 @@ pub struct ItsupConfig {
     /// Which data plane fronts the projects and on which ports and network.
     #[serde(default)]
     pub proxy: ProxySettings,
+    /// The DNS honeypot: a dnsmasq on the proxy network that logs every query of the routed
+    /// services and forwards it upstream.
+    #[serde(default)]
+    pub dns: Dns,
 }
 
 /// Image tags of the proxy stack's components.
@@ -51,6 +55,32 @@ pub struct Versions {
     /// HAProxy image tag (default `2.6`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy: Option<String>,
+    /// Tag of the DNS honeypot's dnsmasq image `4km3/dnsmasq` (default `2.90-r3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnsmasq: Option<String>,
+}
+
+/// The DNS honeypot (itsUP's `dns-honeypot`): dnsmasq at a fixed address on the proxy network,
+/// logging every query, used as the `dns:` of every routed service whose ingress rows set none.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// Run the honeypot (default off).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Its address on the proxy network, inside `proxy.subnet` (default: the subnet's last
+    /// usable address, far from the low end Docker hands out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// DNS servers it forwards to, as IP addresses (default Docker's embedded DNS, 127.0.0.11,
+    /// which resolves container names on the proxy network and forwards the rest to the
+    /// host's resolvers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<String>,
+    /// Image of the honeypot: any image with `dnsmasq` on its PATH (default
+    /// `4km3/dnsmasq:<versions.dnsmasq>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// CrowdSec settings.

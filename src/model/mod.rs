@@ -4,9 +4,11 @@
 //! Schema derived from them and `validate` checks files against that schema before the typed
 //! values are built, so the schema and the parser can never disagree.
 
+mod facts;
 mod itsup;
 mod project;
 
+pub use facts::*;
 pub use itsup::*;
 pub use project::*;
 

@@ -5,7 +5,6 @@
 //! reported and the command still fails. Snapshots are written after a successful render or
 //! apply and removed when their project folder is gone.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -64,12 +63,7 @@ pub fn save(root: &Path, valid: &[&ValidProject], existing: &[String]) -> std::i
         };
         let bytes = serde_json::to_vec(&snapshot).map_err(std::io::Error::other)?;
         let path = dir.join(format!("{}.json", project.name));
-        if std::fs::read(&path).ok().as_deref() == Some(bytes.as_slice()) {
-            continue;
-        }
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| super::at(&dir, e))?;
-        tmp.write_all(&bytes).map_err(|e| super::at(&path, e))?;
-        tmp.persist(&path).map_err(|e| super::at(&path, e.error))?;
+        crate::atomic::write_if_changed(&path, &bytes)?;
     }
     for name in names(root) {
         if !existing.contains(&name) {

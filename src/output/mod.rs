@@ -11,7 +11,6 @@ pub mod mounts;
 mod stale;
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -68,28 +67,7 @@ pub fn changes(
     Ok(result)
 }
 
-/// An I/O error that names the file or folder it happened on (a full disk or a read-only
-/// folder must say where).
-pub(crate) fn at(path: &Path, e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
-}
-
-/// Writes a change's content to a synced temp file in its target's folder. On any error the
-/// temp file is removed (dropped) and the target is untouched.
-fn stage(out: &Path, change: &Change) -> std::io::Result<(tempfile::NamedTempFile, PathBuf)> {
-    let target = out.join(&change.path);
-    let dir = target.parent().unwrap_or(out);
-    std::fs::create_dir_all(dir).map_err(|e| at(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".itsup-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| at(dir, e))?;
-    tmp.write_all(change.new.as_bytes())
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| at(&target, e))?;
-    Ok((tmp, target))
-}
+pub(crate) use crate::atomic::at;
 
 /// The change one artifact needs, if any.
 fn compare(out: &Path, artifact: &Artifact) -> std::io::Result<Option<Change>> {
@@ -114,14 +92,14 @@ fn compare(out: &Path, artifact: &Artifact) -> std::io::Result<Option<Change>> {
 /// Applies changes under `out`, all or nothing as far as the filesystem allows.
 pub fn write(out: &Path, changes: &[Change]) -> std::io::Result<()> {
     // Phase one, in parallel (fsync dominates): every new file lands beside its target.
-    let staged: Vec<(tempfile::NamedTempFile, PathBuf)> = changes
+    let staged: Vec<crate::atomic::Staged> = changes
         .par_iter()
         .filter(|c| c.kind != ChangeKind::Delete)
-        .map(|change| stage(out, change))
+        .map(|change| crate::atomic::stage(&out.join(&change.path), change.new.as_bytes()))
         .collect::<std::io::Result<_>>()?;
     // Phase two: every new file is on disk; move them into place.
-    for (tmp, target) in staged {
-        tmp.persist(&target).map_err(|e| at(&target, e.error))?;
+    for file in staged {
+        file.commit()?;
     }
     for change in changes.iter().filter(|c| c.kind == ChangeKind::Delete) {
         let target = out.join(&change.path);

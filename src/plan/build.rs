@@ -4,15 +4,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::names::{UniqueNames, entrypoint_name, service_alias};
 use super::*;
-use crate::model::{Ingress, ProjectFile, Router};
-use crate::validate::{ValidProject, Validated};
-
-/// Where ACME HTTP-01 challenges arrive; such routes stay on plain HTTP.
-pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge";
+use crate::model::{
+    ACME_CHALLENGE_PREFIX, Ingress, ProjectFile, Router, compose_service_names, resolve_egress,
+    row_hosts,
+};
+use crate::validate::{ValidProject, Validated, compose_files};
 
 /// Builds the Plan.
 pub fn build(v: &Validated) -> Plan {
@@ -35,6 +35,11 @@ pub fn build(v: &Validated) -> Plan {
         acme_ca_pem: v.acme_ca_pem.clone(),
         crowdsec: config.crowdsec.clone(),
         versions: config.versions.clone(),
+        dns: None,
+    };
+    let settings = Settings {
+        dns: dns_honeypot(config, settings.subnet),
+        ..settings
     };
 
     let mut names = UniqueNames::default();
@@ -79,23 +84,6 @@ pub fn build(v: &Validated) -> Plan {
         middleware_overrides: v.middleware_overrides.clone(),
         certificates,
     }
-}
-
-/// Every name a row answers to: its domain, then its certificate's names, without repeats.
-pub fn row_hosts(row: &Ingress) -> Vec<String> {
-    let mut hosts: Vec<String> = Vec::new();
-    let tls_names = row
-        .tls
-        .iter()
-        .flat_map(|t| std::iter::once(&t.main).chain(t.sans.iter()));
-    for name in row.domain.iter().chain(tls_names) {
-        // DNS names are case-insensitive and `a.com.` is `a.com`: one spelling per host.
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        if !hosts.contains(&name) {
-            hosts.push(name);
-        }
-    }
-    hosts
 }
 
 fn backend(project: &ValidProject, row: &Ingress, name: &str) -> Backend {
@@ -228,7 +216,7 @@ fn egress_networks(projects: &[ValidProject]) -> BTreeMap<(String, String), BTre
     let mut joins: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
     for consumer in projects.iter().filter(|p| p.file.enabled) {
         for target in &consumer.file.egress {
-            let Some((provider, service)) = resolve_egress(projects, target) else {
+            let Some((provider, service)) = resolve_egress(compose_files(projects), target) else {
                 continue;
             };
             let network = egress_network_name(&consumer.name, provider, &service);
@@ -250,29 +238,6 @@ fn egress_networks(projects: &[ValidProject]) -> BTreeMap<(String, String), BTre
 /// Network shared by one consumer project and one provider service.
 pub fn egress_network_name(consumer: &str, provider: &str, service: &str) -> String {
     format!("egress-{consumer}-to-{provider}-{service}")
-}
-
-/// Resolves `project:service` to the provider project and its compose service. itsUP writes the
-/// service either by its compose name or without the `<project>-` prefix its services carry.
-pub fn resolve_egress<'a>(projects: &'a [ValidProject], target: &str) -> Option<(&'a str, String)> {
-    let (project, service) = target.split_once(':')?;
-    let provider = projects.iter().find(|p| p.name == project)?;
-    let services = compose_service_names(provider.compose.as_ref());
-    let prefixed = format!("{project}-{service}");
-    let found = services
-        .iter()
-        .find(|s| *s == service)
-        .or_else(|| services.iter().find(|s| **s == prefixed))?;
-    Some((provider.name.as_str(), found.clone()))
-}
-
-/// Service names of a compose file, in file order.
-pub fn compose_service_names(compose: Option<&Map<String, Value>>) -> Vec<String> {
-    compose
-        .and_then(|c| c.get("services"))
-        .and_then(Value::as_object)
-        .map(|s| s.keys().cloned().collect())
-        .unwrap_or_default()
 }
 
 fn project_plan(
@@ -335,6 +300,49 @@ fn project_plan(
         services,
         depends_on,
     }
+}
+
+/// Docker's embedded DNS, as every container on a user-defined network sees it.
+pub const DOCKER_DNS: &str = "127.0.0.11";
+/// Image of the DNS honeypot when neither `dns.image` nor `versions.dnsmasq` says otherwise.
+pub const DNSMASQ_REPOSITORY: &str = "4km3/dnsmasq";
+pub const DEFAULT_DNSMASQ: &str = "2.90-r3";
+
+/// The honeypot of `dns:` when enabled, its defaults filled in: the subnet's last usable
+/// address (Docker hands addresses out from the low end), Docker's DNS upstream.
+pub fn dns_honeypot(
+    config: &crate::model::ItsupConfig,
+    subnet: ipnet::Ipv4Net,
+) -> Option<DnsHoneypot> {
+    let dns = &config.dns;
+    if !dns.enabled {
+        return None;
+    }
+    let address = dns
+        .address
+        .as_deref()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| Ipv4Addr::from(u32::from(subnet.broadcast()).saturating_sub(1)));
+    let upstream = if dns.upstream.is_empty() {
+        vec![DOCKER_DNS.to_string()]
+    } else {
+        dns.upstream.clone()
+    };
+    let image = dns.image.clone().unwrap_or_else(|| {
+        format!(
+            "{DNSMASQ_REPOSITORY}:{}",
+            config
+                .versions
+                .dnsmasq
+                .as_deref()
+                .unwrap_or(DEFAULT_DNSMASQ)
+        )
+    });
+    Some(DnsHoneypot {
+        address,
+        upstream,
+        image,
+    })
 }
 
 /// Start-first unless the service cannot run twice side by side; the reason is shown in plans.

@@ -68,6 +68,16 @@ pub struct Settings {
     pub acme_ca_pem: Option<String>,
     pub crowdsec: Crowdsec,
     pub versions: Versions,
+    /// The DNS honeypot, when `dns.enabled`.
+    pub dns: Option<DnsHoneypot>,
+}
+
+/// The DNS honeypot as rendered: where it listens, whom it asks, which image runs it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DnsHoneypot {
+    pub address: Ipv4Addr,
+    pub upstream: Vec<String>,
+    pub image: String,
 }
 
 impl Default for Settings {
@@ -87,6 +97,7 @@ impl Default for Settings {
             acme_ca_pem: None,
             crowdsec: Crowdsec::default(),
             versions: Versions::default(),
+            dns: None,
         }
     }
 }

@@ -3,11 +3,13 @@
 //! Layers, each a folder, each depending only on the ones before it (the test
 //! `src/layering.rs` enforces it; `INTERNALS.md` tells the life of a request and of a
 //! connection): [`base`] (config, clock, routing, headers, breaker rules, batching, access
-//! log) → [`tls`] (certificate store, SNI resolver, rustls configs) → [`upstream`] (server state, pool, direct HTTP/1.1 client, balancers, health checks)
+//! log) → [`acme`] (automatic certificates) → [`tls`] (certificate store, SNI resolver, rustls
+//! configs) → [`upstream`] (server state, pool, direct HTTP/1.1 client, balancers, health checks)
 //! → [`runtime`] (the swappable snapshot, reload, metrics, the connection supervisor) →
 //! [`request`] (the request path) → [`serve`] (listeners, admin API, status page). This file
 //! wires them together at start-up and drains at shutdown.
 
+pub mod acme;
 pub mod base;
 pub mod request;
 pub mod runtime;
@@ -71,13 +73,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<i32> {
         println!("{}: ok", path.display());
         return Ok(0);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ITSUP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::logging::init(
+        crate::logging::Style::Json,
+        &crate::logging::from_env().unwrap_or_else(|| "info".into()),
+    );
 
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -107,6 +106,11 @@ async fn serve(
         batch::start();
     }
     let shared = state::Shared::new(cfg.clone(), &path)?;
+    if let Some(acme_cfg) = &cfg.acme {
+        let manager =
+            acme::Manager::new(acme_cfg).with_context(|| format!("{}: acme", path.display()))?;
+        let _ = shared.acme.set(manager);
+    }
     let settings = listener::ConnSettings::from_config(&cfg);
     let supervisor = supervisor::Supervisor::new(
         settings.limits(),
@@ -165,6 +169,10 @@ async fn serve(
             .with_context(|| format!("binding admin socket {path}"))?;
         eprintln!("itsup proxy: admin on unix:{path}");
         tokio::spawn(admin::serve(admin::Listener::Unix(sock), shared.clone()));
+    }
+    // Orders start once the listeners that answer HTTP-01 are up.
+    if let Some(manager) = shared.acme.get() {
+        manager.start();
     }
     reload::watch(shared.clone())?;
 

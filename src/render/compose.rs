@@ -22,6 +22,18 @@ pub fn itsup_image(plan: &Plan) -> String {
         .unwrap_or_else(|| format!("itsup:{}", env!("CARGO_PKG_VERSION")))
 }
 
+/// Image of the edge in front of Traefik: HAProxy at `versions.haproxy`.
+pub fn edge_image(plan: &Plan) -> String {
+    format!(
+        "haproxy:{}",
+        plan.settings
+            .versions
+            .haproxy
+            .as_deref()
+            .unwrap_or(DEFAULT_HAPROXY)
+    )
+}
+
 /// `proxy/docker-compose.yml`.
 pub fn proxy_compose(plan: &Plan, templates: &Templates) -> Result<Artifact, RenderError> {
     let s = &plan.settings;
@@ -44,21 +56,53 @@ pub fn proxy_compose(plan: &Plan, templates: &Templates) -> Result<Artifact, Ren
         .filter(|e| s.engine != Engine::Itsup || e.name == "web" || e.name == "web-secure")
         .map(|e| format!("{0}:{0}{1}", e.port, if e.udp { "/udp" } else { "" }))
         .collect();
+    // Engine traefik: the edge publishes the tcp ports, Traefik itself only the udp ones.
+    let (ports, udp_ports): (Vec<String>, Vec<String>) = if s.engine == Engine::Traefik {
+        ports.into_iter().partition(|p| !p.ends_with("/udp"))
+    } else {
+        (ports, Vec::new())
+    };
     let ctx = json!({
         "engine": s.engine.as_str(),
         "network": s.network,
         "ports": ports,
+        "udp_ports": udp_ports,
+        "traefik_alias": traefik::TRAEFIK_ALIAS,
         "crowdsec": s.crowdsec,
         "agent": plan.http.iter().any(|r| r.backend.grpc) || plan.tcp.iter().any(|r| r.backend.grpc),
+        "dns": s.dns.as_ref().map(|d| json!({
+            "image": d.image,
+            "address": d.address.to_string(),
+            "command": dnsmasq_command(&d.upstream),
+        })),
         "images": {
             "proxy": s.image.clone().unwrap_or(default_proxy),
             "crowdsec": format!("crowdsecurity/crowdsec:{}", versions.crowdsec.as_deref().unwrap_or(DEFAULT_CROWDSEC)),
             "socket_proxy": SOCKET_PROXY_IMAGE,
+            "edge": edge_image(plan),
             "itsup": itsup_image(plan),
         },
     });
     let value = templates.yaml("proxy-compose.yml", &ctx)?;
     Ok(Artifact::new("proxy/docker-compose.yml", &to_yaml(&value)))
+}
+
+/// dnsmasq's arguments for the honeypot: in the foreground, every query logged to stderr (so
+/// `docker logs` has them), no local files consulted, each upstream asked in turn.
+fn dnsmasq_command(upstream: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--keep-in-foreground",
+        "--log-facility=-",
+        "--log-queries",
+        "--no-resolv",
+        "--no-hosts",
+        "--strict-order",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(upstream.iter().map(|u| format!("--server={u}")));
+    args
 }
 
 /// `upstream/<project>/docker-compose.yml`, or `None` for a project without compose file.
@@ -114,8 +158,21 @@ pub fn upstream_compose(
                     push_unique(&mut networks_used, net);
                 }
             }
-            if !sp.dns.is_empty() && !svc.contains_key("dns") {
-                svc.insert("dns".into(), json!(sp.dns));
+            // The honeypot is reachable only from the proxy network (Docker isolates bridge
+            // networks from each other), so only services on it use it.
+            let honeypot = plan
+                .settings
+                .dns
+                .as_ref()
+                .filter(|_| sp.proxy.is_some() && can_join)
+                .map(|d| vec![d.address.to_string()]);
+            let dns = if sp.dns.is_empty() {
+                honeypot.unwrap_or_default()
+            } else {
+                sp.dns.clone()
+            };
+            if !dns.is_empty() && !svc.contains_key("dns") {
+                svc.insert("dns".into(), json!(dns));
             }
         }
     }

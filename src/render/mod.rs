@@ -65,7 +65,10 @@ pub enum RenderError {
 pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, RenderError> {
     let mut out = vec![compose::proxy_compose(plan, templates)?];
     match plan.settings.engine {
-        Engine::Traefik => out.extend(traefik::render(plan, templates)?),
+        Engine::Traefik => {
+            out.extend(traefik::render(plan, templates)?);
+            out.extend(traefik::render_edge(plan, templates)?);
+        }
         Engine::Haproxy => out.extend([
             haproxy::render(plan, templates)?,
             haproxy::render_hold(templates)?,

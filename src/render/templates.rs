@@ -23,6 +23,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../tpl/traefik-labels.txt"),
     ),
     ("haproxy.cfg", include_str!("../../tpl/haproxy.cfg")),
+    ("edge.cfg", include_str!("../../tpl/edge.cfg")),
     (
         "haproxy-hold.cfg",
         include_str!("../../tpl/haproxy-hold.cfg"),

@@ -100,6 +100,52 @@ fn file_routes(plan: &Plan) -> Vec<HttpView> {
         .collect()
 }
 
+/// The proxy network's gateway (Docker's default: the subnet's first address): the host's
+/// address as Traefik sees apply's requests to its API.
+pub fn proxy_gateway(subnet: ipnet::Ipv4Net) -> std::net::Ipv4Addr {
+    std::net::Ipv4Addr::from(u32::from(subnet.network()) + 1)
+}
+
+/// The router serving Traefik's API on the `ping` entrypoint (never published) to the host
+/// only: apply reads a new instance's `/api/rawdata` there before the edge admits it.
+pub const API_ROUTER: &str = "itsup-api";
+/// The `ping` entrypoint's port inside the Traefik container.
+pub const PING_PORT: u16 = 8082;
+
+/// Traefik's alias on the proxy network: the name the edge resolves its instances by (a
+/// project's service named `traefik` would share the bare service name).
+pub const TRAEFIK_ALIAS: &str = "itsup-traefik";
+/// Slots per edge backend: the running Traefik, the one replacing it, and a stopped one Docker
+/// DNS may still return.
+pub const EDGE_SLOTS: usize = 4;
+
+/// `proxy/edge/edge.cfg` and `proxy/edge/hold.cfg`: the HAProxy in front of Traefik and the
+/// idle one holding its network namespace (see `tpl/edge.cfg`).
+pub fn render_edge(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, RenderError> {
+    let tcp: Vec<&crate::plan::Entrypoint> = plan.entrypoints.iter().filter(|e| !e.udp).collect();
+    let cfg = templates.text(
+        "edge.cfg",
+        &json!({"entrypoints": tcp, "alias": TRAEFIK_ALIAS, "slots": EDGE_SLOTS}),
+    )?;
+    Ok(vec![
+        Artifact::new("proxy/edge/edge.cfg", &cfg),
+        Artifact::new(
+            "proxy/edge/hold.cfg",
+            &templates.text("haproxy-hold.cfg", &json!({}))?,
+        ),
+    ])
+}
+
+/// The edge backends (one per tcp entrypoint) a Traefik instance is admitted to and drained
+/// from. Named apart from the frontends: `show stat <name>` would find the frontend.
+pub fn edge_backends(plan: &Plan) -> Vec<String> {
+    plan.entrypoints
+        .iter()
+        .filter(|e| !e.udp)
+        .map(|e| format!("traefik-{}", e.name))
+        .collect()
+}
+
 /// Where `acme.caBundle` is written: inside the folder mounted at `/etc/traefik`.
 pub const ACME_CA_FILE: &str = "proxy/traefik/ca/acme-ca.pem";
 /// The same file as Traefik sees it (`caCertificates` of the resolver).
@@ -113,6 +159,7 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
         &json!({
             "entrypoints": plan.entrypoints,
             "network": s.network,
+            "subnet": s.subnet.to_string(),
             "acme": s.acme,
             "acme_ca_file": s.acme_ca_pem.as_ref().map(|_| ACME_CA_MOUNTED),
             "dashboard": s.dashboard_domain.is_some(),
@@ -129,6 +176,8 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
         &json!({
             "dashboard_domain": s.dashboard_domain,
             "dashboard_priority": crate::plan::BASE_PRIORITY,
+            "api_priority": crate::plan::BASE_PRIORITY,
+            "api_client": format!("{}/32", proxy_gateway(s.subnet)),
             "routes": routes,
         }),
     )?;

@@ -5,8 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::ValidProject;
-use crate::model::{ItsupConfig, Router};
-use crate::plan::build::{ACME_CHALLENGE_PREFIX, resolve_egress, row_hosts};
+use crate::model::{ACME_CHALLENGE_PREFIX, ItsupConfig, Router, resolve_egress, row_hosts};
 
 /// A cross-project problem: the project to mark broken, the pointer in its file, the message.
 pub struct Conflict {
@@ -170,7 +169,7 @@ fn egress_conflicts(
                         "egress {target:?}: there is no project `{provider}`"
                     )));
                 }
-            } else if resolve_egress(projects, target).is_none() {
+            } else if resolve_egress(super::compose_files(projects), target).is_none() {
                 out.push(report(format!(
                     "egress {target:?}: project `{provider}` has no service `{service}` (nor `{provider}-{service}`)"
                 )));

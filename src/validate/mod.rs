@@ -5,7 +5,7 @@
 //! go on to the Plan.
 
 mod acme;
-mod diagnostic;
+mod dns;
 mod global;
 mod go_template;
 pub mod names;
@@ -19,7 +19,7 @@ use ipnet::Ipv4Net;
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
-pub use diagnostic::Diagnostic;
+pub use crate::diagnostic::Diagnostic;
 pub use schema::{SchemaCheck, suggest};
 
 use crate::load::{ProjectSource, Source, Tree};
@@ -32,6 +32,15 @@ pub struct ValidProject {
     pub name: String,
     pub file: ProjectFile,
     pub compose: Option<Map<String, Value>>,
+}
+
+/// Each project's name with its compose file, as `model::resolve_egress` looks providers up.
+pub(crate) fn compose_files(
+    projects: &[ValidProject],
+) -> impl Iterator<Item = (&str, Option<&Map<String, Value>>)> {
+    projects
+        .iter()
+        .map(|p| (p.name.as_str(), p.compose.as_ref()))
 }
 
 /// What the Plan is built from.
@@ -79,8 +88,10 @@ fn itsup_schema() -> &'static SchemaCheck {
     })
 }
 
-/// Validates a loaded tree.
-pub fn validate(tree: &Tree) -> Outcome {
+/// Validates a loaded tree. `last_good` gives a broken project's last good configuration, if
+/// one was recorded: the caller reads the snapshots (`output::last_good`), validation only
+/// decides when one stands in.
+pub fn validate(tree: &Tree, last_good: &dyn Fn(&str) -> Option<ValidProject>) -> Outcome {
     let mut diagnostics = tree.diagnostics.clone();
     let mut broken: BTreeSet<String> = tree
         .projects
@@ -139,7 +150,7 @@ pub fn validate(tree: &Tree) -> Outcome {
     let mut kept: BTreeSet<String> = BTreeSet::new();
     for name in &broken {
         if tree.projects.iter().any(|p| &p.name == name)
-            && let Some(snapshot) = crate::output::last_good::load(&tree.root, name)
+            && let Some(snapshot) = last_good(name)
         {
             valid.push(snapshot);
             kept.insert(name.clone());
@@ -238,6 +249,9 @@ fn platform_config(
                 config.proxy.subnet
             ),
         );
+    }
+    for (pointer, message) in dns::problems(&config) {
+        fail(&pointer, message);
     }
     if config.proxy.http_port == config.proxy.https_port {
         fail(

@@ -5,8 +5,9 @@ use ipnet::Ipv4Net;
 use serde_json::{Map, Value};
 
 use super::names::*;
-use crate::model::{Engine, Ingress, ItsupConfig, ProjectFile, Protocol, Router};
-use crate::plan::build::{compose_service_names, row_hosts};
+use crate::model::{
+    Engine, Ingress, ItsupConfig, ProjectFile, Protocol, Router, compose_service_names, row_hosts,
+};
 use crate::yaml::Document;
 
 /// A problem at a JSON pointer of the project file (or `compose` = in the compose file).
@@ -269,6 +270,16 @@ fn row_problems(
                 format!("`ipv4_address` {ip} is the gateway of {net}"),
             )),
             _ => {}
+        }
+        if let (Ok(ip), Some(net)) = (addr.parse::<std::net::Ipv4Addr>(), subnet)
+            && crate::plan::build::dns_honeypot(config, net).is_some_and(|d| d.address == ip)
+        {
+            out.push(at(
+                p("ipv4_address"),
+                format!(
+                    "`ipv4_address` {ip} is the DNS honeypot's address (dns.address in itsup.yml)"
+                ),
+            ));
         }
         if row.service.is_none() {
             out.push(at(

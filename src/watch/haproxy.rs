@@ -3,7 +3,6 @@
 //! to reload (hitless: the listeners are handed over through `expose-fd listeners`). An
 //! external HAProxy is driven the same way through its master socket.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -67,19 +66,18 @@ impl Supervisor {
 
     /// Checks `config` and makes it live. On rejection nothing on disk or in HAProxy changes.
     pub async fn apply(&mut self, config: &str) -> Result<(), ApplyError> {
-        let candidate = self.opts.dir.join(format!("{CONFIG}.new"));
-        write_synced(&candidate, config)
-            .with_context(|| format!("writing {}", candidate.display()))?;
+        let candidate = crate::atomic::stage(&self.config_path(), config.as_bytes())
+            .map_err(anyhow::Error::from)?;
         let check = Command::new(&self.opts.bin)
             .args(["-c", "-f"])
-            .arg(format!("{CONFIG}.new"))
+            .arg(candidate.path())
             .current_dir(&self.opts.dir)
             .stdin(Stdio::null())
             .output()
             .await
             .with_context(|| format!("running {} -c", self.opts.bin.display()))?;
         if !check.status.success() {
-            let _ = std::fs::remove_file(&candidate);
+            drop(candidate);
             // The version banner (NOTICE lines) says nothing about what is wrong.
             let text = String::from_utf8_lossy(&check.stderr).into_owned()
                 + &String::from_utf8_lossy(&check.stdout);
@@ -90,8 +88,7 @@ impl Supervisor {
             return Err(ApplyError::Rejected(reasons.join("\n")));
         }
         // rename(2) is atomic: HAProxy (or a restart of it) never reads a half-written file.
-        std::fs::rename(&candidate, self.config_path())
-            .with_context(|| format!("replacing {}", self.config_path().display()))?;
+        candidate.commit().map_err(anyhow::Error::from)?;
         if let Some(master) = self.opts.external_master.clone() {
             reload(&master).await?;
             self.reloads += 1;
@@ -232,13 +229,6 @@ pub async fn reload(master: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `text` to `path` and flushes it to disk before it is renamed into place.
-fn write_synced(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,7 +272,10 @@ mod tests {
             !sup.config_path().exists(),
             "nothing may be written in place"
         );
-        assert!(!dir.path().join("haproxy.cfg.new").exists());
+        let staged_left = std::fs::read_dir(dir.path())?
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with(".itsup-"));
+        assert!(!staged_left, "the rejected candidate must be removed");
 
         let valid = valid_config()?;
         sup.apply(&valid).await?;

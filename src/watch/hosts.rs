@@ -65,16 +65,11 @@ pub fn write(path: &Path, address: &str, hosts: &[String]) -> anyhow::Result<boo
     if updated == existing {
         return Ok(false);
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let atomic = tempfile::NamedTempFile::new_in(dir).and_then(|mut tmp| {
-        std::io::Write::write_all(&mut tmp, updated.as_bytes())?;
+    let atomic = crate::atomic::stage(path, updated.as_bytes()).and_then(|staged| {
         if let Ok(meta) = std::fs::metadata(path) {
-            std::fs::set_permissions(tmp.path(), meta.permissions())?;
+            std::fs::set_permissions(staged.path(), meta.permissions())?;
         }
-        tmp.persist(path).map_err(|e| e.error)
+        staged.commit()
     });
     if atomic.is_err() {
         // /etc/hosts is often a bind mount (containers) where rename fails: write in place.

@@ -88,13 +88,10 @@ pub fn normalize_suffix(suffix: &str) -> String {
 
 /// Runs the watcher until SIGINT or SIGTERM.
 pub fn run(args: WatchArgs) -> anyhow::Result<i32> {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .try_init();
+    crate::logging::init(
+        crate::logging::Style::Pretty,
+        &crate::logging::from_env().unwrap_or_else(|| "info".into()),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

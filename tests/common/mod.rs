@@ -96,6 +96,7 @@ pub fn cmd() -> assert_cmd::Command {
     let mut c = assert_cmd::Command::new(itsup_bin());
     c.env_remove("ITSUP_ROOT")
         .env_remove("RUST_LOG")
+        .env_remove("ITSUP_LOG")
         .env("NO_COLOR", "1")
         .timeout(std::time::Duration::from_secs(30));
     c

@@ -19,6 +19,9 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 mod support;
 pub use support::*;
 
+#[path = "../shared/pebble.rs"]
+pub mod pebble;
+
 pub const APP_V1: &str = "itsup-test/app:v1";
 pub const APP_V2: &str = "itsup-test/app:v2";
 pub const HAPROXY: &str = "itsup-test/haproxy:2.6";
@@ -29,6 +32,8 @@ pub const APP_EXAMPLE_BROKEN: &str = "itsup-test/app:example-broken";
 /// (`.ci/images/traefik.sh`), and the latest 3.x.
 pub const TRAEFIK: &str = "traefik:v3.6";
 pub const TRAEFIK_LATEST: &str = "traefik:v3.7";
+/// The edge in front of Traefik: HAProxy under the rendered default tag (`.ci/images/haproxy.sh`).
+pub const EDGE: &str = "haproxy:2.6";
 
 /// Builds the test images when missing (the scripts are idempotent).
 pub fn ensure_images() {
@@ -75,6 +80,8 @@ pub fn ensure_traefik_images() {
         for (image, script) in [
             (TRAEFIK, ".ci/images/traefik.sh"),
             (TRAEFIK_LATEST, ".ci/images/traefik.sh"),
+            // The edge in front of Traefik, under its rendered default tag.
+            (EDGE, ".ci/images/haproxy.sh"),
             (
                 "tecnativa/docker-socket-proxy:0.3.0",
                 ".ci/images/docker-socket-proxy.sh",
@@ -359,6 +366,26 @@ impl Fixture {
         names
     }
 
+    /// `show servers state` through the HAProxy's admin socket (engine haproxy): the slots
+    /// forced into maintenance or drain, as `backend/slot address admin=<state>`.
+    pub fn forced_slots(&self) -> Result<Vec<String>, String> {
+        let sock = self.root.join("proxy/haproxy/run/admin.sock");
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).map_err(|e| e.to_string())?;
+        s.write_all(b"show servers state\n")
+            .map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+        Ok(out
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let admin: u32 = w.get(6)?.parse().ok()?;
+                (admin & 0x09 != 0).then(|| format!("{}/{} {} admin={admin}", w[1], w[3], w[4]))
+            })
+            .collect())
+    }
+
     /// One HTTPS request through the proxy for `host`; the body.
     pub fn get(&self, host: &str) -> Result<String, String> {
         let mut c = Client::connect(self.https_port)?;
@@ -499,6 +526,8 @@ impl<T: Read + Write + Send> Stream for T {}
 /// A keep-alive HTTP/1.1 client connection to 127.0.0.1, over TLS or plain.
 pub struct Client {
     stream: BufReader<Box<dyn Stream>>,
+    /// The server answered `Connection: close`: this connection takes no further request.
+    pub closing: bool,
 }
 
 impl Client {
@@ -520,6 +549,7 @@ impl Client {
         let conn = ClientConnection::new(tls_config(), name).map_err(|e| e.to_string())?;
         Ok(Client {
             stream: BufReader::new(Box::new(StreamOwned::new(conn, sock))),
+            closing: false,
         })
     }
 
@@ -527,6 +557,7 @@ impl Client {
     pub fn connect_plain(port: u16) -> Result<Client, String> {
         Ok(Client {
             stream: BufReader::new(Box::new(Self::socket(port)?)),
+            closing: false,
         })
     }
 
@@ -559,13 +590,19 @@ impl Client {
             if l.is_empty() {
                 break;
             }
-            if let Some((k, v)) = l.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
+            let Some((k, v)) = l.split_once(':') else {
+                continue;
+            };
+            if k.eq_ignore_ascii_case("content-length") {
                 length = v
                     .trim()
                     .parse()
                     .map_err(|_| "bad content-length".to_string())?;
+            } else if k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close")
+            {
+                // As every HTTP/1.1 client does: the next request goes on a new connection
+                // (a proxy closing gracefully, e.g. HAProxy soft-stopping, says so this way).
+                self.closing = true;
             }
         }
         let mut body = vec![0u8; length];
@@ -586,6 +623,8 @@ impl Client {
 pub struct LoadStats {
     pub ok: u64,
     pub failed: u64,
+    /// Connections the server ended gracefully (`Connection: close` on a response).
+    pub closed_by_server: u64,
     pub errors: Vec<String>,
     pub last_body: String,
 }
@@ -690,10 +729,17 @@ impl Load {
                     Ok(body) => {
                         g.ok += 1;
                         g.last_body = body;
+                        if c.closing {
+                            g.closed_by_server += 1;
+                            client = None;
+                        }
                     }
                     Err(e) => {
                         g.failed += 1;
-                        g.errors.push(e);
+                        g.errors.push(format!(
+                            "{e} (after {:.1} s, request {on_conn} on its connection)",
+                            start.elapsed().as_secs_f64()
+                        ));
                         client = None;
                     }
                 }

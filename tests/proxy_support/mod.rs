@@ -26,6 +26,8 @@ use tokio::net::{TcpListener, TcpStream};
 mod support;
 pub use support::*;
 
+#[path = "../shared/pebble.rs"]
+pub mod pebble;
 #[path = "../shared/insecure_tls.rs"]
 pub mod insecure_tls;
 pub mod tls;

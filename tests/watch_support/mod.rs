@@ -339,7 +339,8 @@ pub fn compose_labels<'a>(project: &'a str, service: &'a str) -> Vec<(&'a str, &
 /// runtime inside the test process: the watcher speaks the real Docker API through it (via
 /// `DOCKER_HOST`), and [`EngineLink::cut`] makes the engine vanish for the watcher alone, the way
 /// an engine restart does (open connections, the event stream among them, drop; new ones are
-/// refused), without restarting the Docker engine other people use.
+/// refused), without restarting the Docker engine other people use. [`EngineLink::stall`] makes
+/// it hang instead: every connection, open or new, stays open and nothing more is forwarded.
 pub struct EngineLink {
     runtime: tokio::runtime::Runtime,
     pub path: PathBuf,
@@ -349,6 +350,7 @@ pub struct EngineLink {
         tokio::task::JoinHandle<()>,
     )>,
     accepted: Arc<std::sync::atomic::AtomicU64>,
+    stalled: tokio::sync::watch::Sender<bool>,
 }
 
 impl EngineLink {
@@ -365,6 +367,7 @@ impl EngineLink {
             upstream: PathBuf::from("/var/run/docker.sock"),
             serving: None,
             accepted: Arc::default(),
+            stalled: tokio::sync::watch::channel(false).0,
         };
         link.restore();
         link
@@ -389,9 +392,20 @@ impl EngineLink {
         }
     }
 
-    /// Listens again (after [`EngineLink::cut`]).
+    /// Stops forwarding without closing anything: requests in flight and new ones get no
+    /// answer, the way a hung engine (or a stuck socket in between) behaves. Until [`cut`] or
+    /// [`restore`].
+    ///
+    /// [`cut`]: EngineLink::cut
+    /// [`restore`]: EngineLink::restore
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    /// Listens again (after [`EngineLink::cut`] or [`EngineLink::stall`]).
     pub fn restore(&mut self) {
         self.cut();
+        self.stalled.send_replace(false);
         let _ = std::fs::remove_file(&self.path);
         let listener = {
             let _guard = self.runtime.enter();
@@ -402,6 +416,7 @@ impl EngineLink {
             listener,
             self.upstream.clone(),
             stopped,
+            self.stalled.subscribe(),
             self.accepted.clone(),
         ));
         self.serving = Some((stop, task));
@@ -419,6 +434,7 @@ async fn forward(
     listener: tokio::net::UnixListener,
     upstream: PathBuf,
     mut stopped: tokio::sync::watch::Receiver<bool>,
+    stalled: tokio::sync::watch::Receiver<bool>,
     accepted: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
@@ -429,9 +445,19 @@ async fn forward(
                 let Ok((mut client, _)) = conn else { continue };
                 accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let upstream = upstream.clone();
+                let mut stalled = stalled.clone();
                 connections.spawn(async move {
                     if let Ok(mut engine) = tokio::net::UnixStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+                        let stall = async {
+                            if stalled.wait_for(|s| *s).await.is_err() {
+                                std::future::pending::<()>().await;
+                            }
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut engine) => {}
+                            // Both sockets stay open, silent, until the link is cut.
+                            () = stall => std::future::pending::<()>().await,
+                        }
                     }
                 });
             }

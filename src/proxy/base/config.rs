@@ -11,6 +11,7 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::config_acme::AcmeConfig;
 pub use super::config_tls::{CertPair, Hsts, ListenerTls, RedirectHttps, UnknownSni, UpstreamTls};
 
 /// Root of `proxy.yml`.
@@ -41,6 +42,9 @@ pub struct ProxyConfig {
     pub routes: Vec<Route>,
     /// Upstream clusters by name.
     pub clusters: BTreeMap<String, Cluster>,
+    /// Automatic certificates from an ACME CA (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeConfig>,
 }
 
 /// One client-facing listener.
@@ -716,6 +720,9 @@ impl ProxyConfig {
                     "clusters.{name}.circuit_breaker: need 0 < base_ejection_ms <= max_ejection_ms"
                 ));
             }
+        }
+        if let Some(acme) = &self.acme {
+            errors.extend(acme.check());
         }
         errors
     }

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod breaker;
 pub mod clock;
 pub mod config;
+pub mod config_acme;
 pub mod config_tls;
 pub mod headers;
 pub mod memory;

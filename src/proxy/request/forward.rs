@@ -28,6 +28,7 @@ use crate::proxy::base::config::{AllDownPolicy, UpstreamProtocol};
 use crate::proxy::base::headers;
 use crate::proxy::base::routing;
 use crate::proxy::request::body::{ProxyBody, Tail};
+use crate::proxy::request::challenge;
 use crate::proxy::request::context::{Claim, ConnCtx, Tunnel};
 use crate::proxy::request::redirect;
 use crate::proxy::runtime::state::{ClusterRt, RouteRt};
@@ -97,6 +98,12 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
         })
     });
 
+    if let Some(resp) = challenge::answer(shared, &req) {
+        if let Some(entry) = log.as_mut() {
+            entry.status = resp.status().as_u16();
+        }
+        return with_log(resp, log);
+    }
     if let Some(port) = ctx.edge.redirect_https
         && redirect::applies(req.uri())
     {

@@ -2,8 +2,10 @@
 //! counters in [`super::metrics`] and the current snapshot.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::proxy::acme::SetStats;
 use crate::proxy::runtime::metrics::BUCKETS_US;
 use crate::proxy::runtime::state::{Shared, Snapshot};
 
@@ -145,7 +147,65 @@ pub fn render(shared: &Shared, snap: &Snapshot) -> String {
     }
     out.push_str("# TYPE itsup_proxy_upstream_inflight gauge\n# TYPE itsup_proxy_upstream_requests_total counter\n# TYPE itsup_proxy_upstream_failures_total counter\n");
     out.push_str(&lines);
+    if let Some(acme) = shared.acme.get() {
+        render_acme(&mut out, &acme.stats());
+    }
     out
+}
+
+/// The certificate manager's metrics, one series per name set (`names` label).
+fn render_acme(out: &mut String, sets: &[Arc<SetStats>]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let valid = sets
+        .iter()
+        .filter(|s| s.not_after.load(Ordering::Relaxed) > now)
+        .count();
+    let _ = writeln!(
+        out,
+        "# HELP itsup_proxy_acme_certificates Name sets with a valid certificate.\n# TYPE itsup_proxy_acme_certificates gauge\nitsup_proxy_acme_certificates {valid}"
+    );
+    type Field = fn(&SetStats) -> i64;
+    let series: [(&str, &str, &str, Field); 5] = [
+        (
+            "itsup_proxy_acme_orders_total",
+            "counter",
+            "ACME orders placed.",
+            |s| s.orders.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_acme_order_failures_total",
+            "counter",
+            "ACME orders (or account look-ups) that failed.",
+            |s| s.failures.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_acme_consecutive_failures",
+            "gauge",
+            "Failures since the last certificate; the retry backoff doubles with each.",
+            |s| s.consecutive_failures.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_acme_certificate_not_after_seconds",
+            "gauge",
+            "Expiry of the certificate in use (Unix time; 0 = none).",
+            |s| s.not_after.load(Ordering::Relaxed),
+        ),
+        (
+            "itsup_proxy_acme_next_attempt_seconds",
+            "gauge",
+            "When the next order is due: renewal or retry (Unix time).",
+            |s| s.next_attempt.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, field) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for s in sets {
+            let _ = writeln!(out, "{name}{{names=\"{}\"}} {}", escape(&s.names), field(s));
+        }
+    }
 }
 
 fn escape(v: &str) -> String {

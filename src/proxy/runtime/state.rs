@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
+use crate::proxy::acme;
 use crate::proxy::base::access_log::AccessLog;
 use crate::proxy::base::config::{
     self, AllDownPolicy, CircuitBreaker, HealthCheck, ProxyConfig, UpstreamProtocol,
@@ -69,6 +70,9 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Metrics,
     pub config_path: PathBuf,
+    /// The certificate manager when `acme` is configured (set once at start): its HTTP-01
+    /// answers and its metrics.
+    pub(crate) acme: OnceLock<acme::Manager>,
     servers: Mutex<HashMap<(String, String), Arc<ServerState>>>,
     route_metrics: Mutex<HashMap<String, Arc<RouteMetrics>>>,
     health_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
@@ -117,6 +121,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(placeholder),
             metrics: Metrics::default(),
             config_path: config_path.to_path_buf(),
+            acme: OnceLock::new(),
             servers: Mutex::default(),
             route_metrics: Mutex::default(),
             health_tasks: Mutex::default(),
@@ -141,6 +146,9 @@ impl Shared {
                 }
                 if cfg.listeners != current.config.listeners || cfg.admin != current.config.admin {
                     tracing::warn!("listener or admin address changes take effect after a restart");
+                }
+                if cfg.acme != current.config.acme {
+                    tracing::warn!("acme changes take effect after a restart");
                 }
                 let snap = self.compile(cfg, tls, current.access_log.clone());
                 drop(current);
