@@ -26,10 +26,10 @@ use tokio::net::{TcpListener, TcpStream};
 mod support;
 pub use support::*;
 
-#[path = "../shared/pebble.rs"]
-pub mod pebble;
 #[path = "../shared/insecure_tls.rs"]
 pub mod insecure_tls;
+#[path = "../shared/pebble.rs"]
+pub mod pebble;
 pub mod tls;
 
 /// What an upstream saw of one request.

@@ -29,15 +29,17 @@ pub struct CertMap {
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// Keyed by the suffix after `*.`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
-    /// The first certificate of the first source that has one.
+    /// The first configured certificate (`tls.certificates`). Certificates of the folder and
+    /// of ACME are never a default: a name without its own certificate gets the self-signed
+    /// one rather than another site's (which would name that site to anyone asking).
     default: Option<Arc<CertifiedKey>>,
 }
 
 impl CertMap {
-    fn build<'a>(loaded: impl Iterator<Item = &'a Loaded>) -> Self {
+    fn build<'a>(loaded: impl Iterator<Item = (Source, &'a Loaded)>) -> Self {
         let mut map = Self::default();
-        for cert in loaded {
-            if map.default.is_none() {
+        for (source, cert) in loaded {
+            if map.default.is_none() && source == Source::Files {
                 map.default = Some(cert.key.clone());
             }
             for name in &cert.names {
@@ -106,7 +108,11 @@ impl Store {
         sources.insert(source, certs);
         let mut order: Vec<&Source> = sources.keys().collect();
         order.sort();
-        let map = CertMap::build(order.into_iter().flat_map(|s| sources[s].iter()));
+        let map = CertMap::build(
+            order
+                .into_iter()
+                .flat_map(|s| sources[s].iter().map(move |c| (*s, c))),
+        );
         tracing::debug!(names = map.len(), "certificate map swapped");
         self.map.store(Arc::new(map));
     }
@@ -189,6 +195,19 @@ mod tests {
         assert!(Arc::ptr_eq(&got("c.b.example.com"), &exact.key));
         assert!(Arc::ptr_eq(
             &store.resolve(None).expect("default"),
+            &exact.key
+        ));
+
+        // Folder and ACME certificates are never the default.
+        let lone = Store::new(fallback.clone(), UnknownSni::Default);
+        lone.set(Source::Acme, vec![exact.clone()]);
+        lone.set(Source::Dir, vec![wild.clone()]);
+        assert!(Arc::ptr_eq(
+            &lone.resolve(Some("x.test")).expect("fallback"),
+            &fallback
+        ));
+        assert!(Arc::ptr_eq(
+            &lone.resolve(Some("a.example.com")).expect("acme"),
             &exact.key
         ));
 
