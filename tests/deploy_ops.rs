@@ -427,6 +427,8 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
             "-v",
             &format!("{}:/run/itsup", f.root.join("proxy/itsup/run").display()),
         ])
+        // As the rendered stack: the host's CA roots for the ACME client.
+        .args(["-v", "/etc/ssl/certs:/etc/ssl/certs:ro"])
         .args([&image, "itsup", "proxy", "--config", "/etc/itsup/proxy.yml"])
         .args(["--admin-listen", "0.0.0.0:9901"])
         .output()
