@@ -86,6 +86,7 @@ load() { wrk -t1 -c4 -d6s -H 'Host: x.test' -H 'Connection: close' "http://127.0
   | awk '/requests in/ {r=$1} /Non-2xx/ {n=$NF} /Socket errors/ {e=$0} END {printf "%s requests, %d non-2xx %s\n", r, n, e}'; }
 edge() { python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall((sys.argv[2]+"\n").encode()); print(s.makefile().read(), end="")' "$work/edge.sock" "$1"; }
 scur() { edge "show stat traefik-web 4 -1" | awk -F, -v s="$1" '$2==s {print $5}'; }
+status() { edge "show stat traefik-web 4 -1" | awk -F, -v s="$1" '$2==s {print $18}'; }
 loaded() { curl -sf "http://127.0.0.1:$1/api/rawdata" | grep -q '"r@file"'; }
 for i in $(seq "$runs"); do
   traefik-3.6 --configFile="$work/shared.yml" >/dev/null 2>&1 & old=$!; wait_port "$port"; sleep 1
@@ -104,11 +105,13 @@ for i in $(seq "$runs"); do
 
   haproxy -db -f "$work/edge.cfg" >/dev/null 2>&1 & e=$!
   traefik-3.6 --configFile="$work/blue.yml" >/dev/null 2>&1 & old=$!
-  until loaded "$blue_api"; do sleep 0.05; done
+  until loaded "$blue_api" && [ "$(status blue)" = UP ]; do sleep 0.05; done
   load >"$work/out" & l=$!
   sleep 2; traefik-3.7 --configFile="$work/green.yml" >/dev/null 2>&1 & new=$!
   until loaded "$green_api"; do sleep 0.05; done
+  # As apply does: admit green, wait for the edge's check to see it UP, then drain blue.
   edge "set server traefik-web/green state ready" >/dev/null
+  until [ "$(status green)" = UP ]; do sleep 0.05; done
   edge "set server traefik-web/blue state drain" >/dev/null
   for _ in $(seq 100); do [ "$(scur blue)" = 0 ] && break; sleep 0.05; done
   kill -TERM "$old"; wait "$l"

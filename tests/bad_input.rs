@@ -741,6 +741,34 @@ fn ipv4_address_checked_against_a_custom_subnet() {
 }
 
 #[test]
+fn ipv4_address_of_the_dns_honeypot_and_a_bad_dns_block() {
+    let root = with_bad(
+        "ingress:\n  - service: web\n    domain: bad.example.com\n    ipv4_address: 10.5.0.254\n",
+        &["web"],
+    );
+    // The honeypot's default address is the subnet's last usable one.
+    root.write(
+        "projects/itsup.yml",
+        "proxy:\n  subnet: 10.5.0.0/24\ndns:\n  enabled: true\n",
+    );
+    assert_left_out(
+        &root,
+        &["bad"],
+        &[
+            "projects/bad/ingress.yml:4:19: error: `ipv4_address` 10.5.0.254 is the DNS honeypot's address (dns.address in itsup.yml)",
+        ],
+    );
+    root.write(
+        "projects/itsup.yml",
+        "proxy:\n  subnet: 10.5.0.0/24\ndns:\n  enabled: true\n  address: 10.6.0.53\n  upstream: [127.0.0.11, resolver]\n",
+    );
+    root.itsup(&["validate"])
+        .code(1)
+        .has("projects/itsup.yml:5:12: error: `address` 10.6.0.53 is not a usable address of the proxy subnet 10.5.0.0/24 (proxy.subnet)")
+        .has("projects/itsup.yml:6:*: error: `upstream`: \"resolver\" is not an IP address");
+}
+
+#[test]
 fn ipv4_address_network_broadcast_and_gateway() {
     let ingress = concat!(
         "ingress:\n",

@@ -139,8 +139,8 @@ fn deploy_bundled_example_end_to_end() {
 
     deploy_support::example_host_clear();
     let mut tags = deploy_support::ImageTags::new();
+    // `itsup agent` runs the itsup image, which apply builds from the binary under test.
     let itsup_image = deploy_support::itsup_image_tag();
-    deploy_support::itsup_image(&itsup_image);
     tags.adopt(&itsup_image);
     for image in EXAMPLE_IMAGES {
         tags.tag(deploy_support::APP_EXAMPLE, image);

@@ -405,8 +405,8 @@ fn admin_servers(port: u16) -> Vec<(String, String, String)> {
 #[test]
 fn deploy_itsup_engine_rollout_through_the_admin_api() {
     let mut tags = deploy_support::ImageTags::new();
+    // Built by apply from the binary under test (see deploy_apply_builds_the_missing_itsup_image).
     let image = deploy_support::itsup_image_tag();
-    deploy_support::itsup_image(&image);
     tags.adopt(&image);
     let f = Fixture::itsup_engine(&image);
     let app = f.app_project("app", APP_V1, "");
@@ -429,7 +429,7 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
         ])
         // As the rendered stack: the host's CA roots for the ACME client.
         .args(["-v", "/etc/ssl/certs:/etc/ssl/certs:ro"])
-        .args([&image, "itsup", "proxy", "--config", "/etc/itsup/proxy.yml"])
+        .args([&image, "proxy", "--config", "/etc/itsup/proxy.yml"])
         .args(["--admin-listen", "0.0.0.0:9901"])
         .output()
         .expect("docker run");
@@ -642,6 +642,19 @@ fn deploy_down_stops_then_cleans_and_apply_brings_it_back() {
     );
     f.itsup_expect(&["apply"], 0);
     serving("after apply following down --clean");
+
+    // One project only: its containers and Compose network go, the proxy and its network stay.
+    let out = f.itsup_expect(&["down", &name, "--clean"], 0);
+    let report = text(&out.stdout);
+    assert!(!report.contains("proxy:"), "{report}");
+    assert!(!exists("network", &format!("{name}_default")), "{report}");
+    assert!(exists("network", &f.network), "{report}");
+    let left = deploy_support::running(&f);
+    assert!(
+        !left.is_empty() && left.iter().all(|c| !c.starts_with(&name)),
+        "{left:?}"
+    );
+    assert!(exists("volume", &volume));
 }
 
 /// The DNS honeypot of `dns:` in itsup.yml with the real dnsmasq (Debian's, image
@@ -727,5 +740,55 @@ fn deploy_dns_honeypot_logs_and_forwards_queries() {
     assert!(
         logs.contains("reply") && logs.contains("10.9.8.7"),
         "{logs}"
+    );
+}
+
+/// The itsup image is built by apply from its own executable when the engine lacks it (a tag
+/// unique to this test through `proxy.itsupImage`), runs `itsup --version` as its entrypoint,
+/// serves as engine itsup, and is not rebuilt by the next apply.
+#[test]
+fn deploy_apply_builds_the_missing_itsup_image() {
+    let mut tags = deploy_support::ImageTags::new();
+    let image = deploy_support::itsup_image_tag();
+    tags.adopt(&image);
+    assert!(!exists("image", &image), "{image} is new");
+    let f = Fixture::itsup_engine(&image);
+    f.app_project("app", APP_V1, "");
+    let dry = f.itsup_expect(&["apply", "--dry-run"], 2);
+    assert!(
+        text(&dry.stderr).contains(&format!("the itsup image {image} is missing")),
+        "{}",
+        text(&dry.stderr)
+    );
+    assert!(!exists("image", &image), "a dry run builds nothing");
+    let out = f.itsup_expect(&["apply"], 0);
+    assert!(
+        text(&out.stderr).contains(&format!("built {image}")),
+        "{}",
+        text(&out.stderr)
+    );
+    let version = Command::new("docker")
+        .args(["run", "--rm", &image, "--version"])
+        .output()
+        .expect("docker run");
+    assert_eq!(
+        text(&version.stdout).trim(),
+        format!("itsup {}", env!("CARGO_PKG_VERSION")),
+        "{}",
+        text(&version.stderr)
+    );
+    // Over HTTPS: engine itsup redirects plain HTTP there.
+    let body = eventually(Duration::from_secs(30), || {
+        deploy_support::Client::connect(f.https_port)
+            .and_then(|mut c| c.get("app.test"))
+            .ok()
+    })
+    .expect("the app answers through the itsup proxy of the built image");
+    assert_eq!(body.trim(), "version=v1");
+    let again = f.itsup_expect(&["apply"], 0);
+    assert!(
+        !text(&again.stderr).contains("building"),
+        "{}",
+        text(&again.stderr)
     );
 }

@@ -162,6 +162,31 @@ fn deploy_bundled_example_through_traefik() {
         reply.contains("X-Proxy-Source: "),
         "PROXY v2 at the backend: {reply}"
     );
+    // The client's address survives the edge (its own PROXY v2 header to Traefik): the
+    // backend is told of the client as the edge saw it, never of the edge itself.
+    let edge = f
+        .proxy_container("edge-net")
+        .expect("the edge's holder runs");
+    let edge_ip = deploy_support::docker(&[
+        "inspect",
+        "-f",
+        &format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            f.network
+        ),
+        &edge,
+    ]);
+    let source = reply
+        .lines()
+        .find_map(|l| l.strip_prefix("X-Proxy-Source: "))
+        .unwrap_or_default()
+        .trim();
+    let client: Option<std::net::SocketAddr> = source.parse().ok();
+    assert!(
+        !edge_ip.trim().is_empty() && client.is_some_and(|c| c.ip().to_string() != edge_ip.trim()),
+        "the backend sees the client ({source}), not the edge ({})",
+        edge_ip.trim()
+    );
 
     // h2c to the gRPC service, both replicas in Traefik's load balancer.
     let status = eventually(Duration::from_secs(20), || {

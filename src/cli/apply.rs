@@ -76,6 +76,20 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     runtime.block_on(async {
         let docker = docker::connect().await?;
         let mut snap = crate::deploy::snapshot(root, plan, &generated.artifacts, &docker).await?;
+        if let Some(image) = missing_itsup_image(plan, &snap.desired) {
+            if args.dry_run {
+                eprintln!("the itsup image {image} is missing: apply builds it from this executable");
+            } else {
+                if !global.quiet {
+                    eprintln!("building the itsup image {image} from this executable…");
+                }
+                crate::deploy::image::build(&docker, &image).await?;
+                if !global.quiet {
+                    eprintln!("built {image}");
+                }
+                snap = crate::deploy::snapshot(root, plan, &generated.artifacts, &docker).await?;
+            }
+        }
         if args.dry_run {
             if crate::deploy::journal::leftover(root)?.is_some() {
                 eprintln!(
@@ -181,6 +195,20 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
             !(results.iter().all(|r| r.ok) && outcome.is_valid()),
         ))
     })
+}
+
+/// The itsup image (`proxy.itsupImage`) when a service to run uses it (engine itsup, the gRPC
+/// agent) and the engine lacks it: apply builds it from its own executable.
+fn missing_itsup_image(plan: &crate::plan::Plan, desired: &Desired) -> Option<String> {
+    let image = crate::render::compose::itsup_image(plan);
+    desired
+        .proxy
+        .iter()
+        .chain(desired.projects.iter())
+        .filter(|s| s.enabled)
+        .flat_map(|s| &s.services)
+        .any(|s| s.image_missing && s.image.as_deref() == Some(image.as_str()))
+        .then_some(image)
 }
 
 /// Containers of projects other than `broken`.

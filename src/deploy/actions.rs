@@ -373,10 +373,14 @@ fn move_behind_the_edge(stack: &mut StackPlan) {
             && s.action == Action::Rollout
             && s.containers.iter().any(|c| c.running)
     }) {
+        let reason = "moves behind the new edge, which takes over its published ports: \
+                      Traefik is restarted once, a brief outage";
         s.action = Action::Recreate;
-        s.reason = "moves behind the new edge, which takes over its published ports: \
-                    Traefik is restarted once, a brief outage"
-            .into();
+        s.reason = reason.into();
+        if let Some(d) = s.desired.as_mut() {
+            d.rollout.strategy = Rollout::StopFirst;
+            d.rollout.reason = reason.into();
+        }
     }
 }
 

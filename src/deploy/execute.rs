@@ -680,6 +680,9 @@ async fn rollout_journaled(
         if edge {
             // Ready means routing: every expected router loaded, none in error (its ping
             // answers long before its providers have delivered a configuration).
+            if new_ips.len() != new.len() {
+                anyhow::bail!("the new Traefik has no address on the proxy network");
+            }
             line.step("waiting for the new Traefik to load its routers");
             for ip in &new_ips {
                 super::traefik_api::wait_loaded(
@@ -690,9 +693,6 @@ async fn rollout_journaled(
                     ctx.ready_timeout,
                 )
                 .await?;
-            }
-            if new_ips.len() != new.len() {
-                anyhow::bail!("the new Traefik has no address on the proxy network");
             }
         } else {
             wait_all_ready(ctx, d, &new, line).await?;

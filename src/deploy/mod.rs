@@ -9,7 +9,7 @@
 //! behind the edge). One apply at a time ([`lock`]); [`secrets`]
 //! reach Compose as environment only. Rollouts in flight are kept in a [`journal`], so that
 //! the next apply [`heal`]s what one killed halfway left behind. [`down`] stops (and cleans up)
-//! what apply started.
+//! what apply started; [`image`] builds the itsup image apply runs when the engine lacks it.
 
 pub mod actions;
 pub mod admission;
@@ -23,6 +23,7 @@ pub mod haproxy;
 pub mod hash;
 pub mod heal;
 pub mod health;
+pub mod image;
 pub mod itsup_admin;
 pub mod journal;
 pub mod labels;

@@ -4,7 +4,9 @@
 
 use serde_json::{Map, Value};
 
-use super::Ingress;
+use std::net::Ipv4Addr;
+
+use super::{Dns, Ingress};
 
 /// Where ACME HTTP-01 challenges arrive; such routes stay on plain HTTP.
 pub const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge";
@@ -51,4 +53,18 @@ pub fn compose_service_names(compose: Option<&Map<String, Value>>) -> Vec<String
         .and_then(Value::as_object)
         .map(|s| s.keys().cloned().collect())
         .unwrap_or_default()
+}
+
+/// The DNS honeypot's address when `dns:` is enabled: `dns.address`, else the subnet's last
+/// usable address (Docker hands addresses out from the low end).
+pub fn dns_address(dns: &Dns, subnet: ipnet::Ipv4Net) -> Option<Ipv4Addr> {
+    if !dns.enabled {
+        return None;
+    }
+    Some(
+        dns.address
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| Ipv4Addr::from(u32::from(subnet.broadcast()).saturating_sub(1))),
+    )
 }

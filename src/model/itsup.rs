@@ -55,7 +55,7 @@ pub struct Versions {
     /// HAProxy image tag (default `2.6`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub haproxy: Option<String>,
-    /// Tag of the DNS honeypot's dnsmasq image `4km3/dnsmasq` (default `2.90-r3`).
+    /// Tag of the DNS honeypot's dnsmasq image `4km3/dnsmasq` (default `2.86-r0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dnsmasq: Option<String>,
 }

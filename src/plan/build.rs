@@ -306,23 +306,16 @@ fn project_plan(
 pub const DOCKER_DNS: &str = "127.0.0.11";
 /// Image of the DNS honeypot when neither `dns.image` nor `versions.dnsmasq` says otherwise.
 pub const DNSMASQ_REPOSITORY: &str = "4km3/dnsmasq";
-pub const DEFAULT_DNSMASQ: &str = "2.90-r3";
+pub const DEFAULT_DNSMASQ: &str = "2.86-r0";
 
-/// The honeypot of `dns:` when enabled, its defaults filled in: the subnet's last usable
-/// address (Docker hands addresses out from the low end), Docker's DNS upstream.
+/// The honeypot of `dns:` when enabled, its defaults filled in (address: see
+/// `model::dns_address`; upstream: Docker's DNS).
 pub fn dns_honeypot(
     config: &crate::model::ItsupConfig,
     subnet: ipnet::Ipv4Net,
 ) -> Option<DnsHoneypot> {
     let dns = &config.dns;
-    if !dns.enabled {
-        return None;
-    }
-    let address = dns
-        .address
-        .as_deref()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| Ipv4Addr::from(u32::from(subnet.broadcast()).saturating_sub(1)));
+    let address = crate::model::dns_address(dns, subnet)?;
     let upstream = if dns.upstream.is_empty() {
         vec![DOCKER_DNS.to_string()]
     } else {

@@ -272,7 +272,7 @@ fn row_problems(
             _ => {}
         }
         if let (Ok(ip), Some(net)) = (addr.parse::<std::net::Ipv4Addr>(), subnet)
-            && crate::plan::build::dns_honeypot(config, net).is_some_and(|d| d.address == ip)
+            && crate::model::dns_address(&config.dns, net) == Some(ip)
         {
             out.push(at(
                 p("ipv4_address"),

@@ -503,18 +503,6 @@ impl Drop for ImageTags {
     }
 }
 
-/// Builds an image of the binary under test (for `itsup agent`), tagged `tag`.
-pub fn itsup_image(tag: &str) {
-    let status = Command::new("bash")
-        .arg(".ci/images/itsup-image.bash")
-        .arg(itsup_bin())
-        .arg(tag)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run itsup-image.bash");
-    assert!(status.success(), "building {tag} failed");
-}
-
 #[path = "../shared/insecure_tls.rs"]
 pub mod insecure_tls;
 
