@@ -427,6 +427,8 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
             "-v",
             &format!("{}:/run/itsup", f.root.join("proxy/itsup/run").display()),
         ])
+        // As the rendered stack: the host's CA roots for the ACME client.
+        .args(["-v", "/etc/ssl/certs:/etc/ssl/certs:ro"])
         .args([&image, "proxy", "--config", "/etc/itsup/proxy.yml"])
         .args(["--admin-listen", "0.0.0.0:9901"])
         .output()
@@ -775,8 +777,9 @@ fn deploy_apply_builds_the_missing_itsup_image() {
         "{}",
         text(&version.stderr)
     );
+    // Over HTTPS: engine itsup redirects plain HTTP there.
     let body = eventually(Duration::from_secs(30), || {
-        deploy_support::Client::connect_plain(f.http_port)
+        deploy_support::Client::connect(f.https_port)
             .and_then(|mut c| c.get("app.test"))
             .ok()
     })

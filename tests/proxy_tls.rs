@@ -245,7 +245,27 @@ fn upstream_tls_and_mutual_tls_verify_by_default_and_failures_are_502_with_a_log
             "  noverify: {{servers: [{{address: \"{}\"}}], tls: {{verify: false}}}}\n",
             plain_tls.addr
         );
+        // Health checks speak TLS too: a verified server comes up, an unverifiable one goes down.
+        for (name, tls) in [("checked", ca_opt.clone()), ("checkedbad", format!(", ca: \"{}\"", other_file.display()))] {
+            config += &format!(
+                "  {name}: {{servers: [{{address: \"{}\"}}], health_check: {{path: /h, interval_ms: 100, rise: 1, fall: 1}}, tls: {{server_name: backend.internal{tls}}}}}\n",
+                plain_tls.addr
+            );
+        }
         let proxy = Proxy::start(&config);
+        let up = |cluster: &'static str| {
+            let proxy = &proxy;
+            let name = format!(
+                "itsup_proxy_upstream_up{{cluster=\"{cluster}\",server=\"{}\"}}",
+                plain_tls.addr
+            );
+            async move { proxy.metric(&name).await }
+        };
+        proxy
+            .wait_for("health checks over TLS", Duration::from_secs(5), || async {
+                up("checked").await == 1.0 && up("checkedbad").await == 0.0
+            })
+            .await;
 
         let (status, _, body) = get(proxy.addr, "https.test", "/p").await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "tls-upstream HTTP/1.1 /p"));

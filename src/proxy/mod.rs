@@ -119,6 +119,12 @@ async fn serve(
     tokio::spawn(supervisor.clone().run(shared.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut fallback = None;
+    // TLS-ALPN-01 validations are answered on every TLS listener when ACME is configured.
+    let challenges: Option<tls::resolver::AlpnChallenges> = shared.acme.get().map(|m| {
+        let c = m.challenges();
+        Arc::new(move |name: &str| c.tls_alpn01(name)) as tls::resolver::AlpnChallenges
+    });
+    let mut stores = Vec::new();
     for l in &cfg.listeners {
         let sock = TcpListener::bind(&l.address)
             .await
@@ -143,7 +149,9 @@ async fn serve(
             Some(f) => Arc::clone(f),
             None => fallback.insert(self_signed::make()?).clone(),
         };
-        let edge = tls_edge(tls, fallback).with_context(|| format!("listener {}", l.address))?;
+        let (edge, store) = tls_edge(tls, fallback, challenges.clone())
+            .with_context(|| format!("listener {}", l.address))?;
+        stores.push(store);
         eprintln!("itsup proxy: listening on {} (TLS)", sock.local_addr()?);
         tokio::spawn(tls_listener::serve(
             sock,
@@ -172,6 +180,17 @@ async fn serve(
     }
     // Orders start once the listeners that answer HTTP-01 are up.
     if let Some(manager) = shared.acme.get() {
+        // Every certificate the manager holds (loaded from the store at start, then each issue
+        // or renewal) goes into every TLS listener's SNI map.
+        tls::store::follow(stores, Source::Acme, manager.certificates(), |issued| {
+            issued
+                .iter()
+                .map(|i| certs::Loaded {
+                    names: i.names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+                    key: i.key.clone(),
+                })
+                .collect()
+        });
         manager.start();
     }
     reload::watch(shared.clone())?;
@@ -210,7 +229,8 @@ async fn serve(
 fn tls_edge(
     tls: &config::ListenerTls,
     fallback: Arc<rustls::sign::CertifiedKey>,
-) -> anyhow::Result<tls_listener::TlsEdge> {
+    challenges: Option<tls::resolver::AlpnChallenges>,
+) -> anyhow::Result<(tls_listener::TlsEdge, Arc<Store>)> {
     let store = Arc::new(Store::new(fallback, tls.unknown_sni));
     let files = tls
         .certificates
@@ -222,10 +242,11 @@ fn tls_edge(
         cert_dir::watch(PathBuf::from(dir), store.clone())
             .with_context(|| format!("watching certificate folder {dir}"))?;
     }
-    let server = tls::server::config(store, None)?;
-    Ok(tls_listener::TlsEdge {
+    let server = tls::server::config(store.clone(), challenges)?;
+    let edge = tls_listener::TlsEdge {
         acceptor: tokio_rustls::TlsAcceptor::from(server),
         handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
         handshakes: Arc::new(tokio::sync::Semaphore::new(tls.max_handshakes)),
-    })
+    };
+    Ok((edge, store))
 }

@@ -12,8 +12,39 @@ use crate::proxy::config::ProxyConfig;
 /// Admin API port inside the proxy container (loopback only).
 pub const ADMIN_PORT: u16 = 9901;
 
-/// `proxy/itsup/proxy.yml`.
-pub fn render(plan: &Plan, templates: &Templates) -> Result<Artifact, RenderError> {
+/// Where `acme.caBundle` is written: inside the folder mounted at `/etc/itsup`.
+pub const ACME_CA_FILE: &str = "proxy/itsup/acme-ca.pem";
+/// The same file as the proxy sees it.
+const ACME_CA_MOUNTED: &str = "/etc/itsup/acme-ca.pem";
+
+/// The `acme` section: one order per distinct name set of the https rows (`tls.main` +
+/// `tls.sans`, else the domain), the CA settings of `itsup.yml`; `None` without https rows.
+fn acme(plan: &Plan) -> Option<serde_json::Value> {
+    let mut sets: Vec<&[String]> = Vec::new();
+    for r in plan
+        .http
+        .iter()
+        .filter(|r| r.https && !r.cert_names.is_empty())
+    {
+        if !sets.contains(&r.cert_names.as_slice()) {
+            sets.push(&r.cert_names);
+        }
+    }
+    if sets.is_empty() {
+        return None;
+    }
+    let a = &plan.settings.acme;
+    Some(json!({
+        "email": a.email,
+        "staging": a.staging,
+        "ca_server": a.ca_server,
+        "ca_bundle": plan.settings.acme_ca_pem.as_ref().map(|_| ACME_CA_MOUNTED),
+        "certificates": sets,
+    }))
+}
+
+/// `proxy/itsup/proxy.yml` (and the ACME CA bundle when there is one).
+pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, RenderError> {
     let routes: Vec<serde_json::Value> = plan
         .http
         .iter()
@@ -35,6 +66,7 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Artifact, RenderErro
             "https_port": plan.settings.https_port,
             "https": plan.http.iter().any(|r| r.https),
             "admin_port": ADMIN_PORT,
+            "acme": acme(plan),
             "routes": routes,
         }),
     )?;
@@ -48,5 +80,11 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Artifact, RenderErro
     if !problems.is_empty() {
         return Err(invalid(problems.join("; ")));
     }
-    Ok(Artifact::new("proxy/itsup/proxy.yml", &to_yaml(&value)))
+    let mut out = Vec::new();
+    // The header line is harmless: PEM readers skip text before `-----BEGIN`.
+    if let Some(pem) = &plan.settings.acme_ca_pem {
+        out.push(Artifact::new(ACME_CA_FILE, pem));
+    }
+    out.push(Artifact::new("proxy/itsup/proxy.yml", &to_yaml(&value)));
+    Ok(out)
 }

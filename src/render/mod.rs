@@ -73,7 +73,7 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
             haproxy::render(plan, templates)?,
             haproxy::render_hold(templates)?,
         ]),
-        Engine::Itsup => out.push(itsup::render(plan, templates)?),
+        Engine::Itsup => out.extend(itsup::render(plan, templates)?),
     }
     let upstream: Vec<Option<Artifact>> = plan
         .projects

@@ -1,6 +1,6 @@
 //! The `acme` block of `itsup.yml` beyond its schema: `caServer` must be an HTTPS directory
 //! URL, `caBundle` a readable PEM of certificates inside `projects/`, and both are refused with
-//! an engine that has no ACME client to hand them to.
+//! an engine that has no ACME client to hand them to (haproxy; traefik and itsup have one).
 
 use std::path::{Component, Path};
 
@@ -21,7 +21,7 @@ pub struct Problem {
 pub fn check(root: &Path, config: &ItsupConfig) -> (Option<String>, Vec<Problem>) {
     let acme = &config.acme;
     let mut problems = Vec::new();
-    if config.proxy.engine != Engine::Traefik {
+    if config.proxy.engine == Engine::Haproxy {
         for (set, pointer, key) in [
             (acme.ca_server.is_some(), "/acme/caServer", "caServer"),
             (acme.ca_bundle.is_some(), "/acme/caBundle", "caBundle"),
@@ -30,8 +30,8 @@ pub fn check(root: &Path, config: &ItsupConfig) -> (Option<String>, Vec<Problem>
                 problems.push(Problem {
                     pointer,
                     message: format!(
-                        "`acme.{key}` is only honoured by engine traefik (engine {} obtains no \
-                         ACME certificates: it serves the PEM files in its certs folder)",
+                        "`acme.{key}` is only honoured by engines traefik and itsup (engine {} \
+                         obtains no ACME certificates: it serves the PEM files in its certs folder)",
                         config.proxy.engine.as_str()
                     ),
                 });
@@ -145,14 +145,16 @@ mod tests {
     fn accepts_a_real_bundle_and_an_https_directory() {
         let key = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).expect("cert");
         let dir = root_with("ca/root.pem", &key.cert.pem());
-        let c = config(
-            Engine::Traefik,
-            Some("https://10.0.0.1:14000/dir"),
-            Some("ca/root.pem"),
-        );
-        let (pem, problems) = check(dir.path(), &c);
-        assert_eq!(problems, vec![]);
-        assert!(pem.is_some_and(|p| p.contains("BEGIN CERTIFICATE")));
+        for engine in [Engine::Traefik, Engine::Itsup] {
+            let c = config(
+                engine,
+                Some("https://10.0.0.1:14000/dir"),
+                Some("ca/root.pem"),
+            );
+            let (pem, problems) = check(dir.path(), &c);
+            assert_eq!(problems, vec![]);
+            assert!(pem.is_some_and(|p| p.contains("BEGIN CERTIFICATE")));
+        }
     }
 
     #[test]
@@ -177,6 +179,10 @@ mod tests {
         )
         .1;
         assert_eq!(other.len(), 2);
-        assert!(other[0].message.contains("only honoured by engine traefik"));
+        assert!(
+            other[0]
+                .message
+                .contains("only honoured by engines traefik and itsup")
+        );
     }
 }

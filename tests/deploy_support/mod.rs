@@ -234,7 +234,9 @@ impl Fixture {
         f.write(
             "projects/itsup.yml",
             &format!(
-                "proxy:\n  engine: itsup\n  image: {image}\n  itsupImage: {image}\n  httpPort: {}\n  httpsPort: {}\n  network: {}\n  subnet: {}\n",
+                // No CA is reachable from the test network (the proxy serves its self-signed
+                // default and retries with backoff), and no public CA is ever asked.
+                "acme:\n  caServer: https://127.0.0.1:9/directory\nproxy:\n  engine: itsup\n  image: {image}\n  itsupImage: {image}\n  httpPort: {}\n  httpsPort: {}\n  network: {}\n  subnet: {}\n",
                 f.http_port,
                 f.https_port,
                 f.network,

@@ -16,7 +16,6 @@ use x509_parser::extensions::GeneralName;
 pub(crate) struct Issued {
     /// DNS names of the leaf (its subjectAltName).
     pub(crate) names: Vec<String>,
-    #[allow(dead_code)] // served by the TLS listeners (issue 13, the tls-edge half)
     pub(crate) key: Arc<CertifiedKey>,
     pub(crate) not_after: SystemTime,
 }

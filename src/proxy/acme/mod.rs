@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 pub(crate) use cert::Issued;
-#[allow(unused_imports)] // ACME_TLS_ALPN: for the TLS listeners (issue 13, the tls-edge half)
 pub(crate) use challenges::{ACME_TLS_ALPN, Challenges, HTTP01_PREFIX};
 pub(crate) use stats::SetStats;
 

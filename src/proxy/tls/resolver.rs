@@ -9,9 +9,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use super::store::Store;
-
-/// The ALPN protocol of TLS-ALPN-01 validations.
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+pub(crate) use crate::proxy::acme::ACME_TLS_ALPN;
 
 /// Answers TLS-ALPN-01 challenges: the certificate for a name being validated.
 pub type AlpnChallenges = Arc<dyn Fn(&str) -> Option<Arc<CertifiedKey>> + Send + Sync>;

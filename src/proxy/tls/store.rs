@@ -29,15 +29,17 @@ pub struct CertMap {
     exact: HashMap<String, Arc<CertifiedKey>>,
     /// Keyed by the suffix after `*.`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
-    /// The first certificate of the first source that has one.
+    /// The first configured certificate (`tls.certificates`). Certificates of the folder and
+    /// of ACME are never a default: a name without its own certificate gets the self-signed
+    /// one rather than another site's (which would name that site to anyone asking).
     default: Option<Arc<CertifiedKey>>,
 }
 
 impl CertMap {
-    fn build<'a>(loaded: impl Iterator<Item = &'a Loaded>) -> Self {
+    fn build<'a>(loaded: impl Iterator<Item = (Source, &'a Loaded)>) -> Self {
         let mut map = Self::default();
-        for cert in loaded {
-            if map.default.is_none() {
+        for (source, cert) in loaded {
+            if map.default.is_none() && source == Source::Files {
                 map.default = Some(cert.key.clone());
             }
             for name in &cert.names {
@@ -106,7 +108,11 @@ impl Store {
         sources.insert(source, certs);
         let mut order: Vec<&Source> = sources.keys().collect();
         order.sort();
-        let map = CertMap::build(order.into_iter().flat_map(|s| sources[s].iter()));
+        let map = CertMap::build(
+            order
+                .into_iter()
+                .flat_map(|s| sources[s].iter().map(move |c| (*s, c))),
+        );
         tracing::debug!(names = map.len(), "certificate map swapped");
         self.map.store(Arc::new(map));
     }
@@ -122,6 +128,31 @@ impl Store {
             UnknownSni::Default => Some(map.default.as_ref().unwrap_or(&self.fallback).clone()),
         }
     }
+}
+
+/// Keeps the `source` certificates of every store in `stores` equal to what `updates` holds
+/// (the ACME manager's certificates), converted by `convert`, until the sender goes away.
+pub fn follow<T, F>(
+    stores: Vec<Arc<Store>>,
+    source: Source,
+    mut updates: tokio::sync::watch::Receiver<T>,
+    convert: F,
+) where
+    T: Send + Sync + 'static,
+    F: Fn(&T) -> Vec<Loaded> + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let certs = convert(&updates.borrow_and_update());
+            tracing::info!(certificates = certs.len(), ?source, "certificates updated");
+            for store in &stores {
+                store.set(source, certs.clone());
+            }
+            if updates.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 #[cfg(test)]
@@ -164,6 +195,19 @@ mod tests {
         assert!(Arc::ptr_eq(&got("c.b.example.com"), &exact.key));
         assert!(Arc::ptr_eq(
             &store.resolve(None).expect("default"),
+            &exact.key
+        ));
+
+        // Folder and ACME certificates are never the default.
+        let lone = Store::new(fallback.clone(), UnknownSni::Default);
+        lone.set(Source::Acme, vec![exact.clone()]);
+        lone.set(Source::Dir, vec![wild.clone()]);
+        assert!(Arc::ptr_eq(
+            &lone.resolve(Some("x.test")).expect("fallback"),
+            &fallback
+        ));
+        assert!(Arc::ptr_eq(
+            &lone.resolve(Some("a.example.com")).expect("acme"),
             &exact.key
         ));
 
