@@ -249,6 +249,7 @@ fn haproxy_sockets_gone_mid_rollout_leave_the_old_version_serving_and_the_next_a
     }
     let out = child.wait_with_output().expect("apply");
     let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    eprintln!("apply with HAProxy's sockets gone:\n{report}");
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(
         report.contains("run/admin.sock"),
@@ -328,6 +329,7 @@ fn itsup_admin_socket_gone_mid_rollout_leaves_the_old_version_serving_and_the_ne
     std::fs::rename(&socket, &away).expect("move the socket");
     let out = child.wait_with_output().expect("apply");
     let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    eprintln!("apply with the itsup proxy's admin socket gone:\n{report}");
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(
         report.contains("proxy/itsup/run/admin.sock"),
