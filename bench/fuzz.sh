@@ -24,8 +24,8 @@ for t in "${targets[@]}"; do
   status=0
   cargo +nightly fuzz run "${BUILD[@]}" "$t" -- -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
     -print_final_stats=1 >"$log" 2>&1 || status=$?
-  execs=$(awk -F: '/stat::number_of_executed_units/ { gsub(/ /, "", $2); print $2 }' "$log")
-  rate=$(awk -F: '/stat::average_exec_per_sec/ { gsub(/ /, "", $2); print $2 }' "$log")
+  execs=$(awk '/stat::number_of_executed_units/ { print $NF }' "$log")
+  rate=$(awk '/stat::average_exec_per_sec/ { print $NF }' "$log")
   # libFuzzer's last status line: `cov:` counts the code edges (sancov PCs) reached so far.
   cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | cut -d' ' -f2)
   corpus=$(find "corpus/$t" -type f | wc -l)
