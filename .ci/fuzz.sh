@@ -38,7 +38,7 @@ for target in $(cargo +nightly fuzz list); do
   status=0
   cargo +nightly fuzz run "${BUILD[@]}" "$target" "$work" -- -max_total_time="$SECS" \
     -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$work.log" 2>&1 || status=$?
-  execs=$(awk -F: '/stat::number_of_executed_units/ { gsub(/ /, "", $2); print $2 }' "$work.log")
+  execs=$(awk '/stat::number_of_executed_units/ { print $NF }' "$work.log")
   echo "fuzz: $target: ${SECS} s, ${execs:-?} inputs"
   if [ "$status" != 0 ]; then
     grep -E '^==[0-9]+==|^SUMMARY|panicked' "$work.log" >&2 || true

@@ -43,12 +43,13 @@ fn running_app_containers(f: &Fixture, app: &str) -> Vec<String> {
     .collect()
 }
 
-/// `itsup apply --timeout 20` in the background, through `docker_host` when given.
-fn spawn_apply(f: &Fixture, docker_host: Option<String>) -> Child {
+/// `itsup apply --timeout 20 [targets]` in the background, through `docker_host` when given.
+fn spawn_apply(f: &Fixture, docker_host: Option<String>, targets: &[&str]) -> Child {
     let mut cmd = Command::new(deploy_support::itsup_bin());
     cmd.arg("--root")
         .arg(&f.root)
         .args(["apply", "--timeout", "20"])
+        .args(targets)
         .env("CI", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -99,7 +100,7 @@ fn engine_cut_mid_rollout_and_failing_compose_leave_the_old_version_serving() {
     // The engine goes away as soon as the new container exists.
     f.app_project("app", APP_V2, "");
     let mut link = watch_support::EngineLink::up(f.dir.path().join("engine.sock"));
-    let child = spawn_apply(&f, Some(link.docker_host()));
+    let child = spawn_apply(&f, Some(link.docker_host()), &[]);
     let started = eventually(Duration::from_secs(60), || {
         (app_containers(&f, &app).len() > before.len()).then_some(())
     });
@@ -176,7 +177,7 @@ fn engine_stalled_mid_rollout_fails_after_a_bounded_wait_and_the_next_apply_conv
 
     slow_ready_v2(&f);
     let link = watch_support::EngineLink::up(f.dir.path().join("engine.sock"));
-    let child = spawn_apply(&f, Some(link.docker_host()));
+    let child = spawn_apply(&f, Some(link.docker_host()), &[]);
     wait_for_readiness_wait(&f, &app, before.len(), &child);
     link.stall();
     let stalled = Instant::now();
@@ -241,13 +242,14 @@ fn haproxy_sockets_gone_mid_rollout_leave_the_old_version_serving_and_the_next_a
     slow_ready_v2(&f);
     let run = f.root.join("proxy/haproxy/run");
     let sockets = ["admin.sock", "master.sock"];
-    let child = spawn_apply(&f, None);
+    let child = spawn_apply(&f, None, &[]);
     wait_for_readiness_wait(&f, &app, before.len(), &child);
     for s in sockets {
         std::fs::rename(run.join(s), run.join(format!("{s}.away"))).expect("move the socket");
     }
     let out = child.wait_with_output().expect("apply");
     let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    eprintln!("apply with HAProxy's sockets gone:\n{report}");
     assert_eq!(out.status.code(), Some(1), "{report}");
     assert!(
         report.contains("run/admin.sock"),
@@ -289,5 +291,73 @@ fn haproxy_sockets_gone_mid_rollout_leave_the_old_version_serving_and_the_next_a
     f.itsup_expect(&["apply", "--dry-run"], 0);
     let stats = load.finish();
     deploy_support::assert_no_failed(&stats, "failed requests while HAProxy's sockets were gone");
+    assert!(stats.ok > 100, "too few requests: {}", stats.ok);
+}
+
+/// Engine itsup: the proxy's admin socket (`proxy/itsup/run/admin.sock`) gone while apply waits
+/// for the new container: admitting it fails with an error naming the socket, exit 1, the new
+/// container removed, the rendered proxy file back (no pin left) and the old version serving
+/// without a failed request; with the socket back, the next apply rolls out through it.
+#[test]
+fn itsup_admin_socket_gone_mid_rollout_leaves_the_old_version_serving_and_the_next_apply_converges()
+{
+    let mut tags = deploy_support::ImageTags::new();
+    // Built by apply from the binary under test (as in deploy_ops' engine-itsup tests).
+    let image = deploy_support::itsup_image_tag();
+    tags.adopt(&image);
+    let f = Fixture::itsup_engine(&image);
+    let app = f.app_project("app", APP_V1, "");
+    f.itsup_expect(&["apply", &app], 0);
+    f.run_itsup_proxy(&image, deploy_support::free_port());
+    let get = || {
+        deploy_support::Client::connect(f.https_port)
+            .and_then(|mut c| c.get("app.test"))
+            .map(|b| b.trim().to_string())
+    };
+    let body = eventually(Duration::from_secs(20), || get().ok());
+    assert_eq!(body.as_deref(), Some("version=v1"));
+    let socket = f.root.join("proxy/itsup/run/admin.sock");
+    eventually(Duration::from_secs(10), || socket.exists().then_some(()))
+        .expect("the proxy's admin socket appears in proxy/itsup/run/");
+    let before = app_containers(&f, &app);
+    let load = Load::start(f.https_port, "app.test", Duration::from_secs(600));
+
+    slow_ready_v2(&f);
+    let child = spawn_apply(&f, None, &[&app]);
+    wait_for_readiness_wait(&f, &app, before.len(), &child);
+    let away = socket.with_extension("sock.away");
+    std::fs::rename(&socket, &away).expect("move the socket");
+    let out = child.wait_with_output().expect("apply");
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    eprintln!("apply with the itsup proxy's admin socket gone:\n{report}");
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("proxy/itsup/run/admin.sock"),
+        "the report names the socket:\n{report}"
+    );
+    assert_eq!(
+        get(),
+        Ok("version=v1".to_string()),
+        "the old version serves"
+    );
+    assert_eq!(
+        app_containers(&f, &app),
+        before,
+        "the new container is gone"
+    );
+    f.itsup_expect(&["diff"], 0);
+
+    std::fs::rename(&away, &socket).expect("put the socket back");
+    let out = f.itsup_expect(&["apply", &app], 0);
+    assert!(
+        text(&out.stdout).contains("through the itsup proxy's admin API"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(get(), Ok("version=v2".to_string()));
+    assert_eq!(app_containers(&f, &app).len(), before.len(), "no stray");
+    f.itsup_expect(&["diff"], 0);
+    let stats = load.finish();
+    deploy_support::assert_no_failed(&stats, "failed requests while the admin socket was gone");
     assert!(stats.ok > 100, "too few requests: {}", stats.ok);
 }

@@ -413,27 +413,7 @@ fn deploy_itsup_engine_rollout_through_the_admin_api() {
     // The project only: the proxy runs by hand below, with its admin API reachable from here.
     f.itsup_expect(&["apply", &app], 0);
     let admin = deploy_support::free_port();
-    let proxy = format!("{}-proxy", f.prefix);
-    let run = Command::new("docker")
-        .args(["run", "-d", "--name", &proxy, "--network", &f.network])
-        .args(["-p", &format!("127.0.0.1:{0}:{0}", f.http_port)])
-        .args(["-p", &format!("127.0.0.1:{0}:{0}", f.https_port)])
-        .args(["-p", &format!("127.0.0.1:{admin}:9901")])
-        .args([
-            "-v",
-            &format!("{}:/etc/itsup:ro", f.root.join("proxy/itsup").display()),
-        ])
-        .args([
-            "-v",
-            &format!("{}:/run/itsup", f.root.join("proxy/itsup/run").display()),
-        ])
-        // As the rendered stack: the host's CA roots for the ACME client.
-        .args(["-v", "/etc/ssl/certs:/etc/ssl/certs:ro"])
-        .args([&image, "proxy", "--config", "/etc/itsup/proxy.yml"])
-        .args(["--admin-listen", "0.0.0.0:9901"])
-        .output()
-        .expect("docker run");
-    assert!(run.status.success(), "{}", text(&run.stderr));
+    let proxy = f.run_itsup_proxy(&image, admin);
     let get = || {
         deploy_support::Client::connect(f.https_port)
             .and_then(|mut c| c.get("app.test"))

@@ -133,7 +133,9 @@ impl AdminClient {
         Ok(())
     }
 
-    /// Waits until `done` holds for the server list, polling until `timeout`.
+    /// Waits until `done` holds for the server list, polling until `timeout`. When the admin
+    /// API stopped answering, the error says so (the socket gone, the proxy down) rather than
+    /// only that the change was not seen.
     pub async fn wait_for(
         &self,
         timeout: Duration,
@@ -142,16 +144,20 @@ impl AdminClient {
     ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Ok(servers) = self.servers().await
-                && done(&servers)
-            {
-                return Ok(());
-            }
+            let unreachable = match self.servers().await {
+                Ok(servers) if done(&servers) => return Ok(()),
+                Ok(_) => None,
+                Err(e) => Some(e),
+            };
             if tokio::time::Instant::now() >= deadline {
-                anyhow::bail!(
+                let seen = anyhow::anyhow!(
                     "{what}: not seen at the proxy within {} s",
                     timeout.as_secs()
                 );
+                return Err(match unreachable {
+                    Some(e) => e.context(seen),
+                    None => seen,
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -368,6 +368,39 @@ impl Fixture {
         names
     }
 
+    /// Engine itsup's proxy run by hand (`image`: the binary under test), on the proxy network
+    /// so that Docker DNS works, with the rendered `proxy/itsup/` mounted: its listener on
+    /// `http_port` and its admin API on `admin` (127.0.0.1), its admin socket in
+    /// `proxy/itsup/run/`. Returns the container's name (removed with the fixture).
+    pub fn run_itsup_proxy(&self, image: &str, admin: u16) -> String {
+        let proxy = format!("{}-proxy", self.prefix);
+        let run = Command::new("docker")
+            .args(["run", "-d", "--name", &proxy, "--network", &self.network])
+            .args(["-p", &format!("127.0.0.1:{0}:{0}", self.http_port)])
+            .args(["-p", &format!("127.0.0.1:{0}:{0}", self.https_port)])
+            .args(["-p", &format!("127.0.0.1:{admin}:9901")])
+            .args([
+                "-v",
+                &format!("{}:/etc/itsup:ro", self.root.join("proxy/itsup").display()),
+            ])
+            .args([
+                "-v",
+                &format!("{}:/run/itsup", self.root.join("proxy/itsup/run").display()),
+            ])
+            // As the rendered stack: the host's CA roots for the ACME client.
+            .args(["-v", "/etc/ssl/certs:/etc/ssl/certs:ro"])
+            .args([image, "proxy", "--config", "/etc/itsup/proxy.yml"])
+            .args(["--admin-listen", "0.0.0.0:9901"])
+            .output()
+            .expect("docker run");
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        proxy
+    }
+
     /// `show servers state` through the HAProxy's admin socket (engine haproxy): the slots
     /// forced into maintenance or drain, as `backend/slot address admin=<state>`.
     pub fn forced_slots(&self) -> Result<Vec<String>, String> {
