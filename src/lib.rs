@@ -20,6 +20,7 @@ pub mod diagnostic;
 #[cfg(test)]
 mod layering;
 pub mod load;
+#[cfg(feature = "full")]
 mod logging;
 pub mod model;
 pub mod output;

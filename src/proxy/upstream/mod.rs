@@ -4,8 +4,13 @@
 
 pub mod body;
 pub mod h1;
+#[cfg(feature = "full")]
 pub mod health;
+#[cfg(feature = "full")]
 pub mod lb;
+#[cfg(feature = "full")]
 pub mod pool;
+#[cfg(feature = "full")]
 pub mod response;
+#[cfg(feature = "full")]
 pub mod server;
