@@ -1142,7 +1142,7 @@ fn itsup_yml_acme_ca_server_refused_by_engines_without_acme() {
         "projects/itsup.yml",
         "proxy:\n  engine: haproxy\nacme:\n  caServer: https://ca.internal/dir\n",
         &[
-            "projects/itsup.yml:4:13: error: `acme.caServer` is only honoured by engine traefik (engine haproxy obtains no ACME certificates: it serves the PEM files in its certs folder)",
+            "projects/itsup.yml:4:13: error: `acme.caServer` is only honoured by engines traefik and itsup (engine haproxy obtains no ACME certificates: it serves the PEM files in its certs folder)",
         ],
     );
 }
