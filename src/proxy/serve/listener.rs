@@ -342,6 +342,32 @@ where
     .await
 }
 
+/// The read side every client stream shares (plain and TLS): first the bytes hyper had read
+/// but not used (`prefix`, replayed after a parked connection resumes or an upgrade), then the
+/// stream itself, telling the supervisor when bytes arrived (idle timeout).
+pub(super) fn poll_read_watched<S: AsyncRead + Unpin>(
+    prefix: &mut Option<Bytes>,
+    inner: &mut S,
+    watch: &ConnWatch,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+) -> Poll<io::Result<()>> {
+    if let Some(rest) = prefix.as_mut() {
+        let n = rest.len().min(buf.remaining());
+        buf.put_slice(&rest.split_to(n));
+        if rest.is_empty() {
+            *prefix = None;
+        }
+        return Poll::Ready(Ok(()));
+    }
+    let before = buf.filled().len();
+    let res = Pin::new(inner).poll_read(cx, buf);
+    if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+        watch.touch_read();
+    }
+    res
+}
+
 /// A socket that tells the supervisor when bytes moved (idle timeout) without reading a
 /// clock on the data path. It replays bytes hyper had read but not used (`prefix`) when a
 /// parked connection resumes, and ignores hyper's shutdown while parking. Writes go through
@@ -358,20 +384,8 @@ impl AsyncRead for Tracked {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if let Some(prefix) = self.prefix.as_mut() {
-            let n = prefix.len().min(buf.remaining());
-            buf.put_slice(&prefix.split_to(n));
-            if prefix.is_empty() {
-                self.prefix = None;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.watch.touch_read();
-        }
-        res
+        let this = &mut *self;
+        poll_read_watched(&mut this.prefix, &mut this.inner, &this.watch, cx, buf)
     }
 }
 

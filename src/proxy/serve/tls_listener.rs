@@ -24,7 +24,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::listener::{Active, Builders, ConnSettings, drive, supervised};
+use super::listener::{Active, Builders, ConnSettings, drive, poll_read_watched, supervised};
 use crate::proxy::base::headers::PeerInfo;
 use crate::proxy::request::context::{ConnCtx, Edge};
 use crate::proxy::request::forward;
@@ -215,20 +215,8 @@ impl AsyncRead for Secure {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if let Some(prefix) = self.prefix.as_mut() {
-            let n = prefix.len().min(buf.remaining());
-            buf.put_slice(&prefix.split_to(n));
-            if prefix.is_empty() {
-                self.prefix = None;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        let before = buf.filled().len();
-        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(res, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.watch.touch_read();
-        }
-        res
+        let this = &mut *self;
+        poll_read_watched(&mut this.prefix, &mut this.inner, &this.watch, cx, buf)
     }
 }
 
