@@ -17,6 +17,8 @@ pub mod cli;
 #[cfg(feature = "full")]
 pub mod deploy;
 pub mod diagnostic;
+#[cfg(feature = "full")]
+mod http_serve;
 #[cfg(test)]
 mod layering;
 pub mod load;
