@@ -71,6 +71,7 @@ pub fn render(shared: &Shared, snap: &Snapshot) -> String {
         m.https_redirects_total.load(Ordering::Relaxed) as i64,
     );
     tls_metrics(&mut out, &m.tls);
+    h2_goaway_metrics(&mut out, &m.h2_goaway);
 
     let routes = shared.all_route_metrics();
     out.push_str("# HELP itsup_proxy_requests_total Requests by route and status.\n# TYPE itsup_proxy_requests_total counter\n");
@@ -250,4 +251,23 @@ fn tls_metrics(out: &mut String, t: &super::metrics::TlsMetrics) {
         "TLS connections that chose HTTP/2 by ALPN.",
         t.alpn_h2.load(Ordering::Relaxed) as i64,
     );
+}
+
+/// HTTP/2 connections closed by the server, by the error code of its GOAWAY.
+fn h2_goaway_metrics(out: &mut String, g: &super::metrics::H2GoawayMetrics) {
+    out.push_str("# HELP itsup_proxy_h2_goaway_total HTTP/2 client connections closed by the proxy's GOAWAY, by error code (enhance_your_calm: abuse).\n# TYPE itsup_proxy_h2_goaway_total counter\n");
+    for (reason, c) in [
+        ("enhance_your_calm", &g.enhance_your_calm),
+        ("protocol_error", &g.protocol_error),
+        ("compression_error", &g.compression_error),
+        ("flow_control_error", &g.flow_control_error),
+        ("frame_size_error", &g.frame_size_error),
+        ("other", &g.other),
+    ] {
+        let _ = writeln!(
+            out,
+            "itsup_proxy_h2_goaway_total{{reason=\"{reason}\"}} {}",
+            c.load(Ordering::Relaxed)
+        );
+    }
 }

@@ -56,6 +56,24 @@ pub struct Metrics {
     pub https_redirects_total: AtomicU64,
     /// TLS handshakes by outcome.
     pub tls: TlsMetrics,
+    /// HTTP/2 client connections the server closed with GOAWAY, by error code.
+    pub h2_goaway: H2GoawayMetrics,
+}
+
+/// HTTP/2 client connections closed by the server's GOAWAY (h2 enforces the limits; the
+/// listener counts them), by the error code sent.
+#[derive(Default)]
+pub struct H2GoawayMetrics {
+    /// Abuse: rapid reset (CVE-2023-44487), CONTINUATION flood, HPACK bomb (a decoded header
+    /// list far past `limits.max_header_bytes`), too many streams refused.
+    pub enhance_your_calm: AtomicU64,
+    /// Malformed frames or header blocks.
+    pub protocol_error: AtomicU64,
+    /// Undecodable HPACK (or a header block too large even to skip).
+    pub compression_error: AtomicU64,
+    pub flow_control_error: AtomicU64,
+    pub frame_size_error: AtomicU64,
+    pub other: AtomicU64,
 }
 
 /// TLS handshake outcomes on the client side (abuse shows up here: floods as `shed`, slow

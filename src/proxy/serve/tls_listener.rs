@@ -151,10 +151,14 @@ async fn connection(
             .tls
             .alpn_h2
             .fetch_add(1, Ordering::Relaxed);
+        let shared = ctx.shared.clone();
         let svc =
             service_fn(move |req: hyper::Request<Incoming>| forward::handle(ctx.clone(), req));
         let conn = builders.h2.serve_connection(TokioIo::new(io), svc);
-        Box::pin(drive(conn, &watch)).await.map_err(Into::into)
+        Box::pin(drive(conn, &watch)).await.map_err(|e| {
+            super::h2_goaway::count(&shared.metrics.h2_goaway, &e);
+            e.into()
+        })
     } else {
         serve_h1(io, ctx, &builders.h1).await
     };
