@@ -24,7 +24,7 @@ pub struct Status {
     pub rejected: u64,
     /// Routes currently live in HAProxy.
     pub routes: Vec<super::routes::RouteView>,
-    pub problems: Vec<super::routes::Problem>,
+    pub problems: Vec<super::routes::ContainerIssue>,
     /// Last check or reload error, if the latest state is not live.
     pub last_error: Option<String>,
 }
