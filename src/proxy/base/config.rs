@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::config_acme::AcmeConfig;
+pub use super::config_l4::{TcpListener, TcpRoute, TcpTlsMode, UdpListener};
 pub use super::config_tls::{CertPair, Hsts, ListenerTls, RedirectHttps, UnknownSni, UpstreamTls};
 
 /// Root of `proxy.yml`.
@@ -45,6 +46,12 @@ pub struct ProxyConfig {
     /// Automatic certificates from an ACME CA (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme: Option<AcmeConfig>,
+    /// TCP listeners and their routes (SNI or catch-all); see `config_l4`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<TcpListener>,
+    /// UDP ports forwarded per client session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub udp: Vec<UdpListener>,
 }
 
 /// One client-facing listener.
@@ -724,6 +731,20 @@ impl ProxyConfig {
         if let Some(acme) = &self.acme {
             errors.extend(acme.check());
         }
+        let addresses = |tls: bool| -> Vec<&str> {
+            self.listeners
+                .iter()
+                .filter(|l| l.tls.is_some() == tls)
+                .map(|l| l.address.as_str())
+                .collect()
+        };
+        super::config_l4::check(
+            &self.tcp,
+            &self.udp,
+            &addresses(true),
+            &addresses(false),
+            &mut errors,
+        );
         errors
     }
 }
@@ -737,7 +758,7 @@ pub fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
     })
 }
 
-fn check_host_pattern(host: &str) -> Result<(), String> {
+pub(crate) fn check_host_pattern(host: &str) -> Result<(), String> {
     let bare = host.strip_prefix("*.").unwrap_or(host);
     if bare.is_empty() || bare.contains('*') {
         return Err(format!("`{host}`: `*` is only allowed as a leading `*.`"));
@@ -751,7 +772,7 @@ fn check_host_pattern(host: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn valid_host_port(addr: &str) -> bool {
+pub(crate) fn valid_host_port(addr: &str) -> bool {
     if addr.parse::<SocketAddr>().is_ok() {
         return true;
     }

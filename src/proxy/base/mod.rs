@@ -5,9 +5,11 @@
 pub mod access_log;
 pub mod batch;
 pub mod breaker;
+pub mod cidr;
 pub mod clock;
 pub mod config;
 pub mod config_acme;
+pub mod config_l4;
 pub mod config_tls;
 pub mod headers;
 pub mod memory;
