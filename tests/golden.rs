@@ -82,8 +82,8 @@ fn example_itsup_renders_tcp_rows() {
     std::fs::write(&shop, without).expect("write");
     let rendered = render_tree(src.path(), "itsup");
     itsup_proxy_check(&rendered);
-    let proxy = std::fs::read_to_string(rendered.root().join("proxy/itsup/proxy.yml"))
-        .expect("proxy.yml");
+    let proxy =
+        std::fs::read_to_string(rendered.root().join("proxy/itsup/proxy.yml")).expect("proxy.yml");
     let config = itsup::proxy::config::parse(&proxy, "proxy.yml").expect("valid proxy.yml");
     let db = config
         .tcp
@@ -114,7 +114,10 @@ fn example_itsup_renders_tcp_rows() {
             .any(|l| l.address == "0.0.0.0:443" && l.tls.is_some()),
         "the https listener shares the port"
     );
-    let compose = std::fs::read_to_string(rendered.root().join("proxy/docker-compose.yml"))
-        .expect("compose");
-    assert!(compose.contains("\"5432:5432\""), "db's port published: {compose}");
+    let compose =
+        std::fs::read_to_string(rendered.root().join("proxy/docker-compose.yml")).expect("compose");
+    assert!(
+        compose.contains("\"5432:5432\""),
+        "db's port published: {compose}"
+    );
 }

@@ -78,7 +78,12 @@ impl Echo {
     }
 
     fn first(&self, i: usize) -> Vec<u8> {
-        self.firsts.lock().expect("lock").get(i).cloned().unwrap_or_default()
+        self.firsts
+            .lock()
+            .expect("lock")
+            .get(i)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -130,11 +135,15 @@ fn tcp_echo_through_a_hostport_counts_bytes_per_route() {
             })
             .await;
         assert_eq!(
-            proxy.metric("itsup_proxy_l4_sent_bytes_total{route=\"db\",protocol=\"tcp\"}").await,
+            proxy
+                .metric("itsup_proxy_l4_sent_bytes_total{route=\"db\",protocol=\"tcp\"}")
+                .await,
             200_004.0
         );
         assert_eq!(
-            proxy.metric("itsup_proxy_l4_connections_total{route=\"db\",protocol=\"tcp\"}").await,
+            proxy
+                .metric("itsup_proxy_l4_connections_total{route=\"db\",protocol=\"tcp\"}")
+                .await,
             1.0
         );
     });
@@ -254,7 +263,12 @@ async fn tls_echo(leaf: &Leaf) -> (SocketAddr, tokio::task::JoinHandle<()>) {
 
 /// The shared HTTPS port: `mqtt.l4.test` passed through, `db.l4.test` terminated, every
 /// other name HTTPS to `web`.
-fn shared_port(cert: &(std::path::PathBuf, std::path::PathBuf), mqtt: SocketAddr, db: SocketAddr, web: SocketAddr) -> String {
+fn shared_port(
+    cert: &(std::path::PathBuf, std::path::PathBuf),
+    mqtt: SocketAddr,
+    db: SocketAddr,
+    web: SocketAddr,
+) -> String {
     format!(
         "listeners:\n  - address: \"127.0.0.1:0\"\n    tls: {{certificates: [{{cert: \"{}\", key: \"{}\"}}]}}\n{ADMIN}routes: [{{cluster: web}}]\nclusters: {{web: {{servers: [{{address: \"{web}\"}}]}}}}\ntcp:\n  - address: \"127.0.0.1:0\"\n    routes:\n      - {{name: mqtt, sni: [mqtt.l4.test], servers: [\"{mqtt}\"]}}\n      - {{name: db, sni: [db.l4.test], tls: terminate, servers: [\"{db}\"]}}\n",
         cert.0.display(),
@@ -288,12 +302,23 @@ fn sni_passthrough_terminate_and_https_share_one_port() {
             .connect(name, split)
             .await
             .expect("passthrough handshake");
-        let leaf = s.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
-        assert_eq!(leaf, Some(backend_leaf.der.clone()), "the backend's own certificate");
+        let leaf = s
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .cloned();
+        assert_eq!(
+            leaf,
+            Some(backend_leaf.der.clone()),
+            "the backend's own certificate"
+        );
         assert_eq!(round_trip(&mut s, b"CONNECT mqtt").await, b"CONNECT mqtt");
 
         // Terminated here, plain TCP behind.
-        let mut s = dial(port, "db.l4.test", roots.clone()).await.expect("terminate");
+        let mut s = dial(port, "db.l4.test", roots.clone())
+            .await
+            .expect("terminate");
         assert_eq!(peer_leaf(&s), proxy_leaf.der, "the proxy's certificate");
         assert_eq!(round_trip(&mut s, b"SELECT 1").await, b"SELECT 1");
         assert_eq!(db.first(0), b"SELECT 1", "the backend got plaintext");
@@ -305,7 +330,9 @@ fn sni_passthrough_terminate_and_https_share_one_port() {
         for route in ["mqtt", "db"] {
             assert_eq!(
                 proxy
-                    .metric(&format!("itsup_proxy_l4_connections_total{{route=\"{route}\",protocol=\"tcp\"}}"))
+                    .metric(&format!(
+                        "itsup_proxy_l4_connections_total{{route=\"{route}\",protocol=\"tcp\"}}"
+                    ))
                     .await,
                 1.0,
                 "{route}"
@@ -327,17 +354,34 @@ fn garbage_and_truncated_client_hellos_are_closed_and_counted() {
 
         // A TLS record header followed by garbage.
         let mut s = TcpStream::connect(port).await.expect("connect");
-        s.write_all(&[22, 3, 1, 0, 8, 9, 9, 9, 9, 9, 9, 9, 9]).await.expect("write");
-        assert!(closed(&mut s, Duration::from_secs(3)).await, "garbage hello closed");
+        s.write_all(&[22, 3, 1, 0, 8, 9, 9, 9, 9, 9, 9, 9, 9])
+            .await
+            .expect("write");
+        assert!(
+            closed(&mut s, Duration::from_secs(3)).await,
+            "garbage hello closed"
+        );
 
         // Half a ClientHello, then the client stops sending.
         let hello = sample_hello("db.l4.test");
         let mut s = TcpStream::connect(port).await.expect("connect");
         s.write_all(&hello[..hello.len() / 2]).await.expect("write");
         s.shutdown().await.expect("half close");
-        assert!(closed(&mut s, Duration::from_secs(3)).await, "truncated hello closed");
-        assert!(proxy.metric("itsup_proxy_l4_refused_total{reason=\"bad_hello\"}").await >= 2.0);
-        assert_eq!(db.firsts.lock().expect("lock").len(), 0, "nothing reached a backend");
+        assert!(
+            closed(&mut s, Duration::from_secs(3)).await,
+            "truncated hello closed"
+        );
+        assert!(
+            proxy
+                .metric("itsup_proxy_l4_refused_total{reason=\"bad_hello\"}")
+                .await
+                >= 2.0
+        );
+        assert_eq!(
+            db.firsts.lock().expect("lock").len(),
+            0,
+            "nothing reached a backend"
+        );
 
         // The proxy is still up and serving.
         let (status, _, _) = get_tls(port, "app.l4.test", "/").await;
@@ -381,7 +425,14 @@ fn parse_header(bytes: &[u8]) -> (String, usize) {
     assert_eq!((bytes[12], bytes[13]), (0x21, 0x11), "PROXY, TCP over IPv4");
     let len = u16::from_be_bytes([bytes[14], bytes[15]]) as usize;
     let a = &bytes[16..];
-    let src = format!("{}.{}.{}.{}:{}", a[0], a[1], a[2], a[3], u16::from_be_bytes([a[8], a[9]]));
+    let src = format!(
+        "{}.{}.{}.{}:{}",
+        a[0],
+        a[1],
+        a[2],
+        a[3],
+        u16::from_be_bytes([a[8], a[9]])
+    );
     (src, 16 + len)
 }
 
@@ -490,7 +541,10 @@ fn proxy_headers_are_taken_from_trusted_senders_only() {
     mt().block_on(async {
         let echo = Echo::start(b"").await;
         let route = |name: &str| {
-            format!("      - {{name: {name}, servers: [\"{}\"], proxy_protocol: 1}}\n", echo.addr)
+            format!(
+                "      - {{name: {name}, servers: [\"{}\"], proxy_protocol: 1}}\n",
+                echo.addr
+            )
         };
         let trusted = Proxy::start(&tcp_port(
             &route("trusted"),
@@ -502,34 +556,63 @@ fn proxy_headers_are_taken_from_trusted_senders_only() {
         ));
         // From a trusted sender: the header's client reaches the backend.
         let mut s = TcpStream::connect(trusted.l4[0]).await.expect("connect");
-        s.write_all(b"PROXY TCP4 203.0.113.9 10.0.0.1 40000 5432\r\nhello").await.expect("write");
+        s.write_all(b"PROXY TCP4 203.0.113.9 10.0.0.1 40000 5432\r\nhello")
+            .await
+            .expect("write");
         assert_eq!(read_n(&mut s, 5).await, b"hello");
         let (src, _) = parse_header(&echo.first(0));
         assert_eq!(src, "203.0.113.9:40000");
 
         // A trusted sender that sends no header in time, or garbage: refused.
         let mut s = TcpStream::connect(trusted.l4[0]).await.expect("connect");
-        assert!(closed(&mut s, Duration::from_secs(3)).await, "no header in time");
+        assert!(
+            closed(&mut s, Duration::from_secs(3)).await,
+            "no header in time"
+        );
         let mut s = TcpStream::connect(trusted.l4[0]).await.expect("connect");
         s.write_all(b"GET / HTTP/1.1\r\n\r\n").await.expect("write");
         assert!(closed(&mut s, Duration::from_secs(3)).await, "not a header");
-        assert_eq!(trusted.metric("itsup_proxy_l4_refused_total{reason=\"proxy_header\"}").await, 2.0);
+        assert_eq!(
+            trusted
+                .metric("itsup_proxy_l4_refused_total{reason=\"proxy_header\"}")
+                .await,
+            2.0
+        );
 
         // From anyone else a header is refused before it reaches the backend.
         let mut s = TcpStream::connect(untrusted.l4[0]).await.expect("connect");
-        s.write_all(b"PROXY TCP4 203.0.113.66 10.0.0.1 40000 5432\r\nhello").await.expect("write");
-        assert!(closed(&mut s, Duration::from_secs(3)).await, "untrusted header refused");
-        assert_eq!(untrusted.metric("itsup_proxy_l4_refused_total{reason=\"proxy_header\"}").await, 1.0);
-        let forged = echo.firsts.lock().expect("lock").iter().any(|f| {
-            f.windows(12).any(|w| w == b"203.0.113.66")
-        });
+        s.write_all(b"PROXY TCP4 203.0.113.66 10.0.0.1 40000 5432\r\nhello")
+            .await
+            .expect("write");
+        assert!(
+            closed(&mut s, Duration::from_secs(3)).await,
+            "untrusted header refused"
+        );
+        assert_eq!(
+            untrusted
+                .metric("itsup_proxy_l4_refused_total{reason=\"proxy_header\"}")
+                .await,
+            1.0
+        );
+        let forged = echo
+            .firsts
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|f| f.windows(12).any(|w| w == b"203.0.113.66"));
         assert!(!forged, "the forged address never reached the backend");
         // Plain data from the untrusted peer still goes through under its own address.
         let mut s = TcpStream::connect(untrusted.l4[0]).await.expect("connect");
         let me = s.local_addr().expect("local").to_string();
         s.write_all(b"hi").await.expect("write");
         assert_eq!(read_n(&mut s, 2).await, b"hi");
-        let last = echo.firsts.lock().expect("lock").last().cloned().expect("seen");
+        let last = echo
+            .firsts
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .expect("seen");
         assert_eq!(parse_header(&last).0, me);
     });
 }
@@ -591,9 +674,14 @@ fn tcp_allowlist_refuses_other_sources() {
             "",
         ));
         let mut s = TcpStream::connect(proxy.l4[0]).await.expect("connect");
-        assert!(closed(&mut s, Duration::from_secs(2)).await, "not on the list");
+        assert!(
+            closed(&mut s, Duration::from_secs(2)).await,
+            "not on the list"
+        );
         assert_eq!(
-            proxy.metric("itsup_proxy_l4_denied_total{route=\"office\",protocol=\"tcp\"}").await,
+            proxy
+                .metric("itsup_proxy_l4_denied_total{route=\"office\",protocol=\"tcp\"}")
+                .await,
             1.0
         );
     });

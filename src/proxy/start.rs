@@ -12,12 +12,12 @@ use tokio::net::TcpListener;
 
 use super::base::batch;
 use super::config::{self, ProxyConfig, schema};
+use super::l4::listener::Listener as L4Listener;
 use super::request::context::Edge;
 use super::runtime::{reload, state, supervisor};
 use super::serve::{admin, listener, tls_listener};
 use super::tls::store::{Source, Store};
 use super::tls::{cert_dir, certs, self_signed};
-use super::l4::listener::Listener as L4Listener;
 use super::{acme, l4, tls};
 
 /// Command-line arguments of `itsup proxy`.
@@ -160,7 +160,11 @@ async fn serve(
         .filter(|l| l.tls.is_some())
         .map(|l| l.address.as_str())
         .collect();
-    for t in cfg.tcp.iter().filter(|t| !https.contains(&t.address.as_str())) {
+    for t in cfg
+        .tcp
+        .iter()
+        .filter(|t| !https.contains(&t.address.as_str()))
+    {
         let terminator = match &t.tls {
             Some(tls) => {
                 let fallback = match &fallback {

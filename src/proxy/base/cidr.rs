@@ -16,7 +16,7 @@ impl Cidrs {
         entries
             .iter()
             .map(|e| {
-                super::config::parse_cidr(e.as_ref())
+                super::address::parse_cidr(e.as_ref())
                     .ok_or_else(|| format!("`{}` is not a CIDR or IP", e.as_ref()))
             })
             .collect::<Result<Vec<_>, _>>()

@@ -11,6 +11,8 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::address::parse_cidr;
+use super::address::{check_host_pattern, valid_host_port};
 pub use super::config_acme::AcmeConfig;
 pub use super::config_l4::{TcpListener, TcpRoute, TcpTlsMode, UdpListener};
 pub use super::config_tls::{CertPair, Hsts, ListenerTls, RedirectHttps, UnknownSni, UpstreamTls};
@@ -746,45 +748,6 @@ impl ProxyConfig {
             &mut errors,
         );
         errors
-    }
-}
-
-/// Parses `10.0.0.0/8` or a bare IP (as a host route).
-pub fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
-    text.parse::<ipnet::IpNet>().ok().or_else(|| {
-        text.parse::<std::net::IpAddr>()
-            .ok()
-            .map(ipnet::IpNet::from)
-    })
-}
-
-pub(crate) fn check_host_pattern(host: &str) -> Result<(), String> {
-    let bare = host.strip_prefix("*.").unwrap_or(host);
-    if bare.is_empty() || bare.contains('*') {
-        return Err(format!("`{host}`: `*` is only allowed as a leading `*.`"));
-    }
-    if !bare
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    {
-        return Err(format!("`{host}` is not a host name"));
-    }
-    Ok(())
-}
-
-pub(crate) fn valid_host_port(addr: &str) -> bool {
-    if addr.parse::<SocketAddr>().is_ok() {
-        return true;
-    }
-    match addr.rsplit_once(':') {
-        Some((host, port)) => {
-            !host.is_empty()
-                && port.parse::<u16>().is_ok_and(|p| p != 0)
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        }
-        None => false,
     }
 }
 

@@ -201,7 +201,9 @@ fn check_listener(at: &str, l: &TcpListener, shared: bool, errors: &mut Vec<Stri
     }
     if let Some(a) = &l.accept_proxy {
         if a.trusted.is_empty() {
-            errors.push(format!("{at}.accept_proxy.trusted: name at least one sender"));
+            errors.push(format!(
+                "{at}.accept_proxy.trusted: name at least one sender"
+            ));
         }
         if let Err(e) = Cidrs::parse(&a.trusted) {
             errors.push(format!("{at}.accept_proxy.trusted: {e}"));
@@ -228,7 +230,7 @@ fn check_listener(at: &str, l: &TcpListener, shared: bool, errors: &mut Vec<Stri
         let at = format!("{at}.routes[{j}]");
         check_servers(&at, &r.servers, errors);
         for (k, name) in r.sni.iter().enumerate() {
-            if let Err(e) = super::config::check_host_pattern(name) {
+            if let Err(e) = super::address::check_host_pattern(name) {
                 errors.push(format!("{at}.sni[{k}]: {e}"));
             }
         }
@@ -253,7 +255,7 @@ fn check_servers(at: &str, servers: &[String], errors: &mut Vec<String>) {
         errors.push(format!("{at}.servers: at least one server is required"));
     }
     for (k, s) in servers.iter().enumerate() {
-        if !super::config::valid_host_port(s) {
+        if !super::address::valid_host_port(s) {
             errors.push(format!("{at}.servers[{k}]: `{s}` is not host:port"));
         }
     }

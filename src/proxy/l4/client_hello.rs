@@ -108,7 +108,9 @@ fn joined<'a>(so_far: std::borrow::Cow<'a, [u8]>, more: &'a [u8]) -> std::borrow
 /// included) once the header is there.
 fn check_header(payload: &[u8]) -> Result<Option<usize>, &'static str> {
     match payload.first() {
-        Some(&t) if t != CLIENT_HELLO => return Err("first handshake message is not a ClientHello"),
+        Some(&t) if t != CLIENT_HELLO => {
+            return Err("first handshake message is not a ClientHello");
+        }
         _ => {}
     }
     let Some(h) = payload.get(..4) else {
@@ -284,7 +286,10 @@ mod tests {
         assert!(matches!(parse(&[22, 9, 9, 0, 4, 1]), Hello::Malformed(_)));
         assert!(matches!(parse(&[22, 3, 1, 0, 0]), Hello::Malformed(_)));
         // A server hello (type 2) is not a client hello.
-        assert!(matches!(parse(&[22, 3, 3, 0, 4, 2, 0, 0, 0]), Hello::Malformed(_)));
+        assert!(matches!(
+            parse(&[22, 3, 3, 0, 4, 2, 0, 0, 0]),
+            Hello::Malformed(_)
+        ));
         // A handshake length that overruns its own extension vector.
         let mut bad = sample(Some("x.example"), 0);
         let last = bad.len() - 1;
@@ -295,9 +300,15 @@ mod tests {
         bad[6..9].copy_from_slice(&(hs as u32).to_be_bytes()[1..]);
         assert_eq!(parse(&bad), Hello::Malformed("ClientHello truncated"));
         // A non-DNS server name.
-        assert!(matches!(parse(&sample(Some("a b"), 0)), Hello::Malformed(_)));
+        assert!(matches!(
+            parse(&sample(Some("a b"), 0)),
+            Hello::Malformed(_)
+        ));
         // A handshake claiming more than a hello may be.
-        assert!(matches!(parse(&[22, 3, 3, 0x40, 0, 1, 0x10, 0, 0]), Hello::Malformed(_)));
+        assert!(matches!(
+            parse(&[22, 3, 3, 0x40, 0, 1, 0x10, 0, 0]),
+            Hello::Malformed(_)
+        ));
     }
 
     #[test]

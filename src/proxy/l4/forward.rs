@@ -62,7 +62,10 @@ pub async fn run<C>(
 {
     let _open = Open::start(&route.metrics);
     let Some(mut server) = connect_any(route, connect).await else {
-        route.metrics.connect_failures.fetch_add(1, Ordering::Relaxed);
+        route
+            .metrics
+            .connect_failures
+            .fetch_add(1, Ordering::Relaxed);
         tracing::debug!(route = %route.name, "no server accepted the connection");
         return;
     };

@@ -133,10 +133,9 @@ fn choose(l: &Listener, intro: Intro, proxy_header: bool) -> Choice {
         None => Choice::Refuse(|m| &m.bad_hello, why),
     };
     match intro {
-        _ if proxy_header => Choice::Refuse(
-            |m| &m.proxy_refused,
-            "PROXY header from an untrusted peer",
-        ),
+        _ if proxy_header => {
+            Choice::Refuse(|m| &m.proxy_refused, "PROXY header from an untrusted peer")
+        }
         Intro::Name(Some(name)) => match l.sni.find(&name) {
             Some(r) => Choice::Route(r.clone()),
             None if l.https => Choice::Https,

@@ -61,7 +61,10 @@ fn parse_v1(buf: &[u8]) -> Parsed {
     let Some(end) = window.windows(2).position(|w| w == b"\r\n") else {
         return if buf.len() >= MAX_V1 {
             Parsed::Invalid("PROXY v1 line longer than 107 bytes")
-        } else if window.iter().any(|&b| b == b'\n' || !(b == b'\r' || (0x20..0x7f).contains(&b))) {
+        } else if window
+            .iter()
+            .any(|&b| b == b'\n' || !(b == b'\r' || (0x20..0x7f).contains(&b)))
+        {
             Parsed::Invalid("PROXY v1 line has a byte outside printable ASCII")
         } else {
             Parsed::Incomplete
@@ -278,11 +281,22 @@ mod tests {
     fn unknown_local_and_bad_headers() {
         assert!(matches!(
             parse(b"PROXY UNKNOWN\r\nGET"),
-            Parsed::Complete { len: 15, source: None, .. }
+            Parsed::Complete {
+                len: 15,
+                source: None,
+                ..
+            }
         ));
         let mut local = SIG_V2.to_vec();
         local.extend_from_slice(&[0x20, 0x00, 0, 0]);
-        assert!(matches!(parse(&local), Parsed::Complete { len: 16, source: None, .. }));
+        assert!(matches!(
+            parse(&local),
+            Parsed::Complete {
+                len: 16,
+                source: None,
+                ..
+            }
+        ));
         for bad in [
             &b"GET / HTTP/1.1\r\n"[..],
             b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",

@@ -120,7 +120,9 @@ async fn session_for(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(client, session.clone());
-    port.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+    port.metrics
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
     port.metrics.active.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(answers(port.clone(), client, session.clone()));
     Some(session)
@@ -136,7 +138,9 @@ async fn open_upstream(port: &Port) -> Option<UdpSocket> {
             .await
             .map(|mut a| a.next())
         else {
-            port.metrics.connect_failures.fetch_add(1, Ordering::Relaxed);
+            port.metrics
+                .connect_failures
+                .fetch_add(1, Ordering::Relaxed);
             continue;
         };
         let bind: SocketAddr = if addr.is_ipv4() {
@@ -149,7 +153,9 @@ async fn open_upstream(port: &Port) -> Option<UdpSocket> {
         {
             return Some(sock);
         }
-        port.metrics.connect_failures.fetch_add(1, Ordering::Relaxed);
+        port.metrics
+            .connect_failures
+            .fetch_add(1, Ordering::Relaxed);
     }
     None
 }
@@ -158,7 +164,9 @@ async fn open_upstream(port: &Port) -> Option<UdpSocket> {
 async fn answers(port: Arc<Port>, client: SocketAddr, session: Arc<Session>) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let quiet = port.now().saturating_sub(session.last.load(Ordering::Relaxed));
+        let quiet = port
+            .now()
+            .saturating_sub(session.last.load(Ordering::Relaxed));
         let left = port.idle.saturating_sub(Duration::from_millis(quiet));
         if left.is_zero() {
             break;
@@ -167,7 +175,9 @@ async fn answers(port: Arc<Port>, client: SocketAddr, session: Arc<Session>) {
             Ok(Ok(n)) => {
                 session.last.store(port.now(), Ordering::Relaxed);
                 if port.sock.send_to(&buf[..n], client).await.is_ok() {
-                    port.metrics.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                    port.metrics
+                        .bytes_out
+                        .fetch_add(n as u64, Ordering::Relaxed);
                 }
             }
             // A refused datagram (ICMP port unreachable) is not the end of the session.

@@ -258,13 +258,48 @@ fn tls_metrics(out: &mut String, t: &super::metrics::TlsMetrics) {
 fn l4_metrics(out: &mut String, l4: &super::metrics::L4Metrics) {
     type Field = fn(&super::metrics::L4RouteMetrics) -> i64;
     let series: [(&str, &str, &str, Field); 7] = [
-        ("itsup_proxy_l4_connections_total", "counter", "Connections (UDP: sessions) forwarded per route.", |r| r.connections_total.load(Ordering::Relaxed) as i64),
-        ("itsup_proxy_l4_active_connections", "gauge", "Open connections (UDP: sessions) per route.", |r| r.active.load(Ordering::Relaxed)),
-        ("itsup_proxy_l4_received_bytes_total", "counter", "Bytes from clients to servers per route.", |r| r.bytes_in.load(Ordering::Relaxed) as i64),
-        ("itsup_proxy_l4_sent_bytes_total", "counter", "Bytes from servers to clients per route.", |r| r.bytes_out.load(Ordering::Relaxed) as i64),
-        ("itsup_proxy_l4_denied_total", "counter", "Clients refused by allow_source_ips per route.", |r| r.denied.load(Ordering::Relaxed) as i64),
-        ("itsup_proxy_l4_connect_failures_total", "counter", "Connections that reached no server per route.", |r| r.connect_failures.load(Ordering::Relaxed) as i64),
-        ("itsup_proxy_l4_idle_timeouts_total", "counter", "Connections closed by idle_ms per route.", |r| r.idle_timeouts.load(Ordering::Relaxed) as i64),
+        (
+            "itsup_proxy_l4_connections_total",
+            "counter",
+            "Connections (UDP: sessions) forwarded per route.",
+            |r| r.connections_total.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_active_connections",
+            "gauge",
+            "Open connections (UDP: sessions) per route.",
+            |r| r.active.load(Ordering::Relaxed),
+        ),
+        (
+            "itsup_proxy_l4_received_bytes_total",
+            "counter",
+            "Bytes from clients to servers per route.",
+            |r| r.bytes_in.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_sent_bytes_total",
+            "counter",
+            "Bytes from servers to clients per route.",
+            |r| r.bytes_out.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_denied_total",
+            "counter",
+            "Clients refused by allow_source_ips per route.",
+            |r| r.denied.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_connect_failures_total",
+            "counter",
+            "Connections that reached no server per route.",
+            |r| r.connect_failures.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_idle_timeouts_total",
+            "counter",
+            "Connections closed by idle_ms per route.",
+            |r| r.idle_timeouts.load(Ordering::Relaxed) as i64,
+        ),
     ];
     let routes = l4.routes();
     for (name, kind, help, field) in series {
