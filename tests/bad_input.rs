@@ -1054,6 +1054,42 @@ fn udp_rows_under_traefik_are_fine() {
     assert!(root.read("proxy/traefik/traefik.yml").contains("5353/udp"));
 }
 
+/// Engine itsup serves tcp and udp rows and their allowlists; an http row's allowlist is still
+/// refused, naming the key.
+#[test]
+fn engine_itsup_takes_tcp_and_udp_rows_but_not_http_allowlists() {
+    let root = Root::new();
+    root.ingress(
+        "l4",
+        "ingress:\n  - service: db\n    router: tcp\n    port: 5432\n    hostport: 5432\n    allow_source_ips: [10.0.0.0/8]\n  - service: dns\n    router: udp\n    protocol: udp\n    port: 53\n    hostport: 5353\n",
+        &["db", "dns"],
+    );
+    root.write("projects/itsup.yml", "proxy:\n  engine: itsup\n");
+    root.itsup(&["render"]).code(0).exactly(&[]);
+    let proxy = root.read("proxy/itsup/proxy.yml");
+    assert!(
+        proxy.contains("0.0.0.0:5432") && proxy.contains("0.0.0.0:5353"),
+        "{proxy}"
+    );
+    assert!(
+        root.read("proxy/docker-compose.yml")
+            .contains("5353:5353/udp")
+    );
+
+    let bad = with_bad(
+        "ingress:\n  - service: web\n    domain: bad.example.com\n    port: 80\n    allow_source_ips: [10.0.0.0/8]\n",
+        &["web"],
+    );
+    bad.write("projects/itsup.yml", "proxy:\n  engine: itsup\n");
+    assert_left_out(
+        &bad,
+        &["bad"],
+        &[
+            "projects/bad/ingress.yml:5:23: error: engine itsup has no source allowlist on http rows; use engine traefik or haproxy for this row",
+        ],
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Platform files: an error here renders nothing at all
 // ---------------------------------------------------------------------------------------------

@@ -335,20 +335,13 @@ fn engine_problems(out: &mut Vec<Problem>, i: usize, row: &Ingress, engine: Engi
             ),
         ));
     }
-    if engine == Engine::Itsup {
-        if row.router != Router::Http {
-            out.push(at(
-                p("router"),
-                "engine itsup routes HTTP only; use engine traefik or haproxy for tcp/udp rows"
-                    .into(),
-            ));
-        }
-        if !row.allow_source_ips.is_empty() {
-            out.push(at(
-                p("allow_source_ips"),
-                "engine itsup has no source allowlist; use engine traefik or haproxy for this row"
-                    .into(),
-            ));
-        }
+    // Engine itsup serves tcp and udp rows and their allowlists itself; on http rows the
+    // allowlist is a request-path filter it does not have yet.
+    if engine == Engine::Itsup && row.router == Router::Http && !row.allow_source_ips.is_empty() {
+        out.push(at(
+            p("allow_source_ips"),
+            "engine itsup has no source allowlist on http rows; use engine traefik or haproxy for this row"
+                .into(),
+        ));
     }
 }

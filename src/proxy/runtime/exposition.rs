@@ -72,6 +72,7 @@ pub fn render(shared: &Shared, snap: &Snapshot) -> String {
     );
     tls_metrics(&mut out, &m.tls);
     h2_goaway_metrics(&mut out, &m.h2_goaway);
+    l4_metrics(&mut out, &m.l4);
 
     let routes = shared.all_route_metrics();
     out.push_str("# HELP itsup_proxy_requests_total Requests by route and status.\n# TYPE itsup_proxy_requests_total counter\n");
@@ -270,4 +271,88 @@ fn h2_goaway_metrics(out: &mut String, g: &super::metrics::H2GoawayMetrics) {
             c.load(Ordering::Relaxed)
         );
     }
+}
+
+/// The TCP/UDP listeners' counters: per route (`route`, `protocol` labels), then what the
+/// listeners refused before choosing a route (`reason` label).
+fn l4_metrics(out: &mut String, l4: &super::metrics::L4Metrics) {
+    type Field = fn(&super::metrics::L4RouteMetrics) -> i64;
+    let series: [(&str, &str, &str, Field); 7] = [
+        (
+            "itsup_proxy_l4_connections_total",
+            "counter",
+            "Connections (UDP: sessions) forwarded per route.",
+            |r| r.connections_total.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_active_connections",
+            "gauge",
+            "Open connections (UDP: sessions) per route.",
+            |r| r.active.load(Ordering::Relaxed),
+        ),
+        (
+            "itsup_proxy_l4_received_bytes_total",
+            "counter",
+            "Bytes from clients to servers per route.",
+            |r| r.bytes_in.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_sent_bytes_total",
+            "counter",
+            "Bytes from servers to clients per route.",
+            |r| r.bytes_out.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_denied_total",
+            "counter",
+            "Clients refused by allow_source_ips per route.",
+            |r| r.denied.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_connect_failures_total",
+            "counter",
+            "Connections that reached no server per route.",
+            |r| r.connect_failures.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_idle_timeouts_total",
+            "counter",
+            "Connections closed by idle_ms per route.",
+            |r| r.idle_timeouts.load(Ordering::Relaxed) as i64,
+        ),
+    ];
+    let routes = l4.routes();
+    for (name, kind, help, field) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in &routes {
+            let _ = writeln!(
+                out,
+                "{name}{{route=\"{}\",protocol=\"{}\"}} {}",
+                escape(&r.name),
+                r.protocol,
+                field(r)
+            );
+        }
+    }
+    out.push_str("# HELP itsup_proxy_l4_refused_total Connections or datagrams refused before a route was chosen.\n# TYPE itsup_proxy_l4_refused_total counter\n");
+    for (reason, c) in [
+        ("max_connections", &l4.refused_max_connections),
+        ("no_route", &l4.no_route),
+        ("bad_hello", &l4.bad_hello),
+        ("proxy_header", &l4.proxy_refused),
+        ("max_sessions", &l4.udp_sessions_refused),
+    ] {
+        let _ = writeln!(
+            out,
+            "itsup_proxy_l4_refused_total{{reason=\"{reason}\"}} {}",
+            c.load(Ordering::Relaxed)
+        );
+    }
+    gauge(
+        out,
+        "itsup_proxy_l4_proxy_headers_total",
+        "counter",
+        "PROXY protocol headers accepted from trusted senders.",
+        l4.proxy_accepted.load(Ordering::Relaxed) as i64,
+    );
 }
