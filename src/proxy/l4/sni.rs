@@ -22,7 +22,7 @@ impl<T: Clone> SniTable<T> {
                 }
             }
         }
-        wildcards.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        wildcards.sort_by_key(|b| std::cmp::Reverse(b.0.len()));
         Self { exact, wildcards }
     }
 
