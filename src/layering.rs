@@ -31,7 +31,14 @@ const TOP: &[(&str, u8)] = &[
 
 /// The proxy's layer folders, lowest first; `proxy` itself (mod.rs) wires them together.
 const PROXY: &[&str] = &[
-    "base", "acme", "tls", "upstream", "runtime", "request", "serve",
+    "base",
+    "acme",
+    "tls",
+    "upstream",
+    "middleware",
+    "runtime",
+    "request",
+    "serve",
 ];
 
 /// Known circles, allowed until fixed: (from, to, why). The generator's (load → validate,

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use super::config_acme::AcmeConfig;
+pub use super::config_middleware::{Middleware, RedisConfig};
 pub use super::config_tls::{CertPair, Hsts, ListenerTls, RedirectHttps, UnknownSni, UpstreamTls};
 
 /// Root of `proxy.yml`.
@@ -45,6 +46,13 @@ pub struct ProxyConfig {
     /// Automatic certificates from an ACME CA (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme: Option<AcmeConfig>,
+    /// Named middlewares that routes list in their `middlewares`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub middlewares: BTreeMap<String, Middleware>,
+    /// Redis for state shared by every proxy using it: shared rate limits and the server
+    /// admin states (drain/maint survive a restart). Absent: all state is local.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisConfig>,
 }
 
 /// One client-facing listener.
@@ -190,6 +198,9 @@ pub struct Route {
     /// `Strict-Transport-Security` on this route's answers over TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hsts: Option<Hsts>,
+    /// Middlewares (names from the top-level `middlewares`) applied in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middlewares: Vec<String>,
 }
 
 fn default_path() -> String {
@@ -648,6 +659,13 @@ impl ProxyConfig {
                 ));
             }
         }
+        let refs: Vec<(usize, &[String])> = self
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, r.middlewares.as_slice()))
+            .collect();
+        super::config_middleware::check(&self.middlewares, self.redis.as_ref(), &refs, &mut errors);
         for (name, c) in &self.clusters {
             if c.servers.is_empty() {
                 errors.push(format!(

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod clock;
 pub mod config;
 pub mod config_acme;
+pub mod config_middleware;
 pub mod config_tls;
 pub mod headers;
 pub mod memory;

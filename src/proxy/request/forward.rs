@@ -1,8 +1,10 @@
 //! The request path as named phases over one per-request [`Exchange`] (Pingora's `ProxyHttp`
 //! phases are the model): `begin` (snapshot, host, client address, access-log entry),
-//! `early_answer` (ACME HTTP-01, the HTTPS redirect), `route`, `upstream_request` (URI and
-//! header rewrite), the attempts with their retries ([`super::attempt`]), then `respond`
-//! (response header rewrite, sticky cookie, upgrade tunnel) or `fail`.
+//! `early_answer` (ACME HTTP-01, the HTTPS redirect), `route`, `middlewares` (the route's
+//! chain: allowlist, auth, rate limits, redirects, CORS preflights may answer here),
+//! `upstream_request` (URI and header rewrite), the attempts with their retries
+//! ([`super::attempt`]), then `respond` (response header rewrite, error pages, sticky cookie,
+//! upgrade tunnel) or `fail`.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -19,7 +21,8 @@ use crate::proxy::base::access_log::Entry;
 use crate::proxy::base::clock::{ms_at, unix_ms};
 use crate::proxy::base::config::UpstreamProtocol;
 use crate::proxy::base::headers;
-use crate::proxy::request::answer::{finish_error, with_log};
+use crate::proxy::middleware::{Passed, RequestView};
+use crate::proxy::request::answer::{finish_error, from_middleware, with_log};
 use crate::proxy::request::attempt::{self, Answered, Failed};
 use crate::proxy::request::body::{ProxyBody, Tail};
 use crate::proxy::request::challenge;
@@ -69,6 +72,11 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
         Ok(routed) => routed,
         Err(resp) => return resp,
     };
+    if !routed.route.middlewares.is_empty()
+        && let Err(resp) = ex.middlewares(&req, &routed).await
+    {
+        return resp;
+    }
     let out = ex.upstream_request(req, &routed);
     match attempt::run(&ex, &routed, out.req, out.pinned, out.upgrade).await {
         Ok(answered) => ex.respond(&routed, answered, out.on_client_upgrade, out.pinned),
@@ -90,6 +98,8 @@ pub(crate) struct Exchange<'a> {
     /// The real client: the peer, or the address a trusted proxy forwarded.
     pub(crate) client: IpAddr,
     log: Option<Box<Entry>>,
+    /// What the route's middlewares keep for the response side.
+    passed: Passed,
 }
 
 /// The route a request matched, with its cluster.
@@ -127,6 +137,7 @@ impl<'a> Exchange<'a> {
             host_value,
             client,
             log: None,
+            passed: Passed::default(),
         };
         ex.log = snap.access_log.as_ref().filter(|l| l.sample()).map(|sink| {
             Box::new(Entry {
@@ -194,6 +205,39 @@ impl<'a> Exchange<'a> {
         })
     }
 
+    /// The route's middlewares on the request; an answer of theirs (403, 401, 429, a
+    /// redirect, a CORS preflight) ends the request, counted on the route.
+    async fn middlewares(
+        &mut self,
+        req: &Request<Incoming>,
+        routed: &Routed<'_>,
+    ) -> Result<(), Response<ProxyBody>> {
+        let chain = &routed.route.middlewares;
+        let view = RequestView {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+            host: self.host(),
+            client: self.client,
+            tls: self.ctx.edge.tls,
+        };
+        match chain.on_request(&view).await {
+            Ok(passed) => {
+                self.passed = passed;
+                Ok(())
+            }
+            Err(answer) => {
+                let mut resp = from_middleware(answer);
+                chain.on_response(resp.headers_mut(), &self.passed);
+                routed
+                    .route
+                    .metrics
+                    .observe(resp.status().as_u16(), self.start.elapsed());
+                Err(self.answer(resp))
+            }
+        }
+    }
+
     /// The URI, version and headers the upstream gets; takes the client's upgrade half.
     fn upstream_request(&self, mut req: Request<Incoming>, routed: &Routed<'_>) -> Outbound {
         let cluster = routed.cluster;
@@ -239,6 +283,14 @@ impl<'a> Exchange<'a> {
                 h.insert(header::HOST, v);
             }
         }
+        if !routed.route.middlewares.is_empty() {
+            let (mut parts, body) = req.into_parts();
+            routed
+                .route
+                .middlewares
+                .rewrite_request(&mut parts.uri, &mut parts.headers);
+            req = Request::from_parts(parts, body);
+        }
         let pinned = match &cluster.balancer {
             Balancer::StickyCookie(s) => Some(s.pinned(req.headers())),
             _ => None,
@@ -271,6 +323,19 @@ impl<'a> Exchange<'a> {
         let (route, cluster) = (routed.route, routed.cluster);
         let status = resp.status();
         route.metrics.observe(status.as_u16(), self.start.elapsed());
+        if let Some(page) = route.middlewares.error_page(status) {
+            // The upstream's body is dropped unread (its connection is not reused).
+            drop((resp, conn, claim));
+            if let Some(entry) = self.log.as_mut() {
+                entry.upstream = Some(server.address.clone());
+                entry.retries = attempts - 1;
+            }
+            let mut resp = from_middleware(page);
+            route
+                .middlewares
+                .on_response(resp.headers_mut(), &self.passed);
+            return self.answer(resp);
+        }
         if let Some(entry) = self.log.as_mut() {
             entry.status = status.as_u16();
             entry.upstream = Some(server.address.clone());
@@ -295,6 +360,11 @@ impl<'a> Exchange<'a> {
         }
         if let Some(cookie) = set_cookie {
             parts.headers.append(header::SET_COOKIE, cookie);
+        }
+        if !route.middlewares.is_empty() {
+            route
+                .middlewares
+                .on_response(&mut parts.headers, &self.passed);
         }
         let log = self.log.take();
         if let (Some(up), Some(_)) = (upstream_upgrade, on_client_upgrade) {
@@ -332,6 +402,15 @@ impl<'a> Exchange<'a> {
             .observe(status.as_u16(), self.start.elapsed());
         if let Some(entry) = self.log.as_mut() {
             entry.retries = attempts.saturating_sub(1);
+        }
+        let chain = &routed.route.middlewares;
+        if !chain.is_empty() {
+            let mut resp = chain
+                .error_page(status)
+                .map(from_middleware)
+                .unwrap_or_else(|| canned(status, body));
+            chain.on_response(resp.headers_mut(), &self.passed);
+            return self.answer(resp);
         }
         finish_error(status, body, self.log.take())
     }
