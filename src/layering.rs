@@ -32,7 +32,15 @@ const TOP: &[(&str, u8)] = &[
 
 /// The proxy's layer folders, lowest first; `proxy` itself (mod.rs) wires them together.
 const PROXY: &[&str] = &[
-    "base", "acme", "tls", "upstream", "runtime", "l4", "request", "serve",
+    "base",
+    "acme",
+    "tls",
+    "upstream",
+    "middleware",
+    "runtime",
+    "l4",
+    "request",
+    "serve",
 ];
 
 /// Known circles, allowed until fixed: (from, to, why). The generator's (load → validate,

@@ -14,7 +14,7 @@ use super::base::batch;
 use super::config::{self, ProxyConfig, schema};
 use super::l4::listener::Listener as L4Listener;
 use super::request::context::Edge;
-use super::runtime::{reload, state, supervisor};
+use super::runtime::{reload, shared_states, state, supervisor};
 use super::serve::{admin, listener, tls_listener};
 use super::tls::store::{Source, Store};
 use super::tls::{cert_dir, certs, self_signed};
@@ -102,6 +102,13 @@ async fn serve(
         shared.snapshot.load().shortest_response_ms,
     );
     tokio::spawn(supervisor.clone().run(shared.clone()));
+    if cfg.redis.is_some() {
+        // Drain/maint states stored by any proxy sharing this Redis apply before traffic.
+        if !shared_states::apply_once(&shared).await {
+            tracing::warn!("redis unreachable at start: admin states apply once it answers");
+        }
+        tokio::spawn(shared_states::follow(shared.clone()));
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut fallback = None;
     // TLS-ALPN-01 validations are answered on every TLS listener when ACME is configured.

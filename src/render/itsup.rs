@@ -9,6 +9,7 @@ use serde_json::json;
 use super::{Artifact, RenderError, Templates, to_yaml};
 use crate::plan::{Plan, TcpTls};
 use crate::proxy::config::ProxyConfig;
+use crate::validate::middlewares_itsup;
 
 /// Admin API port inside the proxy container (loopback only).
 pub const ADMIN_PORT: u16 = 9901;
@@ -88,6 +89,88 @@ fn tcp_listeners(plan: &Plan) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The rows' middlewares in `proxy.yml`: `<row>-allowlist` for `allow_source_ips` first,
+/// then the row's `middlewares` from `projects/middlewares.yml` (translated by
+/// `validate::middlewares_itsup`, which refused what the proxy cannot honour), in order; a
+/// shared rate limit brings the top-level `redis`.
+fn add_middlewares(plan: &Plan, value: &mut serde_json::Value) -> Result<(), String> {
+    let translated: std::collections::HashMap<String, middlewares_itsup::Translated> = plan
+        .middleware_overrides
+        .as_ref()
+        .map(|m| middlewares_itsup::translate_all(m).0.into_iter().collect())
+        .unwrap_or_default();
+    let mut defs = serde_json::Map::new();
+    let mut per_row: std::collections::HashMap<&str, Vec<String>> = Default::default();
+    let mut redis: Option<String> = None;
+    for r in &plan.http {
+        let mut names = Vec::new();
+        if !r.allow_source_ips.is_empty() {
+            let name = format!("{}-allowlist", r.name);
+            defs.insert(
+                name.clone(),
+                json!({ "ip_allow_list": { "source_range": r.allow_source_ips } }),
+            );
+            names.push(name);
+        }
+        for m in &r.middlewares {
+            let t = translated.get(m).ok_or_else(|| {
+                format!(
+                    "middleware `{m}` of row {} cannot be applied by engine itsup",
+                    r.name
+                )
+            })?;
+            if let Some(url) = &t.redis {
+                match &redis {
+                    Some(other) if other != url => {
+                        return Err(format!(
+                            "rate limits use two Redis ({other}, {url}); engine itsup shares one"
+                        ));
+                    }
+                    _ => redis = Some(url.clone()),
+                }
+            }
+            defs.insert(m.clone(), strip_nulls(t.middleware.clone()));
+            names.push(m.clone());
+        }
+        per_row.insert(&r.name, names);
+    }
+    if let Some(routes) = value.get_mut("routes").and_then(|v| v.as_array_mut()) {
+        for route in routes {
+            let names = route
+                .get("name")
+                .and_then(|n| n.as_str())
+                .and_then(|n| per_row.get(n))
+                .filter(|n| !n.is_empty())
+                .cloned();
+            if let (Some(names), Some(obj)) = (names, route.as_object_mut()) {
+                obj.insert("middlewares".into(), json!(names));
+            }
+        }
+    }
+    if let Some(obj) = value.as_object_mut() {
+        if !defs.is_empty() {
+            obj.insert("middlewares".into(), serde_json::Value::Object(defs));
+        }
+        if let Some(url) = redis {
+            obj.insert("redis".into(), json!({ "url": url }));
+        }
+    }
+    Ok(())
+}
+
+/// Leaves out the `null`s of a translated middleware (unset optional fields).
+fn strip_nulls(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 /// `proxy/itsup/proxy.yml` (and the ACME CA bundle when there is one).
 pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, RenderError> {
     let routes: Vec<serde_json::Value> = plan
@@ -127,6 +210,8 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
         name: "itsup-proxy.yml".into(),
         message,
     };
+    let mut value = value;
+    add_middlewares(plan, &mut value).map_err(invalid)?;
     let config: ProxyConfig =
         serde_json::from_value(value.clone()).map_err(|e| invalid(e.to_string()))?;
     let problems = config.check();

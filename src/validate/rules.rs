@@ -326,22 +326,15 @@ fn row_problems(
 /// not applied would expose what the operator meant to protect.
 fn engine_problems(out: &mut Vec<Problem>, i: usize, row: &Ingress, engine: Engine) {
     let p = |key: &str| format!("/ingress/{i}/{key}");
-    if engine != Engine::Traefik && !row.middlewares.is_empty() {
+    // Engine itsup applies the middlewares of middlewares.yml it can honour (the others are
+    // refused in that file) and source allowlists on http rows.
+    if engine == Engine::Haproxy && !row.middlewares.is_empty() {
         out.push(at(
             p("middlewares"),
             format!(
                 "`middlewares` are Traefik middlewares; engine {} cannot apply them",
                 engine.as_str()
             ),
-        ));
-    }
-    // Engine itsup serves tcp and udp rows and their allowlists itself; on http rows the
-    // allowlist is a request-path filter it does not have yet.
-    if engine == Engine::Itsup && row.router == Router::Http && !row.allow_source_ips.is_empty() {
-        out.push(at(
-            p("allow_source_ips"),
-            "engine itsup has no source allowlist on http rows; use engine traefik or haproxy for this row"
-                .into(),
         ));
     }
 }

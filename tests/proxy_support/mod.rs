@@ -30,6 +30,8 @@ pub use support::*;
 pub mod insecure_tls;
 #[path = "../shared/pebble.rs"]
 pub mod pebble;
+#[path = "../shared/redis.rs"]
+pub mod redis;
 pub mod tls;
 
 /// What an upstream saw of one request.
@@ -594,4 +596,45 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], limit: Duration) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends `n` GETs on one keep-alive HTTP/1.1 connection, each with `headers(i)`; returns the
+/// statuses in order (a connection the proxy closes is reopened).
+pub async fn keep_alive(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    n: usize,
+    headers: impl Fn(usize) -> Vec<(String, String)>,
+) -> Vec<StatusCode> {
+    let mut out = Vec::with_capacity(n);
+    let mut sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> = None;
+    for i in 0..n {
+        if sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            sender = Some(s);
+        }
+        let Some(s) = sender.as_mut() else { break };
+        let mut req = Request::get(path).header("host", host);
+        for (k, v) in headers(i) {
+            req = req.header(k, v);
+        }
+        let req = req.body(Full::new(Bytes::new())).expect("request");
+        if s.ready().await.is_err() {
+            sender = None;
+            continue;
+        }
+        match s.send_request(req).await {
+            Ok(resp) => {
+                out.push(resp.status());
+                let _ = resp.into_body().collect().await;
+            }
+            Err(_) => sender = None,
+        }
+    }
+    out
 }

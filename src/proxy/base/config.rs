@@ -15,6 +15,7 @@ pub use super::address::parse_cidr;
 use super::address::{check_host_pattern, valid_host_port};
 pub use super::config_acme::AcmeConfig;
 pub use super::config_l4::{TcpListener, TcpRoute, TcpTlsMode, UdpListener};
+pub use super::config_middleware::{Middleware, RedisConfig};
 pub use super::config_tls::{CertPair, Hsts, ListenerTls, RedirectHttps, UnknownSni, UpstreamTls};
 
 /// Root of `proxy.yml`.
@@ -54,6 +55,13 @@ pub struct ProxyConfig {
     /// UDP ports forwarded per client session.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub udp: Vec<UdpListener>,
+    /// Named middlewares that routes list in their `middlewares`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub middlewares: BTreeMap<String, Middleware>,
+    /// Redis for state shared by every proxy using it: shared rate limits and the server
+    /// admin states (drain/maint survive a restart). Absent: all state is local.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisConfig>,
 }
 
 /// One client-facing listener.
@@ -199,6 +207,9 @@ pub struct Route {
     /// `Strict-Transport-Security` on this route's answers over TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hsts: Option<Hsts>,
+    /// Middlewares (names from the top-level `middlewares`) applied in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middlewares: Vec<String>,
 }
 
 fn default_path() -> String {
@@ -657,6 +668,13 @@ impl ProxyConfig {
                 ));
             }
         }
+        let refs: Vec<(usize, &[String])> = self
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, r.middlewares.as_slice()))
+            .collect();
+        super::config_middleware::check(&self.middlewares, self.redis.as_ref(), &refs, &mut errors);
         for (name, c) in &self.clusters {
             if c.servers.is_empty() {
                 errors.push(format!(

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod config_acme;
 pub mod config_l4;
+pub mod config_middleware;
 pub mod config_tls;
 pub mod headers;
 pub mod memory;

@@ -73,6 +73,7 @@ pub fn render(shared: &Shared, snap: &Snapshot) -> String {
     tls_metrics(&mut out, &m.tls);
     h2_goaway_metrics(&mut out, &m.h2_goaway);
     l4_metrics(&mut out, &m.l4);
+    middleware_metrics(&mut out, shared);
 
     let routes = shared.all_route_metrics();
     out.push_str("# HELP itsup_proxy_requests_total Requests by route and status.\n# TYPE itsup_proxy_requests_total counter\n");
@@ -355,4 +356,59 @@ fn l4_metrics(out: &mut String, l4: &super::metrics::L4Metrics) {
         "PROXY protocol headers accepted from trusted senders.",
         l4.proxy_accepted.load(Ordering::Relaxed) as i64,
     );
+}
+
+/// Per-middleware outcomes, rate-limit key tracking and Redis failures.
+fn middleware_metrics(out: &mut String, shared: &Shared) {
+    let all = shared.middlewares.all();
+    if let Some(redis) = shared.middlewares.redis() {
+        gauge(
+            out,
+            "itsup_proxy_redis_errors_total",
+            "counter",
+            "Redis commands that failed (unreachable, timeout, error).",
+            redis.errors.load(Ordering::Relaxed) as i64,
+        );
+    }
+    if all.is_empty() {
+        return;
+    }
+    out.push_str("# HELP itsup_proxy_middleware_requests_total Requests by middleware and outcome (passed, answered: refused, redirected or replaced; redis_fail_open/redis_fail_closed: decided by the policy while Redis was unreachable).\n# TYPE itsup_proxy_middleware_requests_total counter\n");
+    for m in &all {
+        let s = &m.stats;
+        for (outcome, v) in [
+            ("passed", &s.passed),
+            ("answered", &s.answered),
+            ("redis_fail_open", &s.redis_fail_open),
+            ("redis_fail_closed", &s.redis_fail_closed),
+        ] {
+            let _ = writeln!(
+                out,
+                "itsup_proxy_middleware_requests_total{{middleware=\"{}\",kind=\"{}\",outcome=\"{outcome}\"}} {}",
+                s.name,
+                s.kind,
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+    out.push_str("# HELP itsup_proxy_rate_limit_tracked_keys Rate-limit buckets held in memory.\n# TYPE itsup_proxy_rate_limit_tracked_keys gauge\n");
+    for m in &all {
+        if let Some((tracked, _)) = m.rate_keys() {
+            let _ = writeln!(
+                out,
+                "itsup_proxy_rate_limit_tracked_keys{{middleware=\"{}\"}} {tracked}",
+                m.stats.name
+            );
+        }
+    }
+    out.push_str("# HELP itsup_proxy_rate_limit_overflow_total Requests counted in the shared overflow bucket because max_keys were tracked.\n# TYPE itsup_proxy_rate_limit_overflow_total counter\n");
+    for m in &all {
+        if let Some((_, overflow)) = m.rate_keys() {
+            let _ = writeln!(
+                out,
+                "itsup_proxy_rate_limit_overflow_total{{middleware=\"{}\"}} {overflow}",
+                m.stats.name
+            );
+        }
+    }
 }
