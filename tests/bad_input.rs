@@ -1054,10 +1054,10 @@ fn udp_rows_under_traefik_are_fine() {
     assert!(root.read("proxy/traefik/traefik.yml").contains("5353/udp"));
 }
 
-/// Engine itsup serves tcp and udp rows and their allowlists; an http row's allowlist is still
-/// refused, naming the key.
+/// Engine itsup serves tcp and udp rows and their allowlists, and an http row's allowlist
+/// becomes an `ip_allow_list` middleware on its route.
 #[test]
-fn engine_itsup_takes_tcp_and_udp_rows_but_not_http_allowlists() {
+fn engine_itsup_takes_tcp_and_udp_rows_and_http_allowlists() {
     let root = Root::new();
     root.ingress(
         "l4",
@@ -1076,17 +1076,18 @@ fn engine_itsup_takes_tcp_and_udp_rows_but_not_http_allowlists() {
             .contains("5353:5353/udp")
     );
 
-    let bad = with_bad(
-        "ingress:\n  - service: web\n    domain: bad.example.com\n    port: 80\n    allow_source_ips: [10.0.0.0/8]\n",
+    let http = Root::new();
+    http.ingress(
+        "web",
+        "ingress:\n  - service: web\n    domain: web.example.com\n    port: 80\n    allow_source_ips: [10.0.0.0/8]\n",
         &["web"],
     );
-    bad.write("projects/itsup.yml", "proxy:\n  engine: itsup\n");
-    assert_left_out(
-        &bad,
-        &["bad"],
-        &[
-            "projects/bad/ingress.yml:5:23: error: engine itsup has no source allowlist on http rows; use engine traefik or haproxy for this row",
-        ],
+    http.write("projects/itsup.yml", "proxy:\n  engine: itsup\n");
+    http.itsup(&["render"]).code(0).exactly(&[]);
+    let proxy = http.read("proxy/itsup/proxy.yml");
+    assert!(
+        proxy.contains("ip_allow_list") && proxy.contains("10.0.0.0/8"),
+        "{proxy}"
     );
 }
 
