@@ -132,29 +132,37 @@ impl SwarmFixture {
 
 impl Drop for SwarmFixture {
     fn drop(&mut self) {
+        let prefix = self.f.prefix.clone();
+        let mine = |list: String| -> Vec<String> {
+            list.split_whitespace()
+                .filter(|n| n.starts_with(&prefix))
+                .map(str::to_string)
+                .collect()
+        };
+        for stack in mine(docker(&["stack", "ls", "--format", "{{.Name}}"])) {
+            docker(&["stack", "rm", &stack]);
+        }
         for s in self.services() {
             docker(&["service", "rm", &s]);
         }
-        // Task containers go asynchronously; networks can be removed only after them.
-        eventually(Duration::from_secs(60), || {
-            docker(&["ps", "-aq", "--filter", &format!("name={}", self.f.prefix)])
-                .trim()
+        // Tasks and their network endpoints go asynchronously: a network can be removed only
+        // once they are gone, so try until it is.
+        eventually(Duration::from_secs(90), || {
+            let services = mine(docker(&["service", "ls", "--format", "{{.Name}}"]));
+            let containers = docker(&["ps", "-aq", "--filter", &format!("name={prefix}")]);
+            if !services.is_empty() || !containers.trim().is_empty() {
+                return None;
+            }
+            let nets = mine(docker(&["network", "ls", "--format", "{{.Name}}"]));
+            for n in &nets {
+                docker(&["network", "rm", n]);
+            }
+            mine(docker(&["network", "ls", "--format", "{{.Name}}"]))
                 .is_empty()
                 .then_some(())
         });
-        let nets = docker(&[
-            "network",
-            "ls",
-            "--filter",
-            &format!("name={}", self.f.prefix),
-            "--format",
-            "{{.Name}}",
-        ]);
-        for n in nets
-            .split_whitespace()
-            .filter(|n| n.contains(&self.f.prefix))
-        {
-            docker(&["network", "rm", n]);
+        for c in mine(docker(&["config", "ls", "--format", "{{.Name}}"])) {
+            docker(&["config", "rm", &c]);
         }
     }
 }

@@ -32,7 +32,10 @@ const MONITOR_WITHOUT_HEALTHCHECK: Duration = Duration::from_secs(10);
 /// Turns a project's compose file (with the proxy and egress networks already attached) into
 /// a stack file, in place.
 pub fn stack(plan: &Plan, project: &ProjectPlan, compose: &mut Map<String, Value>) {
+    // First, where a reader looks for it.
+    let user = std::mem::take(compose);
     compose.insert("version".into(), json!(STACK_VERSION));
+    compose.extend(user.into_iter().filter(|(k, _)| k != "version"));
     let Some(services) = compose.get_mut("services").and_then(Value::as_object_mut) else {
         return;
     };

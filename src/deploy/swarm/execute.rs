@@ -91,7 +91,53 @@ pub fn run(
     for p in plans.iter().filter(|p| p.removed) {
         out.push(remove_stack(p, timeout));
     }
+    prune_egress(desired);
     out
+}
+
+/// Removes the platform's egress overlays no pair uses any more; one still in use (a stack
+/// whose update failed) stays, and the next apply tries again.
+fn prune_egress(desired: &Desired) {
+    let label = format!("label={PLATFORM_LABEL}={}", desired.platform);
+    let Ok(names) = cli::checked(&["network", "ls", "--filter", &label, "--format", "{{.Name}}"])
+    else {
+        return;
+    };
+    for name in names.split_whitespace() {
+        if name.starts_with("egress-") && !desired.egress.iter().any(|e| e == name) {
+            let _ = cli::docker(&["network", "rm", name], None, &Default::default());
+        }
+    }
+}
+
+/// Removes the configs of a stack that its file no longer names (`docker stack deploy`
+/// leaves them behind: each change of a proxy file is a new config). One still used by a task
+/// that is stopping is refused by Docker and goes at the next apply.
+fn prune_configs(stack: &Stack, p: &StackPlan, root: &Path) {
+    let Ok(text) = std::fs::read_to_string(root.join(&stack.file)) else {
+        return;
+    };
+    let Ok(doc) = crate::yaml::parse(&text) else {
+        return;
+    };
+    let wanted: Vec<&str> = doc
+        .value
+        .get("configs")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.values()
+                .filter_map(|c| c.get("name").and_then(serde_json::Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let filter = format!("label={STACK_LABEL}={}", p.stack);
+    let Ok(names) = cli::checked(&["config", "ls", "--filter", &filter, "--format", "{{.Name}}"])
+    else {
+        return;
+    };
+    for name in names.split_whitespace().filter(|n| !wanted.contains(n)) {
+        let _ = cli::docker(&["config", "rm", name], None, &Default::default());
+    }
 }
 
 fn failed(p: &StackPlan, message: String) -> StackResult {
@@ -176,6 +222,9 @@ fn deploy(root: &Path, stack: &Stack, p: &StackPlan, timeout: Duration) -> Stack
         });
     }
     let ok = services.iter().all(|s| s.ok);
+    if ok {
+        prune_configs(stack, p, root);
+    }
     let rolled_back = services.iter().any(|s| s.message.contains("rolled back"));
     StackResult {
         stack: p.stack.clone(),
