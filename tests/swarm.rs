@@ -414,3 +414,32 @@ fn swarm_traefik_routes_by_deploy_labels() {
     assert_eq!(stats.last_body.trim(), "version=v2");
     let _ = app;
 }
+
+/// Faults end in clear errors: a proxy no node may run (no node carries the ingress label),
+/// and a service whose image no node has.
+#[test]
+fn swarm_faults_are_named() {
+    let sf = SwarmFixture::haproxy();
+    let f = &sf.f;
+    let itsup = std::fs::read_to_string(f.root.join("projects/itsup.yml")).expect("itsup.yml");
+    let nowhere = itsup.replace(".ingress\n", ".nowhere\n");
+    assert_ne!(nowhere, itsup);
+    f.write("projects/itsup.yml", &nowhere);
+    let out = f.itsup_expect(&["apply", "--timeout", "30"], 1);
+    assert!(
+        stdout(&out).contains("no node matches its placement"),
+        "{}",
+        stdout(&out)
+    );
+
+    f.write("projects/itsup.yml", &itsup);
+    f.app_project("app", "itsup-test/app:absent", "");
+    let out = f.itsup_expect(&["apply", "--timeout", "20"], 1);
+    let report = stdout(&out);
+    assert!(
+        report.contains("FAILED")
+            && report.contains("not converged within 20 s")
+            && report.contains("No such image"),
+        "{report}"
+    );
+}

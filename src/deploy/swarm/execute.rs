@@ -18,6 +18,8 @@ use crate::render::swarm::PLATFORM_LABEL;
 const POLL: Duration = Duration::from_millis(500);
 /// How long an update may take to show up in `UpdateStatus` before apply looks at the tasks.
 const UPDATE_APPEARS: Duration = Duration::from_secs(10);
+/// How long a global service may have no task before apply says no node may run it.
+const PLACEMENT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ServiceResult {
@@ -263,7 +265,7 @@ fn wait(
                 Action::Update => {
                     update_verdict(&name, before.get(service).cloned().flatten(), started)
                 }
-                _ => create_verdict(&name),
+                _ => create_verdict(&name, started),
             };
             if let Verdict::Done(ok, message) = verdict {
                 done.insert(service.clone(), (ok, message));
@@ -321,16 +323,17 @@ fn update_verdict(name: &str, before: Option<String>, since: Instant) -> Verdict
         };
     }
     if since.elapsed() > UPDATE_APPEARS {
-        return create_verdict(name);
+        return create_verdict(name, since);
     }
     Verdict::Waiting
 }
 
 /// A new service is done when every desired task runs (Swarm counts a task with a
 /// healthcheck as running only once it is healthy).
-fn create_verdict(name: &str) -> Verdict {
+fn create_verdict(name: &str, since: Instant) -> Verdict {
     match observed::replicas(name) {
-        Ok(Some((_, 0))) if is_global(name) => Verdict::Done(
+        // A new global service shows 0/0 until the orchestrator placed its tasks.
+        Ok(Some((_, 0))) if since.elapsed() > PLACEMENT && is_global(name) => Verdict::Done(
             false,
             "no node may run it: no node matches its placement (the ingress node label?)".into(),
         ),
