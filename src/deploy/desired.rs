@@ -360,6 +360,7 @@ fn served_by(plan: &Plan, project: &str, service: &str) -> (Option<u16>, Vec<Str
     (port, backends)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn service(
     root: &Path,
     dir: &Path,

@@ -812,18 +812,25 @@ impl Handover<'_> {
         let ctx = self.ctx;
         line.step("removing the new container");
         admission.withdraw(&self.new_ips).await;
-        let leftovers = current(ctx, &self.plan.compose_project, &self.s.service)
-            .await
-            .unwrap_or_default();
-        for c in leftovers
-            .iter()
-            .filter(|c| !self.old_ids.contains(&c.id.as_str()) || self.new_ids.contains(&c.id))
-        {
-            let _ = docker::remove(&ctx.docker, &c.id).await;
+        let mut removed = true;
+        match current(ctx, &self.plan.compose_project, &self.s.service).await {
+            Ok(leftovers) => {
+                for c in leftovers.iter().filter(|c| {
+                    !self.old_ids.contains(&c.id.as_str()) || self.new_ids.contains(&c.id)
+                }) {
+                    removed &= docker::remove(&ctx.docker, &c.id).await.is_ok();
+                }
+            }
+            Err(_) => removed = false,
         }
-        admission
-            .abort(&self.new_ips, &self.old_ips, ctx.ready_timeout)
-            .await;
+        // HAProxy's parked slots are released once the new addresses are gone; a new container
+        // that could not be removed keeps its slot parked (no traffic to a container that
+        // never became ready) until the next apply's heal removes it and restores the slot.
+        if removed || !matches!(admission, Admission::Haproxy { .. }) {
+            admission
+                .abort(&self.new_ips, &self.old_ips, ctx.ready_timeout)
+                .await;
+        }
         if !self.drain_entries.is_empty() {
             let _ = drainfile::update(&ctx.root, &self.drain_entries, false);
         }
