@@ -99,10 +99,11 @@ update() {
   else
     local before
     before=$(docker service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.StartedAt}}{{end}}' "${stack}_web")
+    # StartedAt prints with spaces: the state comes first, the rest of the line is the time.
     sed -i "s|itsup-test/app:v[12]|itsup-test/app:$2|" "$root/upstream/$app/docker-compose.yml"
-    (cd "$root/upstream/$app" && docker stack deploy --resolve-image never -c docker-compose.yml "$stack" >/dev/null)
+    (cd "$root/upstream/$app" && docker stack deploy --resolve-image never -c docker-compose.yml "$stack" >/dev/null 2>&1)
     while :; do
-      read -r started state < <(docker service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.StartedAt}} {{.UpdateStatus.State}}{{end}}' "${stack}_web")
+      read -r state started < <(docker service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}} {{.UpdateStatus.StartedAt}}{{end}}' "${stack}_web")
       [ -n "${started:-}" ] && [ "$started" != "$before" ] && [ "${state:-}" = completed ] && break
       sleep 0.5
     done
