@@ -49,13 +49,21 @@ pub async fn build(docker: &Docker, reference: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot read {}", tar_path.display()))?;
     let body = tokio_util::io::ReaderStream::new(file).map_ok(bytes::Bytes::from);
+    // An import streams the whole binary (a debug build: hundreds of MB) and the engine
+    // unpacks it before it answers: on a busy host that takes far longer than the per-call
+    // bound meant for API calls that answer at once.
     docker
+        .clone()
+        .with_timeout(IMPORT_TIMEOUT)
         .create_image(Some(options), Some(bollard::body_try_stream(body)), None)
         .try_collect::<Vec<_>>()
         .await
         .with_context(|| format!("cannot import the itsup image {reference}"))?;
     Ok(())
 }
+
+/// How long the engine may take to import the itsup image.
+const IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// `name:tag` → (`name`, `tag`); no tag is `latest`. A registry port (`host:5000/name`) is not
 /// a tag.
