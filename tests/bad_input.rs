@@ -1054,10 +1054,10 @@ fn udp_rows_under_traefik_are_fine() {
     assert!(root.read("proxy/traefik/traefik.yml").contains("5353/udp"));
 }
 
-/// Engine itsup serves tcp and udp rows and their allowlists; an http row's allowlist is still
-/// refused, naming the key.
+/// Engine itsup serves tcp and udp rows and their allowlists: nothing refused, every hostport
+/// published.
 #[test]
-fn engine_itsup_takes_tcp_and_udp_rows_but_not_http_allowlists() {
+fn engine_itsup_takes_tcp_and_udp_rows() {
     let root = Root::new();
     root.ingress(
         "l4",
@@ -1071,22 +1071,11 @@ fn engine_itsup_takes_tcp_and_udp_rows_but_not_http_allowlists() {
         proxy.contains("0.0.0.0:5432") && proxy.contains("0.0.0.0:5353"),
         "{proxy}"
     );
+    assert!(proxy.contains("10.0.0.0/8"), "the tcp allowlist: {proxy}");
+    let compose = root.read("proxy/docker-compose.yml");
     assert!(
-        root.read("proxy/docker-compose.yml")
-            .contains("5353:5353/udp")
-    );
-
-    let bad = with_bad(
-        "ingress:\n  - service: web\n    domain: bad.example.com\n    port: 80\n    allow_source_ips: [10.0.0.0/8]\n",
-        &["web"],
-    );
-    bad.write("projects/itsup.yml", "proxy:\n  engine: itsup\n");
-    assert_left_out(
-        &bad,
-        &["bad"],
-        &[
-            "projects/bad/ingress.yml:5:23: error: engine itsup has no source allowlist on http rows; use engine traefik or haproxy for this row",
-        ],
+        compose.contains("5432:5432") && compose.contains("5353:5353/udp"),
+        "{compose}"
     );
 }
 
