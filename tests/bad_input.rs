@@ -1054,10 +1054,10 @@ fn udp_rows_under_traefik_are_fine() {
     assert!(root.read("proxy/traefik/traefik.yml").contains("5353/udp"));
 }
 
-/// Engine itsup serves tcp and udp rows and their allowlists: nothing refused, every hostport
-/// published.
+/// Engine itsup serves tcp and udp rows and their allowlists, and an http row's allowlist
+/// becomes an `ip_allow_list` middleware on its route.
 #[test]
-fn engine_itsup_takes_tcp_and_udp_rows() {
+fn engine_itsup_takes_tcp_and_udp_rows_and_http_allowlists() {
     let root = Root::new();
     root.ingress(
         "l4",
@@ -1076,6 +1076,20 @@ fn engine_itsup_takes_tcp_and_udp_rows() {
     assert!(
         compose.contains("5432:5432") && compose.contains("5353:5353/udp"),
         "{compose}"
+    );
+
+    let http = Root::new();
+    http.ingress(
+        "web",
+        "ingress:\n  - service: web\n    domain: web.example.com\n    port: 80\n    allow_source_ips: [10.0.0.0/8]\n",
+        &["web"],
+    );
+    http.write("projects/itsup.yml", "proxy:\n  engine: itsup\n");
+    http.itsup(&["render"]).code(0).exactly(&[]);
+    let proxy = http.read("proxy/itsup/proxy.yml");
+    assert!(
+        proxy.contains("ip_allow_list") && proxy.contains("10.0.0.0/8"),
+        "{proxy}"
     );
 }
 

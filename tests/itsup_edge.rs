@@ -98,10 +98,13 @@ fn nas_box() -> u16 {
 /// with its prefix stripped, the gRPC greeter answers over TLS (HTTP/2 by ALPN, h2c behind),
 /// and a `docker restart` of the proxy serves the stored certificates with no new order.
 ///
+/// Every other row of the example is served like engine traefik serves it (issue 14): the
+/// database's dedicated tcp hostport, the mqtt broker's SNI passthrough on the shared https
+/// port (the ClientHello reaches the broker untouched), and the shop API's source allowlist
+/// (403 for this client, then 200 once the allowlist admits it).
+///
 /// The copy of `projects/` is edited like the other engines' tests (ports, network, subnet, the
-/// nas address: here a host process on the gateway), and loses what engine itsup refuses until
-/// issue 14 (TCP routing, source allowlists): the db and mqtt projects' tcp rows (the projects
-/// still deploy: the shop API's egress reaches the database) and the shop API's allowlist.
+/// nas address: here a host process on the gateway).
 #[test]
 fn deploy_bundled_example_through_itsup_with_pebble_certificates() {
     deploy_support::example_host_clear();
@@ -116,17 +119,11 @@ fn deploy_bundled_example_through_itsup_with_pebble_certificates() {
     let (https, http) = (f.https_port, f.http_port);
     let gateway = f.gateway();
 
-    // What engine itsup refuses until issue 14.
-    f.write(
-        "projects/db/ingress.yml",
-        "enabled: true\ningress: []\nrollout:\n  postgres: stop-first\n",
-    );
-    f.write("projects/mqtt/ingress.yml", "enabled: true\ningress: []\n");
-    f.edit(
-        "projects/shop-api/ingress.yml",
-        "    allow_source_ips: [203.0.113.0/24, 10.8.0.0/16]\n",
-        "",
-    );
+    let db_port: u16 = std::fs::read_to_string(f.root.join("projects/db/ingress.yml"))
+        .expect("db ingress")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("hostport:")?.trim().parse().ok())
+        .expect("db hostport");
     let nas = nas_box();
     f.edit(
         "projects/nas/ingress.yml",
@@ -216,16 +213,26 @@ fn deploy_bundled_example_through_itsup_with_pebble_certificates() {
             "{host}"
         );
     }
+    // The shop API's path on the apex beats the website's host-only route, and its allowlist
+    // refuses this client (the proxy sees the published port's gateway, not 203.0.113.0/24).
     assert_eq!(
-        curl(dir, https, "example.com", "/api/health"),
-        Ok((200, "ok\n".to_string())),
-        "the prefix is stripped before the shop API"
+        curl(dir, https, "example.com", "/api/orders").map(|(code, _)| code),
+        Ok(403),
+        "the shop API's allowlist"
     );
-    assert_eq!(
-        curl(dir, https, "example.com", "/api/orders"),
-        Ok((200, "version=unknown\n".to_string())),
-        "/api goes to the shop API (no SITE_NAME there), not the website"
-    );
+
+    // The database's dedicated tcp port (the test app answers the bytes as HTTP).
+    let reply =
+        eventually(Duration::from_secs(20), || deploy_support::tcp_get(db_port)).expect("db port");
+    assert!(reply.contains("version="), "{reply}");
+
+    // SNI passthrough on the shared https port: the ClientHello for mqtt.example.com reaches
+    // the broker untouched (the test app answers it in plain HTTP; a proxy terminating TLS
+    // would answer with a TLS record).
+    let mut hello = traefik_support::client_hello("mqtt.example.com");
+    hello.extend_from_slice(b"\r\n\r\n");
+    let reply = traefik_support::raw_exchange(https, &hello);
+    assert!(reply.starts_with("HTTP/1.1 200"), "passthrough: {reply:?}");
     assert_eq!(
         curl(dir, https, "nas.example.com", "/"),
         Ok((200, "nas\n".to_string()))
@@ -272,4 +279,30 @@ fn deploy_bundled_example_through_itsup_with_pebble_certificates() {
     }
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(pebble.issued(), 4, "no new order after the restart");
+
+    // Once the allowlist admits this client, `/api` reaches the shop API with its prefix
+    // stripped.
+    f.edit(
+        "projects/shop-api/ingress.yml",
+        "allow_source_ips: [203.0.113.0/24, 10.8.0.0/16]",
+        "allow_source_ips: [0.0.0.0/0]",
+    );
+    f.itsup_expect(&["apply"], 0);
+    assert_eq!(
+        eventually(Duration::from_secs(30), || curl(
+            dir,
+            https,
+            "example.com",
+            "/api/health"
+        )
+        .ok()
+        .filter(|(code, _)| *code == 200)),
+        Some((200, "ok\n".to_string())),
+        "the prefix is stripped before the shop API"
+    );
+    assert_eq!(
+        curl(dir, https, "example.com", "/api/orders"),
+        Ok((200, "version=unknown\n".to_string())),
+        "/api goes to the shop API (no SITE_NAME there), not the website"
+    );
 }

@@ -62,7 +62,8 @@ fn stalled(e: bollard::errors::Error) -> anyhow::Error {
 fn answering() -> anyhow::Result<()> {
     if STALLED.load(Ordering::Relaxed) {
         anyhow::bail!(
-            "the Docker engine stopped answering earlier in this run (no call waits on it again)"
+            "the Docker engine did not answer within {} s earlier in this run (no call waits on it again)",
+            API_TIMEOUT.as_secs()
         );
     }
     Ok(())

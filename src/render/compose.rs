@@ -141,7 +141,11 @@ pub fn upstream_compose(
                         .collect();
                     if !routes.is_empty() {
                         let labels = traefik::labels(plan, &routes, templates)?;
-                        add_labels(svc, &labels);
+                        if plan.settings.swarm.is_some() {
+                            super::swarm::add_deploy_labels(svc, &labels);
+                        } else {
+                            add_labels(svc, &labels);
+                        }
                     }
                 }
             }
@@ -195,6 +199,9 @@ pub fn upstream_compose(
                 }
             }
         }
+    }
+    if plan.settings.swarm.is_some() {
+        super::swarm::stack(plan, project, &mut compose);
     }
     let path = format!("upstream/{}/docker-compose.yml", project.name);
     let text = to_yaml(&Value::Object(compose));
