@@ -1071,9 +1071,11 @@ fn engine_itsup_takes_tcp_and_udp_rows_and_http_allowlists() {
         proxy.contains("0.0.0.0:5432") && proxy.contains("0.0.0.0:5353"),
         "{proxy}"
     );
+    assert!(proxy.contains("10.0.0.0/8"), "the tcp allowlist: {proxy}");
+    let compose = root.read("proxy/docker-compose.yml");
     assert!(
-        root.read("proxy/docker-compose.yml")
-            .contains("5353:5353/udp")
+        compose.contains("5432:5432") && compose.contains("5353:5353/udp"),
+        "{compose}"
     );
 
     let http = Root::new();

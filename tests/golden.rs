@@ -66,20 +66,11 @@ fn fixtures_match_golden() {
 
 /// Engine itsup renders the bundled example's tcp rows: db's plain port of its own and mqtt's
 /// passthrough by SNI on the https port, both published by the proxy's compose file; the
-/// result passes the proxy's own `--check`. The shop API's http allowlist is taken out of the
-/// copy: an http-row allowlist is the request path's (ipAllowList middleware), not this layer's.
+/// result passes the proxy's own `--check`.
 #[test]
 fn example_itsup_renders_tcp_rows() {
     let src = tempfile::tempdir().expect("tempdir");
     common::copy_dir(&manifest().join("projects"), src.path());
-    let shop = src.path().join("shop-api/ingress.yml");
-    let text = std::fs::read_to_string(&shop).expect("shop-api ingress");
-    let without: String = text
-        .lines()
-        .filter(|l| !l.contains("allow_source_ips"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&shop, without).expect("write");
     let rendered = render_tree(src.path(), "itsup");
     itsup_proxy_check(&rendered);
     let proxy =
