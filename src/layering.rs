@@ -14,6 +14,7 @@ const TOP: &[(&str, u8)] = &[
     ("model", 0),
     ("atomic", 0),
     ("logging", 0),
+    ("http_serve", 0),
     ("yaml", 1),
     ("diagnostic", 2),
     ("proxy", 3),
@@ -31,7 +32,15 @@ const TOP: &[(&str, u8)] = &[
 
 /// The proxy's layer folders, lowest first; `proxy` itself (mod.rs) wires them together.
 const PROXY: &[&str] = &[
-    "base", "acme", "tls", "upstream", "runtime", "request", "serve",
+    "base",
+    "acme",
+    "tls",
+    "upstream",
+    "middleware",
+    "runtime",
+    "l4",
+    "request",
+    "serve",
 ];
 
 /// Known circles, allowed until fixed: (from, to, why). The generator's (load → validate,

@@ -1054,6 +1054,43 @@ fn udp_rows_under_traefik_are_fine() {
     assert!(root.read("proxy/traefik/traefik.yml").contains("5353/udp"));
 }
 
+/// Engine itsup serves tcp and udp rows and their allowlists, and an http row's allowlist
+/// becomes an `ip_allow_list` middleware on its route.
+#[test]
+fn engine_itsup_takes_tcp_and_udp_rows_and_http_allowlists() {
+    let root = Root::new();
+    root.ingress(
+        "l4",
+        "ingress:\n  - service: db\n    router: tcp\n    port: 5432\n    hostport: 5432\n    allow_source_ips: [10.0.0.0/8]\n  - service: dns\n    router: udp\n    protocol: udp\n    port: 53\n    hostport: 5353\n",
+        &["db", "dns"],
+    );
+    root.write("projects/itsup.yml", "proxy:\n  engine: itsup\n");
+    root.itsup(&["render"]).code(0).exactly(&[]);
+    let proxy = root.read("proxy/itsup/proxy.yml");
+    assert!(
+        proxy.contains("0.0.0.0:5432") && proxy.contains("0.0.0.0:5353"),
+        "{proxy}"
+    );
+    assert!(
+        root.read("proxy/docker-compose.yml")
+            .contains("5353:5353/udp")
+    );
+
+    let http = Root::new();
+    http.ingress(
+        "web",
+        "ingress:\n  - service: web\n    domain: web.example.com\n    port: 80\n    allow_source_ips: [10.0.0.0/8]\n",
+        &["web"],
+    );
+    http.write("projects/itsup.yml", "proxy:\n  engine: itsup\n");
+    http.itsup(&["render"]).code(0).exactly(&[]);
+    let proxy = http.read("proxy/itsup/proxy.yml");
+    assert!(
+        proxy.contains("ip_allow_list") && proxy.contains("10.0.0.0/8"),
+        "{proxy}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Platform files: an error here renders nothing at all
 // ---------------------------------------------------------------------------------------------
@@ -1627,4 +1664,69 @@ fn non_utf8_project_folder_name_breaks_only_itself() {
     assert!(root.exists("proxy/docker-compose.yml"), "{}", run.stderr);
     assert!(root.exists("upstream/good/docker-compose.yml"));
     assert!(!root.generated_text().contains(BAD_DOMAIN));
+}
+
+const ITSUP_ENGINE: &str = "proxy:\n  engine: itsup\n";
+const MIDDLEWARE_ROW: &str = "ingress:\n  - service: web\n    domain: shop.example.com\n    port: 80\n    allow_source_ips: [10.0.0.0/8]\n    middlewares: [limit, auth, secure]\n";
+
+#[test]
+fn engine_itsup_renders_middlewares_yml_kinds_it_can_honour() {
+    let root = Root::new();
+    root.write("projects/itsup.yml", ITSUP_ENGINE);
+    root.write(
+        "projects/middlewares.yml",
+        "http:\n  middlewares:\n    limit:\n      rateLimit:\n        average: 100\n        period: 1m\n        burst: 20\n        sourceCriterion:\n          requestHeaderName: X-Api-Key\n    auth:\n      basicAuth:\n        users: ['bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=']\n    secure:\n      headers:\n        frameDeny: true\n        stsSeconds: 600\n        accessControlAllowOriginList: ['https://ui.example.com']\n",
+    );
+    root.ingress("shop", MIDDLEWARE_ROW, &["web"]);
+    root.itsup(&["validate"]).code(0).exactly(&[]);
+    root.itsup(&["render"]).code(0);
+    let text = root.read("proxy/itsup/proxy.yml");
+    let config: serde_json::Value = serde_yaml_ng::from_str(&text).expect("proxy.yml");
+    let route = &config["routes"][0];
+    assert_eq!(
+        route["middlewares"],
+        serde_json::json!(["shop-web-allowlist", "limit", "auth", "secure"]),
+        "{text}"
+    );
+    let m = &config["middlewares"];
+    assert_eq!(
+        m["shop-web-allowlist"]["ip_allow_list"]["source_range"][0], "10.0.0.0/8",
+        "{text}"
+    );
+    assert_eq!(m["limit"]["rate_limit"]["period_ms"], 60_000);
+    assert_eq!(m["limit"]["rate_limit"]["key"]["header"], "X-Api-Key");
+    assert_eq!(
+        m["auth"]["basic_auth"]["users"][0],
+        "bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="
+    );
+    assert_eq!(m["secure"]["headers"]["frame_options"], "DENY");
+    // What was written is what the proxy itself accepts.
+    let check = common::cmd()
+        .args(["proxy", "--check", "--config"])
+        .arg(root.join("proxy/itsup/proxy.yml"))
+        .output()
+        .expect("itsup proxy --check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[test]
+fn engine_itsup_refuses_middleware_kinds_and_keys_it_cannot_honour() {
+    let root = Root::new();
+    root.write("projects/itsup.yml", ITSUP_ENGINE);
+    root.write(
+        "projects/middlewares.yml",
+        "http:\n  middlewares:\n    limit:\n      rateLimit:\n        average: 100\n        sourceCriterion:\n          ipStrategy:\n            depth: 2\n    auth:\n      basicAuth:\n        usersFile: /etc/htpasswd\n    secure:\n      compress: {}\n",
+    );
+    root.ingress("shop", MIDDLEWARE_ROW, &["web"]);
+    let run = root.itsup(&["validate"]);
+    run.code(1).exactly(&[
+        "projects/middlewares.yml:7:11: error: `rateLimit.sourceCriterion.ipStrategy` is not supported by engine itsup (it keys by the client address behind trusted_proxies, requestHeaderName or requestHost)",
+        "projects/middlewares.yml:11:9: error: `basicAuth.usersFile` is not supported by engine itsup; remove it or use engine traefik",
+        "projects/middlewares.yml:13:7: error: middleware kind `compress` is not supported by engine itsup (it applies ipAllowList, basicAuth, headers, redirectScheme, redirectRegex, stripPrefix, rateLimit); use engine traefik for it",
+    ]);
+    root.itsup(&["render"]).code(1);
 }

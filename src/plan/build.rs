@@ -184,6 +184,7 @@ fn add_route(
                 service: row.service.clone(),
                 entrypoint: entrypoint_name(port, true, settings.https_port),
                 port,
+                allow_source_ips: row.allow_source_ips.clone(),
                 backend,
             });
         }

@@ -253,6 +253,7 @@ pub struct UdpRoute {
     pub service: Option<String>,
     pub entrypoint: String,
     pub port: u16,
+    pub allow_source_ips: Vec<String>,
     pub backend: Backend,
 }
 

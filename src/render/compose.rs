@@ -49,11 +49,9 @@ pub fn proxy_compose(plan: &Plan, templates: &Templates) -> Result<Artifact, Ren
         ),
         Engine::Itsup => itsup_image(plan),
     };
-    // The itsup proxy serves HTTP and HTTPS only (validate refuses tcp/udp rows for it).
     let ports: Vec<String> = plan
         .entrypoints
         .iter()
-        .filter(|e| s.engine != Engine::Itsup || e.name == "web" || e.name == "web-secure")
         .map(|e| format!("{0}:{0}{1}", e.port, if e.udp { "/udp" } else { "" }))
         .collect();
     // Engine traefik: the edge publishes the tcp ports, Traefik itself only the udp ones.

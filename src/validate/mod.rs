@@ -8,6 +8,7 @@ mod acme;
 mod dns;
 mod global;
 mod go_template;
+pub mod middlewares_itsup;
 pub mod names;
 mod rules;
 mod schema;
@@ -111,6 +112,12 @@ pub fn validate(tree: &Tree, last_good: &dyn Fn(&str) -> Option<ValidProject>) -
         .filter(|_| middleware_overrides.is_some())
     {
         go_template::check(src, &mut diagnostics);
+        if config
+            .as_ref()
+            .is_some_and(|c| c.proxy.engine == crate::model::Engine::Itsup)
+        {
+            middlewares_itsup::check(src, &mut diagnostics);
+        }
     }
     let subnet: Option<Ipv4Net> = config.as_ref().and_then(|c| c.proxy.subnet.parse().ok());
     let middleware_names: Vec<String> = middleware_overrides

@@ -326,7 +326,9 @@ fn row_problems(
 /// not applied would expose what the operator meant to protect.
 fn engine_problems(out: &mut Vec<Problem>, i: usize, row: &Ingress, engine: Engine) {
     let p = |key: &str| format!("/ingress/{i}/{key}");
-    if engine != Engine::Traefik && !row.middlewares.is_empty() {
+    // Engine itsup applies the middlewares of middlewares.yml it can honour (the others are
+    // refused in that file) and source allowlists on http rows.
+    if engine == Engine::Haproxy && !row.middlewares.is_empty() {
         out.push(at(
             p("middlewares"),
             format!(
@@ -334,21 +336,5 @@ fn engine_problems(out: &mut Vec<Problem>, i: usize, row: &Ingress, engine: Engi
                 engine.as_str()
             ),
         ));
-    }
-    if engine == Engine::Itsup {
-        if row.router != Router::Http {
-            out.push(at(
-                p("router"),
-                "engine itsup routes HTTP only; use engine traefik or haproxy for tcp/udp rows"
-                    .into(),
-            ));
-        }
-        if !row.allow_source_ips.is_empty() {
-            out.push(at(
-                p("allow_source_ips"),
-                "engine itsup has no source allowlist; use engine traefik or haproxy for this row"
-                    .into(),
-            ));
-        }
     }
 }

@@ -39,7 +39,7 @@ pub enum ApplyError {
 
 /// Owns the HAProxy process (or the link to an external one).
 #[derive(Debug)]
-pub struct Supervisor {
+pub struct HaproxyProcess {
     opts: HaproxyOptions,
     child: Option<Child>,
     /// Reloads requested since start (the initial start is not one).
@@ -48,11 +48,11 @@ pub struct Supervisor {
     pub starts: u64,
 }
 
-impl Supervisor {
+impl HaproxyProcess {
     pub fn new(opts: HaproxyOptions) -> anyhow::Result<Self> {
         std::fs::create_dir_all(opts.dir.join("run"))
             .with_context(|| format!("creating {}", opts.dir.join("run").display()))?;
-        Ok(Supervisor {
+        Ok(HaproxyProcess {
             opts,
             child: None,
             reloads: 0,
@@ -239,7 +239,7 @@ mod tests {
             "haproxy is required (.ci/setup.sh installs it)"
         );
         let dir = tempfile::tempdir()?;
-        let mut sup = Supervisor::new(HaproxyOptions {
+        let mut sup = HaproxyProcess::new(HaproxyOptions {
             bin: "haproxy".into(),
             dir: dir.path().to_path_buf(),
             external_master: None,

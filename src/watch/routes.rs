@@ -29,9 +29,9 @@ pub struct Options {
 
 /// The effective routes and the findings behind them.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Routing {
     pub routes: Vec<RouteView>,
-    pub problems: Vec<Problem>,
+    pub problems: Vec<ContainerIssue>,
 }
 
 /// One effective route, as printed and served on the status port.
@@ -50,7 +50,7 @@ pub struct RouteView {
 
 /// Something about one container that the user should fix or know.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Problem {
+pub struct ContainerIssue {
     pub container: String,
     pub severity: Severity,
     pub message: String,
@@ -81,7 +81,7 @@ type Claims = BTreeMap<RouteKey, BTreeMap<(String, String), Claimant>>;
 ///
 /// Three phases: every labelled container claims its routes, each route goes to its oldest
 /// claimant, and the routes become the Plan the shared renderer takes.
-pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
+pub fn build(containers: &[Container], opts: &Options) -> (Plan, Routing) {
     let mut problems = Vec::new();
     let claims = collect_claims(containers, opts, &mut problems);
 
@@ -100,7 +100,7 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
     let Routes { http, tcp, views } = routes;
     (
         plan_of(opts, http, tcp),
-        Outcome {
+        Routing {
             routes: views,
             problems,
         },
@@ -109,7 +109,11 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
 
 /// Phase 1: the routes each labelled container claims, oldest container first; containers
 /// whose labels are wrong or that are not on the proxy network are reported and skipped.
-fn collect_claims(containers: &[Container], opts: &Options, problems: &mut Vec<Problem>) -> Claims {
+fn collect_claims(
+    containers: &[Container],
+    opts: &Options,
+    problems: &mut Vec<ContainerIssue>,
+) -> Claims {
     let mut sorted: Vec<&Container> = containers.iter().collect();
     sorted.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
     let mut claims = Claims::new();
@@ -121,7 +125,7 @@ fn collect_claims(containers: &[Container], opts: &Options, problems: &mut Vec<P
             Ok(Some(claim)) => claim,
             Ok(None) => continue,
             Err(findings) => {
-                problems.extend(findings.into_iter().map(|f| Problem {
+                problems.extend(findings.into_iter().map(|f| ContainerIssue {
                     container: c.name.clone(),
                     severity: f.severity,
                     message: f.message,
@@ -130,7 +134,7 @@ fn collect_claims(containers: &[Container], opts: &Options, problems: &mut Vec<P
             }
         };
         let Some(ip) = c.ip else {
-            problems.push(Problem {
+            problems.push(ContainerIssue {
                 container: c.name.clone(),
                 severity: Severity::Warning,
                 message: format!(
@@ -180,7 +184,7 @@ fn collect_claims(containers: &[Container], opts: &Options, problems: &mut Vec<P
 fn award(
     key: &RouteKey,
     claimants: BTreeMap<(String, String), Claimant>,
-    problems: &mut Vec<Problem>,
+    problems: &mut Vec<ContainerIssue>,
 ) -> Option<((String, String), Claimant)> {
     let mut ranked: Vec<((String, String), Claimant)> = claimants.into_iter().collect();
     ranked.sort_by(|(a_owner, a), (b_owner, b)| (&a.since, a_owner).cmp(&(&b.since, b_owner)));
@@ -194,7 +198,7 @@ fn award(
             .map(|(name, _)| name.clone())
             .chain(loser.out.iter().cloned());
         for container in containers {
-            problems.push(Problem {
+            problems.push(ContainerIssue {
                 container,
                 severity: Severity::Error,
                 message: format!(
@@ -364,7 +368,7 @@ fn unique_name(taken: &mut BTreeSet<String>, key: &RouteKey) -> String {
     name
 }
 
-impl std::fmt::Display for Outcome {
+impl std::fmt::Display for Routing {
     /// The table printed on every change: one line per route, then the problems.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.routes.is_empty() {

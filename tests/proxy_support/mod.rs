@@ -30,6 +30,8 @@ pub use support::*;
 pub mod insecure_tls;
 #[path = "../shared/pebble.rs"]
 pub mod pebble;
+#[path = "../shared/redis.rs"]
+pub mod redis;
 pub mod tls;
 
 /// What an upstream saw of one request.
@@ -363,6 +365,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     /// The TLS listeners, in config order.
     pub tls: Vec<SocketAddr>,
+    /// The `tcp:` listeners of ports of their own, then the `udp:` ports, in config order.
+    pub l4: Vec<SocketAddr>,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
@@ -432,6 +436,16 @@ impl Proxy {
                 {
                     let _ = tx.send((2, a));
                 }
+                if let Some(a) = line
+                    .strip_prefix("itsup proxy: listening on ")
+                    .and_then(|rest| {
+                        rest.strip_suffix(" (TCP)")
+                            .or_else(|| rest.strip_suffix(" (UDP)"))
+                    })
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                {
+                    let _ = tx.send((3, a));
+                }
                 for (prefix, kind) in [
                     ("itsup proxy: listening on ", 0),
                     ("itsup proxy: admin on ", 1),
@@ -453,12 +467,13 @@ impl Proxy {
                 out_lines.lock().expect("lock").push(line);
             }
         });
-        let (mut addr, mut admin, mut tls) = (None, None, Vec::new());
+        let (mut addr, mut admin, mut tls, mut l4) = (None, None, Vec::new(), Vec::new());
         // Listeners are bound in config order, the admin API last.
         while admin.is_none() {
             match rx.recv_timeout(Duration::from_secs(20)) {
                 Ok((0, a)) => addr = Some(a),
                 Ok((2, a)) => tls.push(a),
+                Ok((3, a)) => l4.push(a),
                 Ok((_, a)) => admin = Some(a),
                 Err(_) => panic!(
                     "proxy did not start; stderr: {:?}",
@@ -470,6 +485,7 @@ impl Proxy {
             child,
             addr: addr.or_else(|| tls.first().copied()).expect("a listener"),
             tls,
+            l4,
             admin: admin.expect("admin"),
             dir,
             config: path,
@@ -580,4 +596,45 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], limit: Duration) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Sends `n` GETs on one keep-alive HTTP/1.1 connection, each with `headers(i)`; returns the
+/// statuses in order (a connection the proxy closes is reopened).
+pub async fn keep_alive(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    n: usize,
+    headers: impl Fn(usize) -> Vec<(String, String)>,
+) -> Vec<StatusCode> {
+    let mut out = Vec::with_capacity(n);
+    let mut sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>> = None;
+    for i in 0..n {
+        if sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .expect("handshake");
+            tokio::spawn(conn);
+            sender = Some(s);
+        }
+        let Some(s) = sender.as_mut() else { break };
+        let mut req = Request::get(path).header("host", host);
+        for (k, v) in headers(i) {
+            req = req.header(k, v);
+        }
+        let req = req.body(Full::new(Bytes::new())).expect("request");
+        if s.ready().await.is_err() {
+            sender = None;
+            continue;
+        }
+        match s.send_request(req).await {
+            Ok(resp) => {
+                out.push(resp.status());
+                let _ = resp.into_body().collect().await;
+            }
+            Err(_) => sender = None,
+        }
+    }
+    out
 }

@@ -11,7 +11,11 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::address::parse_cidr;
+use super::address::{check_host_pattern, valid_host_port};
 pub use super::config_acme::AcmeConfig;
+pub use super::config_l4::{TcpListener, TcpRoute, TcpTlsMode, UdpListener};
+pub use super::config_middleware::{Middleware, RedisConfig};
 pub use super::config_tls::{CertPair, Hsts, ListenerTls, RedirectHttps, UnknownSni, UpstreamTls};
 
 /// Root of `proxy.yml`.
@@ -45,6 +49,19 @@ pub struct ProxyConfig {
     /// Automatic certificates from an ACME CA (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme: Option<AcmeConfig>,
+    /// TCP listeners and their routes (SNI or catch-all); see `config_l4`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<TcpListener>,
+    /// UDP ports forwarded per client session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub udp: Vec<UdpListener>,
+    /// Named middlewares that routes list in their `middlewares`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub middlewares: BTreeMap<String, Middleware>,
+    /// Redis for state shared by every proxy using it: shared rate limits and the server
+    /// admin states (drain/maint survive a restart). Absent: all state is local.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisConfig>,
 }
 
 /// One client-facing listener.
@@ -190,6 +207,9 @@ pub struct Route {
     /// `Strict-Transport-Security` on this route's answers over TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hsts: Option<Hsts>,
+    /// Middlewares (names from the top-level `middlewares`) applied in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub middlewares: Vec<String>,
 }
 
 fn default_path() -> String {
@@ -648,6 +668,13 @@ impl ProxyConfig {
                 ));
             }
         }
+        let refs: Vec<(usize, &[String])> = self
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, r.middlewares.as_slice()))
+            .collect();
+        super::config_middleware::check(&self.middlewares, self.redis.as_ref(), &refs, &mut errors);
         for (name, c) in &self.clusters {
             if c.servers.is_empty() {
                 errors.push(format!(
@@ -724,46 +751,21 @@ impl ProxyConfig {
         if let Some(acme) = &self.acme {
             errors.extend(acme.check());
         }
+        let addresses = |tls: bool| -> Vec<&str> {
+            self.listeners
+                .iter()
+                .filter(|l| l.tls.is_some() == tls)
+                .map(|l| l.address.as_str())
+                .collect()
+        };
+        super::config_l4::check(
+            &self.tcp,
+            &self.udp,
+            &addresses(true),
+            &addresses(false),
+            &mut errors,
+        );
         errors
-    }
-}
-
-/// Parses `10.0.0.0/8` or a bare IP (as a host route).
-pub fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
-    text.parse::<ipnet::IpNet>().ok().or_else(|| {
-        text.parse::<std::net::IpAddr>()
-            .ok()
-            .map(ipnet::IpNet::from)
-    })
-}
-
-fn check_host_pattern(host: &str) -> Result<(), String> {
-    let bare = host.strip_prefix("*.").unwrap_or(host);
-    if bare.is_empty() || bare.contains('*') {
-        return Err(format!("`{host}`: `*` is only allowed as a leading `*.`"));
-    }
-    if !bare
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    {
-        return Err(format!("`{host}` is not a host name"));
-    }
-    Ok(())
-}
-
-fn valid_host_port(addr: &str) -> bool {
-    if addr.parse::<SocketAddr>().is_ok() {
-        return true;
-    }
-    match addr.rsplit_once(':') {
-        Some((host, port)) => {
-            !host.is_empty()
-                && port.parse::<u16>().is_ok_and(|p| p != 0)
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        }
-        None => false,
     }
 }
 

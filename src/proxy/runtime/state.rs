@@ -17,6 +17,7 @@ use crate::proxy::base::config::{
     self, AllDownPolicy, CircuitBreaker, HealthCheck, ProxyConfig, UpstreamProtocol,
 };
 use crate::proxy::base::routing::RouteTable;
+use crate::proxy::middleware::{Chain, Registry};
 use crate::proxy::runtime::metrics::{Metrics, RouteMetrics};
 use crate::proxy::tls::client::{ClientError, TlsClient};
 use crate::proxy::upstream::health;
@@ -33,6 +34,8 @@ pub struct RouteRt {
     pub metrics: Arc<RouteMetrics>,
     /// `Strict-Transport-Security` value for answers over TLS.
     pub hsts: Option<hyper::header::HeaderValue>,
+    /// The route's middlewares, in order (empty: none).
+    pub middlewares: Chain,
 }
 
 pub struct ClusterRt {
@@ -73,6 +76,8 @@ pub struct Shared {
     /// The certificate manager when `acme` is configured (set once at start): its HTTP-01
     /// answers and its metrics.
     pub(crate) acme: OnceLock<acme::Manager>,
+    /// Compiled middlewares (kept across reloads while unchanged) and the shared Redis.
+    pub middlewares: Registry,
     servers: Mutex<HashMap<(String, String), Arc<ServerState>>>,
     route_metrics: Mutex<HashMap<String, Arc<RouteMetrics>>>,
     health_tasks: Mutex<Vec<tokio::task::AbortHandle>>,
@@ -122,6 +127,7 @@ impl Shared {
             metrics: Metrics::default(),
             config_path: config_path.to_path_buf(),
             acme: OnceLock::new(),
+            middlewares: Registry::default(),
             servers: Mutex::default(),
             route_metrics: Mutex::default(),
             health_tasks: Mutex::default(),
@@ -230,6 +236,7 @@ impl Shared {
                 .clone()
         };
         let t = &config.timeouts;
+        let chains = self.middlewares.compile(&config);
         let routes: Vec<RouteRt> = config
             .routes
             .iter()
@@ -254,6 +261,7 @@ impl Shared {
                         .hsts
                         .as_ref()
                         .and_then(|h| hyper::header::HeaderValue::from_str(&h.value()).ok()),
+                    middlewares: chains.chain(&r.middlewares),
                 }
             })
             .collect();

@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, UnixListener};
 
+use crate::proxy::runtime::shared_states;
 use crate::proxy::runtime::state::Shared;
 use crate::proxy::serve::view;
 use crate::proxy::upstream::server::AdminState;
@@ -149,6 +150,7 @@ async fn set_state(
         Some((server, weight)) => {
             server.set_admin_state(change.state);
             tracing::info!(cluster, server = address, state = ?change.state, "admin state changed");
+            shared_states::record(shared, cluster, address, change.state).await;
             json(StatusCode::OK, &view::server(cluster, *weight, server))
         }
         None => text(
