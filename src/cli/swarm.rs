@@ -68,7 +68,8 @@ pub fn apply(
     }
     execute::ensure_networks(&desired)?;
     let results = execute::run(root, &desired, &plans, Duration::from_secs(args.timeout));
-    let next = execute::next_state(&state, &plans, &results);
+    let after = observed::services(&desired.platform)?;
+    let next = execute::next_state(&state, &plans, &results, &after);
     if next != state {
         next.save(root)?;
     }

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::cli;
 use super::desired::{Desired, Stack};
 use super::observed::{self, STACK_LABEL};
 use super::plan::{Action, StackPlan};
-use super::{cli, state::State};
+use super::state::{Applied, State};
 use crate::render::swarm::PLATFORM_LABEL;
 
 /// How often Swarm's status is polled.
@@ -415,9 +416,15 @@ fn remove_stack(p: &StackPlan, timeout: Duration) -> StackResult {
     }
 }
 
-/// The state after a run: succeeded services take their new fingerprint, failed ones keep the
-/// old, removed ones are forgotten.
-pub fn next_state(old: &State, plans: &[StackPlan], results: &[StackResult]) -> State {
+/// The state after a run: succeeded services take their new fingerprint and the spec Swarm now
+/// holds (`after`: the platform's services once the run ended), failed ones keep the old,
+/// removed ones are forgotten.
+pub fn next_state(
+    old: &State,
+    plans: &[StackPlan],
+    results: &[StackResult],
+    after: &observed::Observed,
+) -> State {
     let mut state = old.clone();
     for p in plans {
         let result = results.iter().find(|r| r.stack == p.stack);
@@ -438,7 +445,18 @@ pub fn next_state(old: &State, plans: &[StackPlan], results: &[StackResult]) -> 
                     entry.remove(&s.service);
                 }
                 (Action::Create | Action::Update | Action::Unchanged, true) => {
-                    entry.insert(s.service.clone(), s.fingerprint.clone());
+                    let spec = after
+                        .get(&p.stack)
+                        .and_then(|list| list.iter().find(|r| r.short == s.service))
+                        .map(|r| r.spec_hash.clone())
+                        .unwrap_or_default();
+                    entry.insert(
+                        s.service.clone(),
+                        Applied {
+                            fingerprint: s.fingerprint.clone(),
+                            spec,
+                        },
+                    );
                 }
                 _ => {}
             }

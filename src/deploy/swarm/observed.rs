@@ -24,6 +24,9 @@ pub struct Service {
     /// When the last update started (RFC 3339), to tell a new update from the previous one.
     pub update_started: Option<String>,
     pub update_message: Option<String>,
+    /// Hash of the service's current `Spec` as Swarm stores it: a deploy by hand (or Swarm's
+    /// rollback) changes it, so apply notices what it did not do itself.
+    pub spec_hash: String,
 }
 
 /// Services of the platform, by stack name.
@@ -89,6 +92,10 @@ pub fn parse(v: &Value) -> Option<(String, Service)> {
             update_state: text("/UpdateStatus/State"),
             update_started: text("/UpdateStatus/StartedAt"),
             update_message: text("/UpdateStatus/Message"),
+            spec_hash: v
+                .get("Spec")
+                .map(|spec| crate::render::swarm::digest(&spec.to_string())[..16].to_string())
+                .unwrap_or_default(),
             name,
         },
     ))

@@ -86,15 +86,21 @@ pub fn plan(
         let last = state.stacks.get(&s.stack);
         let mut services = Vec::new();
         for (name, fp) in &s.services {
-            let present = running.iter().any(|r| &r.short == name);
+            let present = running.iter().find(|r| &r.short == name);
             let (action, reason) = match (present, last.and_then(|l| l.get(name))) {
-                (false, _) => (Action::Create, "not running".to_string()),
-                (true, Some(old)) if old == fp => (Action::Unchanged, String::new()),
-                (true, Some(_)) => (
+                (None, _) => (Action::Create, "not running".to_string()),
+                (Some(r), Some(old)) if &old.fingerprint == fp && old.spec == r.spec_hash => {
+                    (Action::Unchanged, String::new())
+                }
+                (Some(_), Some(old)) if &old.fingerprint == fp => (
+                    Action::Update,
+                    "changed in Swarm since the last apply (by hand, or rolled back): Swarm rolls the rendered spec out".to_string(),
+                ),
+                (Some(_), Some(_)) => (
                     Action::Update,
                     "spec changed: Swarm rolls it out".to_string(),
                 ),
-                (true, None) => (
+                (Some(_), None) => (
                     Action::Update,
                     "no successful apply recorded: Swarm rolls it out".to_string(),
                 ),

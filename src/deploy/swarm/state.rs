@@ -1,7 +1,7 @@
-//! Fingerprints of what the last successful apply deployed to Swarm, per stack and service
-//! (`.itsup/swarm.json`): a service whose rendered spec and secrets hash to the same value is
-//! unchanged. A service Swarm rolled back keeps its old fingerprint, so the next apply tries
-//! again.
+//! What the last successful apply deployed to Swarm, per stack and service
+//! (`.itsup/swarm.json`): a service whose rendered spec and secrets hash to the same value, and
+//! whose spec in Swarm is still the one apply left, is unchanged. A service Swarm rolled back
+//! keeps its old record (and its spec changed), so the next apply tries again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,9 +11,18 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
-    /// Stack → service → fingerprint.
+    /// Stack → service → what apply deployed.
     #[serde(default)]
-    pub stacks: BTreeMap<String, BTreeMap<String, String>>,
+    pub stacks: BTreeMap<String, BTreeMap<String, Applied>>,
+}
+
+/// One service as the last successful apply left it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Fingerprint of the rendered service and its secrets.
+    pub fingerprint: String,
+    /// Hash of the `Spec` Swarm stored once the update completed.
+    pub spec: String,
 }
 
 fn path(root: &Path) -> PathBuf {

@@ -37,7 +37,7 @@ pub fn rows(desired: &Desired, observed: &Observed, state: &State) -> anyhow::Re
                 (Some(o), _) if o.update_state.as_deref() == Some("rollback_completed") => {
                     "rolled back"
                 }
-                (Some(_), Some(a)) if a == fp => "ok",
+                (Some(o), Some(a)) if &a.fingerprint == fp && a.spec == o.spec_hash => "ok",
                 (Some(_), _) => "outdated",
             };
             rows.push(row(
