@@ -14,6 +14,7 @@ const TOP: &[(&str, u8)] = &[
     ("model", 0),
     ("atomic", 0),
     ("logging", 0),
+    ("http_serve", 0),
     ("yaml", 1),
     ("diagnostic", 2),
     ("proxy", 3),
@@ -37,6 +38,7 @@ const PROXY: &[&str] = &[
     "upstream",
     "middleware",
     "runtime",
+    "l4",
     "request",
     "serve",
 ];

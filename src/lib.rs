@@ -17,6 +17,8 @@ pub mod cli;
 #[cfg(feature = "full")]
 pub mod deploy;
 pub mod diagnostic;
+#[cfg(feature = "full")]
+mod http_serve;
 #[cfg(test)]
 mod layering;
 pub mod load;
@@ -41,6 +43,13 @@ pub mod fuzz_api {
     pub use crate::agent::protocol::parse_request as agent_request;
     pub use crate::load::load as load_tree;
     pub use crate::proxy::config::parse as proxy_config;
+    pub use crate::proxy::l4::client_hello::{
+        Hello, MAX_HELLO_BYTES, parse as client_hello, sample as sample_client_hello,
+    };
+    pub use crate::proxy::l4::proxy_protocol::{
+        MAX_HEADER_BYTES as MAX_PROXY_HEADER_BYTES, Parsed as ProxyHeader, parse as proxy_header,
+        v1 as proxy_header_v1, v2 as proxy_header_v2,
+    };
     pub use crate::proxy::upstream::h1::body::{Decoder as H1BodyDecoder, Step as H1BodyStep};
     pub use crate::proxy::upstream::h1::head::{
         Framing as H1Framing, parse_response as h1_response_head,

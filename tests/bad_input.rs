@@ -1054,6 +1054,43 @@ fn udp_rows_under_traefik_are_fine() {
     assert!(root.read("proxy/traefik/traefik.yml").contains("5353/udp"));
 }
 
+/// Engine itsup serves tcp and udp rows and their allowlists, and an http row's allowlist
+/// becomes an `ip_allow_list` middleware on its route.
+#[test]
+fn engine_itsup_takes_tcp_and_udp_rows_and_http_allowlists() {
+    let root = Root::new();
+    root.ingress(
+        "l4",
+        "ingress:\n  - service: db\n    router: tcp\n    port: 5432\n    hostport: 5432\n    allow_source_ips: [10.0.0.0/8]\n  - service: dns\n    router: udp\n    protocol: udp\n    port: 53\n    hostport: 5353\n",
+        &["db", "dns"],
+    );
+    root.write("projects/itsup.yml", "proxy:\n  engine: itsup\n");
+    root.itsup(&["render"]).code(0).exactly(&[]);
+    let proxy = root.read("proxy/itsup/proxy.yml");
+    assert!(
+        proxy.contains("0.0.0.0:5432") && proxy.contains("0.0.0.0:5353"),
+        "{proxy}"
+    );
+    assert!(
+        root.read("proxy/docker-compose.yml")
+            .contains("5353:5353/udp")
+    );
+
+    let http = Root::new();
+    http.ingress(
+        "web",
+        "ingress:\n  - service: web\n    domain: web.example.com\n    port: 80\n    allow_source_ips: [10.0.0.0/8]\n",
+        &["web"],
+    );
+    http.write("projects/itsup.yml", "proxy:\n  engine: itsup\n");
+    http.itsup(&["render"]).code(0).exactly(&[]);
+    let proxy = http.read("proxy/itsup/proxy.yml");
+    assert!(
+        proxy.contains("ip_allow_list") && proxy.contains("10.0.0.0/8"),
+        "{proxy}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Platform files: an error here renders nothing at all
 // ---------------------------------------------------------------------------------------------

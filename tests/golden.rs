@@ -63,3 +63,61 @@ fn fixtures_match_golden() {
     }
     assert!(seen >= 3, "expected golden fixtures, found {seen}");
 }
+
+/// Engine itsup renders the bundled example's tcp rows: db's plain port of its own and mqtt's
+/// passthrough by SNI on the https port, both published by the proxy's compose file; the
+/// result passes the proxy's own `--check`. The shop API's http allowlist is taken out of the
+/// copy: an http-row allowlist is the request path's (ipAllowList middleware), not this layer's.
+#[test]
+fn example_itsup_renders_tcp_rows() {
+    let src = tempfile::tempdir().expect("tempdir");
+    common::copy_dir(&manifest().join("projects"), src.path());
+    let shop = src.path().join("shop-api/ingress.yml");
+    let text = std::fs::read_to_string(&shop).expect("shop-api ingress");
+    let without: String = text
+        .lines()
+        .filter(|l| !l.contains("allow_source_ips"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&shop, without).expect("write");
+    let rendered = render_tree(src.path(), "itsup");
+    itsup_proxy_check(&rendered);
+    let proxy =
+        std::fs::read_to_string(rendered.root().join("proxy/itsup/proxy.yml")).expect("proxy.yml");
+    let config = itsup::proxy::config::parse(&proxy, "proxy.yml").expect("valid proxy.yml");
+    let db = config
+        .tcp
+        .iter()
+        .find(|l| l.address == "0.0.0.0:5432")
+        .expect("db's port");
+    assert_eq!(db.routes.len(), 1);
+    assert!(db.routes[0].sni.is_empty(), "db takes the whole port");
+    let https = config
+        .tcp
+        .iter()
+        .find(|l| l.address == "0.0.0.0:443")
+        .expect("SNI routes on the https port");
+    let mqtt = https
+        .routes
+        .iter()
+        .find(|r| r.sni == ["mqtt.example.com"])
+        .expect("mqtt by SNI");
+    assert_eq!(
+        mqtt.tls,
+        itsup::proxy::config::TcpTlsMode::Passthrough,
+        "{proxy}"
+    );
+    assert!(
+        config
+            .listeners
+            .iter()
+            .any(|l| l.address == "0.0.0.0:443" && l.tls.is_some()),
+        "the https listener shares the port"
+    );
+    let compose =
+        std::fs::read_to_string(rendered.root().join("proxy/docker-compose.yml")).expect("compose");
+    assert!(
+        compose.contains("\"5432:5432\""),
+        "db's port published: {compose}"
+    );
+}

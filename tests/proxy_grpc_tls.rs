@@ -3,7 +3,10 @@
 //! tonic server (its `Grpc` server handlers on an h2c upstream). Unary calls with a deadline
 //! (`grpc-timeout` reaches the server), an error status carried in the trailers, and a
 //! bidirectional stream where each reply is read before the next message is sent (nothing is
-//! buffered on the way).
+//! buffered on the way); message size limits, enforced by the tonic server and client at
+//! either end, with messages near them (far larger than every HTTP/2 window on the way)
+//! passing intact and the server's refusal of a larger one carried back (tonic answers
+//! `OUT_OF_RANGE`, "decoded message length too large").
 //!
 //! The messages are raw bytes through a small codec instead of protobuf types: the proxy never
 //! looks inside messages, and the test needs no code generation.
@@ -58,8 +61,13 @@ impl Decoder for Raw {
     }
 }
 
+/// The largest message either end of the size-limit test accepts.
+const SIZE_LIMIT: usize = 1 << 20;
+
 /// The tonic server: `/echo.Echo/Unary` answers `<deadline> <MESSAGE>`, `/echo.Echo/Fail`
-/// answers NOT_FOUND, `/echo.Echo/Bidi` answers every message as it arrives.
+/// answers NOT_FOUND, `/echo.Echo/Size` (messages up to [`SIZE_LIMIT`]) answers the length of
+/// the message, `/echo.Echo/Fill` answers as many bytes as the message says,
+/// `/echo.Echo/Bidi` answers every message as it arrives.
 async fn grpc_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -74,6 +82,11 @@ async fn grpc_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
                     let resp = match req.uri().path() {
                         "/echo.Echo/Unary" => grpc.unary(tower::service_fn(unary), req).await,
                         "/echo.Echo/Fail" => grpc.unary(tower::service_fn(fail), req).await,
+                        "/echo.Echo/Size" => {
+                            let mut grpc = grpc.max_decoding_message_size(SIZE_LIMIT);
+                            grpc.unary(tower::service_fn(size), req).await
+                        }
+                        "/echo.Echo/Fill" => grpc.unary(tower::service_fn(fill), req).await,
                         _ => grpc.streaming(tower::service_fn(bidi), req).await,
                     };
                     Ok::<_, Infallible>(resp)
@@ -99,6 +112,19 @@ async fn unary(req: tonic::Request<Bytes>) -> Result<tonic::Response<Bytes>, Sta
     Ok(tonic::Response::new(Bytes::from(format!(
         "{deadline} {text}"
     ))))
+}
+
+async fn size(req: tonic::Request<Bytes>) -> Result<tonic::Response<Bytes>, Status> {
+    Ok(tonic::Response::new(Bytes::from(
+        req.get_ref().len().to_string(),
+    )))
+}
+
+async fn fill(req: tonic::Request<Bytes>) -> Result<tonic::Response<Bytes>, Status> {
+    let n: usize = String::from_utf8_lossy(req.get_ref())
+        .parse()
+        .map_err(|_| Status::invalid_argument("a length"))?;
+    Ok(tonic::Response::new(Bytes::from(vec![b'z'; n])))
 }
 
 async fn fail(_req: tonic::Request<Bytes>) -> Result<tonic::Response<Bytes>, Status> {
@@ -210,5 +236,62 @@ fn grpc_unary_and_bidi_streaming_pass_through_tls() {
             .and_then(|t| t.get("grpc-status"))
             .and_then(|v| v.to_str().ok());
         assert_eq!(status, Some("0"), "grpc-status 0 in the trailers");
+    });
+}
+
+#[test]
+fn grpc_message_size_limits_hold_through_tls() {
+    mt().block_on(async {
+        let (backend, _task) = grpc_server().await;
+        let proxy = Proxy::start(&format!(
+            "listeners:\n  - {{address: \"127.0.0.1:0\", tls: {{}}}}\nadmin: {{address: \"127.0.0.1:0\"}}\nroutes: [{{host: grpc.test, cluster: grpc}}]\nclusters: {{grpc: {{protocol: h2c, servers: [{{address: \"{backend}\"}}]}}}}\n"
+        ));
+        let mut client = grpc_client(proxy.tls[0])
+            .await
+            .max_decoding_message_size(SIZE_LIMIT);
+        let call = |name: &str| format!("/echo.Echo/{name}").parse().expect("path");
+
+        // Just under the server's limit: every byte arrives.
+        let near = SIZE_LIMIT - 64;
+        client.ready().await.expect("ready");
+        let resp = client
+            .unary(tonic::Request::new(Bytes::from(vec![b'a'; near])), call("Size"), Raw)
+            .await
+            .expect("a message under the limit");
+        assert_eq!(resp.get_ref().as_ref(), near.to_string().as_bytes());
+
+        // Over it: the server refuses, and its status comes back through the proxy (tonic's code
+        // for a message over the limit is OUT_OF_RANGE).
+        client.ready().await.expect("ready");
+        let status = client
+            .unary(tonic::Request::new(Bytes::from(vec![b'a'; 2 * SIZE_LIMIT])), call("Size"), Raw)
+            .await
+            .expect_err("over the server's limit");
+        assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+        assert!(status.message().contains("too large"), "{status:?}");
+
+        // Replies: under the client's limit intact, over it refused by the client.
+        client.ready().await.expect("ready");
+        let resp = client
+            .unary(tonic::Request::new(Bytes::from(near.to_string())), call("Fill"), Raw)
+            .await
+            .expect("a reply under the limit");
+        assert_eq!(resp.get_ref().len(), near);
+        assert!(resp.get_ref().iter().all(|&b| b == b'z'));
+        client.ready().await.expect("ready");
+        let status = client
+            .unary(tonic::Request::new(Bytes::from((2 * SIZE_LIMIT).to_string())), call("Fill"), Raw)
+            .await
+            .expect_err("over the client's limit");
+        assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+        assert!(status.message().contains("too large"), "{status:?}");
+
+        // The connection still carries calls.
+        client.ready().await.expect("ready");
+        let resp = client
+            .unary(tonic::Request::new(Bytes::from_static(b"still")), call("Unary"), Raw)
+            .await
+            .expect("a call after the refusals");
+        assert_eq!(resp.get_ref().as_ref(), b"none STILL");
     });
 }

@@ -1,7 +1,8 @@
 //! `itsup proxy`'s TLS edge over real sockets: certificates made by a test CA (rcgen), the real
 //! binary, rustls clients. SNI selection (exact, wildcard, default, unknown rejected), ALPN and
 //! HTTP/2 over TLS, the watched certificate folder, the HTTP→HTTPS redirect and HSTS, upstream
-//! TLS and mutual TLS with verification failures answered 502 and logged.
+//! TLS and mutual TLS with verification failures answered 502 and logged, and a WebSocket
+//! upgraded through the HTTPS listener.
 
 mod proxy_support;
 
@@ -168,6 +169,51 @@ fn the_certificate_folder_is_reloaded_without_a_restart() {
             .await;
         let req = Request::get("/still").header("host", "app.test").body(Full::new(Bytes::new())).expect("r");
         assert_eq!(h1(keep, req).await.0, StatusCode::OK, "the old connection still serves");
+    });
+}
+
+#[test]
+fn websocket_upgrades_through_the_https_listener() {
+    mt().block_on(async {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let up = Upstream::start("web").await;
+        let proxy = Proxy::start(&format!(
+            "listeners:\n  - {{address: \"127.0.0.1:0\", tls: {{}}}}\nadmin: {{address: \"127.0.0.1:0\"}}\nroutes: [{{cluster: web}}]\nclusters: {{web: {{servers: [{{address: \"{}\"}}]}}}}\n",
+            up.addr
+        ));
+        let stream = dial(proxy.tls[0], "ws.test", client(None, &["http/1.1"]))
+            .await
+            .expect("tls");
+        assert_eq!(alpn(&stream).as_deref(), Some("http/1.1"));
+        let (mut ws, resp) = tokio_tungstenite::client_async("wss://ws.test/ws", stream)
+            .await
+            .expect("upgrade over TLS");
+        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(proxy.metric("itsup_proxy_active_tunnels").await, 1.0);
+        // Messages both ways, one larger than a TLS record.
+        for text in ["hello".to_string(), "x".repeat(40_000)] {
+            ws.send(Message::text(text.clone())).await.expect("send");
+            let echo = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .expect("an echo")
+                .expect("a message")
+                .expect("ok");
+            assert_eq!(echo.into_text().expect("text").as_str(), text);
+        }
+        // The closing handshake through the tunnel, then the client goes.
+        ws.close(None).await.expect("close");
+        let rest = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        assert!(rest.is_ok(), "the upstream's close frame came back");
+        drop(ws);
+        proxy
+            .wait_for("the tunnel closed", Duration::from_secs(5), || async {
+                proxy.metric("itsup_proxy_active_tunnels").await == 0.0
+            })
+            .await;
     });
 }
 

@@ -2,7 +2,11 @@
 //! `handshake_timeout_ms`, a flood past `max_handshakes` is shed at once, both counted in
 //! `/metrics` while the proxy keeps serving; an HTTP/2 rapid-reset burst (HEADERS then
 //! RST_STREAM, over and over, written as raw frames) ends the connection with GOAWAY
-//! `ENHANCE_YOUR_CALM` and the proxy keeps serving other clients.
+//! `ENHANCE_YOUR_CALM` and the proxy keeps serving other clients; so do CONTINUATION floods
+//! (a header block spread over endless CONTINUATION frames) and HPACK bombs (one large header
+//! put in the HPACK table, then referenced thousands of times: a 16 KiB frame decoding to
+//! 48 MB), from twenty connections at once, with the proxy's peak memory bounded. Each case
+//! is counted in `/metrics` (`itsup_proxy_h2_goaway_total{reason="enhance_your_calm"}`).
 
 mod proxy_support;
 
@@ -11,7 +15,7 @@ use std::time::{Duration, Instant};
 use hyper::StatusCode;
 use proxy_support::tls::*;
 use proxy_support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn config(upstream: std::net::SocketAddr, tls: &str) -> String {
@@ -78,6 +82,166 @@ fn slow_handshakes_time_out_and_floods_are_shed_while_others_are_served() {
     });
 }
 
+/// The `/metrics` series of HTTP/2 connections the proxy closed as abusive.
+const CALM: &str = "itsup_proxy_h2_goaway_total{reason=\"enhance_your_calm\"}";
+
+/// Reads HTTP/2 frames until a GOAWAY (its error code), the end of the stream or `limit`.
+async fn read_goaway<R: AsyncRead + Unpin>(conn: &mut R, limit: Duration) -> Option<u32> {
+    let mut input = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut at = 0;
+        while input.len() >= at + 9 {
+            let len = ((input[at] as usize) << 16)
+                | ((input[at + 1] as usize) << 8)
+                | input[at + 2] as usize;
+            if input.len() < at + 9 + len {
+                break;
+            }
+            if input[at + 3] == 7 && len >= 8 {
+                let p = &input[at + 9..at + 9 + len];
+                return Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
+            }
+            at += 9 + len;
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+            Ok(Ok(n)) => input.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The proxy's peak resident memory so far (`VmHWM`), in KiB.
+fn peak_rss_kib(proxy: &Proxy) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.child.id()))
+        .expect("the proxy's /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// HPACK for `GET https://a.test/`: `:method GET`, `:scheme https`, `:path /` (static table),
+/// `:authority a.test` (a literal not added to the dynamic table).
+const REQUEST_BLOCK: &[u8] = &[
+    0x82, 0x87, 0x84, 0x01, 6, b'a', b'.', b't', b'e', b's', b't',
+];
+
+/// `attackers` HTTP/2-over-TLS connections at once, each sending the preface, SETTINGS and
+/// `attack` (while reading: the server may close before it read everything); the GOAWAY
+/// code each one got.
+async fn attack(addr: std::net::SocketAddr, attackers: usize, attack: Vec<u8>) -> Vec<Option<u32>> {
+    let mut tasks = Vec::new();
+    for _ in 0..attackers {
+        let attack = attack.clone();
+        tasks.push(tokio::spawn(async move {
+            let conn = dial(addr, "a.test", client(None, &["h2"]))
+                .await
+                .expect("tls");
+            assert_eq!(alpn(&conn).as_deref(), Some("h2"));
+            let (mut rd, mut wr) = tokio::io::split(conn);
+            let writer = tokio::spawn(async move {
+                let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+                bytes.extend(frame(4, 0, 0, &[]));
+                bytes.extend(attack);
+                // Fails once the proxy closed: that is the point.
+                let _ = tokio::time::timeout(Duration::from_secs(10), wr.write_all(&bytes)).await;
+                let _ = wr.flush().await;
+            });
+            let code = read_goaway(&mut rd, Duration::from_secs(15)).await;
+            writer.abort();
+            code
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.expect("attacker"));
+    }
+    codes
+}
+
+/// After an attack: an HTTP/2 client is still served.
+async fn still_served(addr: std::net::SocketAddr) {
+    let s = dial(addr, "a.test", client(None, &["h2"]))
+        .await
+        .expect("tls");
+    let req = hyper::Request::get("https://a.test/after")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .expect("request");
+    let (status, _, body) = h2(s, req).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "web"));
+}
+
+/// Twenty attackers: far more memory than the bound if the proxy kept what they send.
+const ATTACKERS: usize = 20;
+/// Peak memory the attacks may add to the proxy.
+const MEMORY_BOUND_KIB: u64 = 64 * 1024;
+
+#[test]
+fn http2_continuation_flood_ends_with_goaway_in_bounded_memory() {
+    mt().block_on(async {
+        let up = Upstream::start("web").await;
+        let proxy = Proxy::start(&config(up.addr, ""));
+        let addr = proxy.tls[0];
+        still_served(addr).await;
+        let before = peak_rss_kib(&proxy);
+        // HEADERS without END_HEADERS, then 2 MiB of CONTINUATION frames, each one more
+        // `x-flood: 1` field (literal, not indexed), never ending the block.
+        let mut flood = frame(1, 0x1, 1, REQUEST_BLOCK);
+        let field = [&[0x00, 7][..], b"x-flood", &[1, b'1']].concat();
+        while flood.len() < 2 << 20 {
+            flood.extend(frame(9, 0, 1, &field));
+        }
+        let codes = attack(addr, ATTACKERS, flood).await;
+        assert_eq!(
+            codes,
+            vec![Some(0xb); ATTACKERS],
+            "GOAWAY ENHANCE_YOUR_CALM to each"
+        );
+        let grown = peak_rss_kib(&proxy).saturating_sub(before);
+        assert!(grown < MEMORY_BOUND_KIB, "peak memory grew by {grown} KiB");
+        assert_eq!(up.count(), 1, "no flooded request reached the upstream");
+        still_served(addr).await;
+        assert_eq!(proxy.metric(CALM).await, ATTACKERS as f64);
+    });
+}
+
+#[test]
+fn hpack_bomb_ends_with_goaway_in_bounded_memory() {
+    mt().block_on(async {
+        let up = Upstream::start("web").await;
+        let proxy = Proxy::start(&config(up.addr, ""));
+        let addr = proxy.tls[0];
+        still_served(addr).await;
+        let before = peak_rss_kib(&proxy);
+        // One 16 KiB HEADERS frame: `x-bomb` with a 4000-byte value added to the HPACK
+        // table (4038 bytes, it fits the default 4096), then 12 000 one-byte references to
+        // it (index 62): 48 MB of decoded headers per connection if nothing stopped it.
+        let mut block = REQUEST_BLOCK.to_vec();
+        block.extend_from_slice(&[0x40, 6]);
+        block.extend_from_slice(b"x-bomb");
+        block.extend_from_slice(&[0x7f, 0xa1, 0x1e]); // 127 + 3873 = 4000
+        block.extend(std::iter::repeat_n(b'b', 4000));
+        block.extend(std::iter::repeat_n(0xbe, 12_000));
+        assert!(block.len() <= 16_384, "one frame of the default size");
+        let bomb = frame(1, 0x5, 1, &block);
+        let codes = attack(addr, ATTACKERS, bomb).await;
+        assert_eq!(
+            codes,
+            vec![Some(0xb); ATTACKERS],
+            "GOAWAY ENHANCE_YOUR_CALM to each"
+        );
+        let grown = peak_rss_kib(&proxy).saturating_sub(before);
+        assert!(grown < MEMORY_BOUND_KIB, "peak memory grew by {grown} KiB");
+        assert_eq!(up.count(), 1, "no bomb reached the upstream");
+        still_served(addr).await;
+        assert_eq!(proxy.metric(CALM).await, ATTACKERS as f64);
+    });
+}
+
 /// One HTTP/2 frame.
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
@@ -112,47 +276,13 @@ fn http2_rapid_reset_is_answered_with_goaway_and_others_keep_being_served() {
         attacker.write_all(&burst).await.expect("write burst");
         attacker.flush().await.expect("flush");
 
-        // Read frames until GOAWAY.
-        let mut input = Vec::new();
-        let mut buf = vec![0u8; 16 * 1024];
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let goaway = loop {
-            let mut at = 0;
-            let mut found = None;
-            while input.len() >= at + 9 {
-                let len = ((input[at] as usize) << 16)
-                    | ((input[at + 1] as usize) << 8)
-                    | input[at + 2] as usize;
-                if input.len() < at + 9 + len {
-                    break;
-                }
-                if input[at + 3] == 7 && len >= 8 {
-                    let p = &input[at + 9..at + 9 + len];
-                    found = Some(u32::from_be_bytes([p[4], p[5], p[6], p[7]]));
-                }
-                at += 9 + len;
-            }
-            if let Some(code) = found {
-                break Some(code);
-            }
-            assert!(Instant::now() < deadline, "no GOAWAY within 10 s");
-            match tokio::time::timeout(Duration::from_secs(10), attacker.read(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break None,
-                Ok(Ok(n)) => input.extend_from_slice(&buf[..n]),
-            }
-        };
+        let goaway = read_goaway(&mut attacker, Duration::from_secs(10)).await;
         assert_eq!(goaway, Some(0xb), "GOAWAY ENHANCE_YOUR_CALM");
         // Far fewer upstream requests than streams opened.
         assert!(up.count() < 500, "{} upstream requests", up.count());
+        assert_eq!(proxy.metric(CALM).await, 1.0);
 
         // Everyone else is still served, over HTTP/2 too.
-        let s = dial(addr, "a.test", client(None, &["h2"]))
-            .await
-            .expect("tls");
-        let req = hyper::Request::get("https://a.test/after")
-            .body(http_body_util::Full::new(bytes::Bytes::new()))
-            .expect("request");
-        let (status, _, body) = h2(s, req).await;
-        assert_eq!((status, body.as_str()), (StatusCode::OK, "web"));
+        still_served(addr).await;
     });
 }

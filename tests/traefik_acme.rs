@@ -11,32 +11,10 @@
 
 mod deploy_support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use deploy_support::pebble::{Pebble, PebbleOptions, pebble_certs, sh};
+use deploy_support::pebble::{Pebble, PebbleOptions, pebble_certs, served_serial, sh};
 use deploy_support::*;
-
-/// The certificate served for `name`, verified against pebble's root (`root.pem`) for that
-/// name: its serial, or why not.
-fn served_serial(dir: &Path, port: u16, name: &str) -> Result<String, String> {
-    let out = Command::new("bash")
-        .args(["-o", "pipefail", "-c"])
-        .arg(format!(
-            "openssl s_client -connect 127.0.0.1:{port} -servername {name} -CAfile root.pem \
-               -verify_return_error -verify_hostname {name} </dev/null 2>/dev/null \
-             | openssl x509 -noout -serial"
-        ))
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 #[test]
 fn traefik_obtains_pebble_certificates_and_keeps_them_across_a_restart() {

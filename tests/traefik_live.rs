@@ -61,7 +61,9 @@ fn corpus_render_loads_into_real_traefik() {
 #[test]
 fn deploy_bundled_example_through_traefik() {
     use deploy_support::{EXAMPLE_IMAGES, ExampleNetworks, Fixture, eventually, tcp_get};
-    use traefik_support::{body_of_200, client_hello, grpc_health, https_get, https_raw};
+    use traefik_support::{
+        body_of_200, client_hello, grpc_health, https_get, https_raw, raw_exchange,
+    };
 
     deploy_support::example_host_clear();
     traefik_support::ensure_images();
@@ -227,30 +229,8 @@ fn deploy_bundled_example_through_traefik() {
 
 /// A plain-HTTP/1.0 GET; the reply's text.
 fn plain_get(port: u16, host: &str, path: &str) -> String {
-    raw_exchange(
+    traefik_support::raw_exchange(
         port,
         format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes(),
     )
-}
-
-/// Writes `bytes` on a TCP connection to 127.0.0.1:port; what comes back within a few seconds.
-fn raw_exchange(port: u16, bytes: &[u8]) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-    let _ = s.write_all(bytes);
-    let mut reply = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while let Ok(n) = s.read(&mut chunk) {
-        if n == 0 {
-            break;
-        }
-        reply.extend_from_slice(&chunk[..n]);
-        if reply.windows(4).any(|w| w == b"\r\n\r\n") && reply.ends_with(b"\n") {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&reply).into_owned()
 }

@@ -2,7 +2,8 @@
 # STAND-IN test image tagged tecnativa/docker-socket-proxy:0.3.0, the image the rendered Traefik
 # stack names (no registry is reachable). Like the original it is HAProxy in front of
 # /var/run/docker.sock, listening on :2375, allowing only the API sections whose environment flag
-# is 1 (CONTAINERS, NETWORKS, EVENTS, PING, VERSION, ... with the original's defaults) and only
+# is 1 (CONTAINERS, NETWORKS, NODES, SERVICES, TASKS, EVENTS, PING, VERSION, ... with the
+# original's defaults; NODES, SERVICES and TASKS for Traefik's swarm provider) and only
 # GET/HEAD unless POST=1. Built from Debian's /usr/sbin/haproxy in an empty rootfs; tests run the
 # rendered proxy/docker-compose.yml unchanged against it. Rebuilt only when this script or the
 # host binary changed.
@@ -44,6 +45,7 @@ frontend dockerfrontend
     http-request allow if { path,url_dec -m reg -i ^(/v[\d\.]+)?/events } { env(EVENTS) -m bool }
     http-request allow if { path,url_dec -m reg -i ^(/v[\d\.]+)?/info } { env(INFO) -m bool }
     http-request allow if { path,url_dec -m reg -i ^(/v[\d\.]+)?/networks } { env(NETWORKS) -m bool }
+    http-request allow if { path,url_dec -m reg -i ^(/v[\d\.]+)?/nodes } { env(NODES) -m bool }
     http-request allow if { path,url_dec -m reg -i ^(/v[\d\.]+)?/services } { env(SERVICES) -m bool }
     http-request allow if { path,url_dec -m reg -i ^(/v[\d\.]+)?/tasks } { env(TASKS) -m bool }
     http-request allow if { path,url_dec -m reg -i ^(/v[\d\.]+)?/version } { env(VERSION) -m bool }
@@ -51,7 +53,7 @@ frontend dockerfrontend
     default_backend dockerbackend
 CFG
 import_rootfs "$rootfs" "$tag" "ENV ITSUP_STANDIN_SHA=$sum" \
-  "ENV CONTAINERS=0" "ENV EVENTS=1" "ENV INFO=0" "ENV NETWORKS=0" "ENV PING=1" "ENV POST=0" \
+  "ENV CONTAINERS=0" "ENV EVENTS=1" "ENV INFO=0" "ENV NETWORKS=0" "ENV NODES=0" "ENV PING=1" "ENV POST=0" \
   "ENV SERVICES=0" "ENV TASKS=0" "ENV VERSION=1" "EXPOSE 2375" \
   'CMD ["/usr/sbin/haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]'
 echo "built $tag (stand-in)"

@@ -1,13 +1,11 @@
 //! Prometheus metrics of the agent and the small HTTP server exposing them on `/metrics`.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -138,35 +136,14 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, _) = match accepted {
-            Ok(ok) => ok,
-            Err(e) => {
-                tracing::debug!(error = %e, "metrics accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let response = respond(&metrics, &req);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
-            // Scrapers that never finish their request must not hold the task forever.
-            match tokio::time::timeout(std::time::Duration::from_secs(30), conn).await {
-                Ok(Err(e)) => tracing::debug!(error = %e, "metrics connection"),
-                Err(_) => tracing::debug!("metrics connection timed out"),
-                Ok(Ok(())) => {}
-            }
-        });
-    }
+    let handler = move |req: Request<Incoming>| {
+        let response = respond(&metrics, &req);
+        async move { response }
+    };
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    crate::http_serve::serve("agent metrics", listener, Default::default(), handler, stop).await;
 }
 
 #[cfg(test)]

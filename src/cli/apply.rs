@@ -50,6 +50,9 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     let root = &global.root;
+    if let Some(code) = swarm_apply(global, &args)? {
+        return Ok(code);
+    }
     // Taken before looking at anything, so the plan reflects what the previous apply left.
     let _lock = if args.dry_run {
         None
@@ -195,6 +198,27 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
             !(results.iter().all(|r| r.ok) && outcome.is_valid()),
         ))
     })
+}
+
+/// With `orchestrator: swarm`, Swarm deploys (`cli::swarm`); `None` on Compose.
+fn swarm_apply(global: &Global, args: &Args) -> anyhow::Result<Option<i32>> {
+    if !super::swarm::orchestrated(&global.root) {
+        return Ok(None);
+    }
+    let _lock = super::swarm::lock(global, args)?;
+    let generated = crate::pipeline::generate(&global.root)?;
+    let outcome = &generated.outcome;
+    report::diagnostics(global, &outcome.diagnostics, &outcome.broken);
+    report::kept(global, &outcome.kept);
+    let Some(swarm) = generated
+        .plan
+        .as_ref()
+        .and_then(|p| p.settings.swarm.clone())
+    else {
+        eprintln!("nothing applied: fix the platform files first");
+        return Ok(Some(1));
+    };
+    super::swarm::apply(global, args, &generated, &swarm).map(Some)
 }
 
 /// The itsup image (`proxy.itsupImage`) when a service to run uses it (engine itsup, the gRPC

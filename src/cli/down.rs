@@ -29,6 +29,11 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     let root = &global.root;
+    if super::swarm::orchestrated(root) {
+        anyhow::bail!(
+            "`itsup down` drives Compose; on Swarm remove a project's stack with `docker stack rm <stack>` (or remove the project and run `itsup apply`), see docs/swarm.md"
+        );
+    }
     for t in args.targets.iter().filter(|t| *t != "proxy") {
         if let Some(problem) = crate::validate::names::project_name_problem(t) {
             anyhow::bail!("{t:?}: {problem}");

@@ -21,6 +21,7 @@ mod report;
 pub mod schema;
 pub mod status;
 pub mod svc;
+mod swarm;
 pub mod validate;
 
 pub use color::ColorChoice;

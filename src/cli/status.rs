@@ -40,6 +40,9 @@ pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     let Some(plan) = &generated.plan else {
         return Ok(1);
     };
+    if let Some(swarm) = &plan.settings.swarm {
+        return super::swarm::status(global, args.format, &generated, swarm);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

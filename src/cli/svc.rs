@@ -23,6 +23,9 @@ pub struct Args {
 
 pub fn run(global: &Global, args: Args) -> anyhow::Result<i32> {
     let root = &global.root;
+    if super::swarm::orchestrated(root) {
+        return super::swarm::svc(global, &args.project, &args.args);
+    }
     let stack = if args.project == PROXY {
         let generated = crate::pipeline::generate(root)?;
         let plan = generated

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::hash::{HashInputs, service_hash};
 use super::secrets::{self, Env};
 use crate::model::{Engine, Rollout};
-use crate::plan::{Plan, RolloutPlan};
+use crate::plan::{Plan, ProjectPlan, RolloutPlan};
 use crate::render::Artifact;
 
 /// The proxy stack's services that carry the engine (others are helpers: socket proxy,
@@ -162,137 +162,157 @@ pub fn build(
     artifacts: &[Artifact],
     image_ids: &HashMap<String, String>,
 ) -> anyhow::Result<Desired> {
-    let artifact = |rel: &str| {
-        artifacts
+    let inputs = Inputs {
+        root,
+        plan,
+        artifacts,
+        image_ids,
+    };
+    let proxy = match inputs.artifact("proxy/docker-compose.yml") {
+        Some(text) => Some(inputs.proxy_stack(text)?),
+        None => None,
+    };
+    let mut projects = Vec::new();
+    for p in &plan.projects {
+        projects.extend(inputs.project_stack(p)?);
+    }
+    Ok(Desired {
+        proxy,
+        proxy_config: inputs.proxy_config_hash(),
+        projects,
+        engine: plan.settings.engine,
+    })
+}
+
+/// What the desired state is built from: the Plan, the rendered files, the local images.
+struct Inputs<'a> {
+    root: &'a Path,
+    plan: &'a Plan,
+    artifacts: &'a [Artifact],
+    image_ids: &'a HashMap<String, String>,
+}
+
+impl Inputs<'_> {
+    fn artifact(&self, rel: &str) -> Option<&str> {
+        self.artifacts
             .iter()
             .find(|a| a.path == Path::new(rel))
             .map(|a| a.content.as_str())
-    };
-    let shared_env = secrets::env_for(root, None)?;
-    let subnet = plan.settings.subnet.to_string();
-    let proxy_network = plan.settings.network.clone();
-    let network_subnet = |name: &str| (name == proxy_network).then(|| subnet.clone());
+    }
 
-    let proxy = match artifact("proxy/docker-compose.yml") {
-        Some(text) => {
-            let compose = parse_compose(text, "proxy/docker-compose.yml")?;
-            let mut services = Vec::new();
-            let static_config = match plan.settings.engine {
-                // New entrypoints need a restart, and Traefik reads the ACME CA bundle only at
-                // start: fold both into the hash.
-                Engine::Traefik => [
-                    "proxy/traefik/traefik.yml",
-                    crate::render::traefik::ACME_CA_FILE,
-                ]
-                .iter()
-                .filter_map(|f| artifact(f))
-                .collect::<String>(),
-                _ => String::new(),
-            };
-            let pair = hand_over_pair(plan.settings.engine);
-            for (name, def) in services_of(&compose) {
-                let mut def = def.clone();
-                // The holder only keeps a network namespace alive: a new proxy image must not
-                // recreate it (that would close the ports), so its image is not hashed.
-                if pair.is_some_and(|(_, holder)| name == holder)
-                    && let Value::Object(m) = &mut def
-                {
-                    m.remove("image");
-                }
-                if !static_config.is_empty()
-                    && name == PROXY_SERVICE_TRAEFIK
-                    && let Value::Object(m) = &mut def
-                {
-                    m.insert(
-                        "x-itsup-static-config".into(),
-                        Value::String(static_config.clone()),
-                    );
-                }
-                let rollout = proxy_rollout(pair, name, &def);
-                // Traefik is admitted to (and drained from) the edge's backends.
-                let backends =
-                    if plan.settings.engine == Engine::Traefik && name == PROXY_SERVICE_TRAEFIK {
-                        crate::render::traefik::edge_backends(plan)
-                    } else {
-                        Vec::new()
-                    };
-                services.push(service(
-                    root,
-                    Path::new("proxy"),
-                    name,
-                    &def,
-                    rollout,
-                    None,
-                    backends,
-                    false,
-                    image_ids,
-                    &shared_env,
-                ));
-            }
-            Some(DesiredStack {
-                name: PROXY.into(),
-                compose_project: proxy_compose_project(plan),
-                enabled: true,
-                depends_on: Vec::new(),
-                services,
-                env: shared_env.clone(),
-                networks: external_networks(&compose)
-                    .into_iter()
-                    .map(|n| {
-                        let s = network_subnet(&n);
-                        (n, s)
-                    })
-                    .collect(),
-                compose_file: "proxy/docker-compose.yml".into(),
+    /// A compose file's external networks, the proxy network with its fixed subnet.
+    fn networks(&self, compose: &Value) -> Vec<(String, Option<String>)> {
+        let proxy_network = &self.plan.settings.network;
+        external_networks(compose)
+            .into_iter()
+            .map(|n| {
+                let subnet = (n == *proxy_network).then(|| self.plan.settings.subnet.to_string());
+                (n, subnet)
             })
-        }
-        None => None,
-    };
-    let short_hash = |text: &str| {
-        use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(text.as_bytes()))[..24].to_string()
-    };
-    let proxy_config = match plan.settings.engine {
-        Engine::Haproxy => artifact("proxy/haproxy/haproxy.cfg").map(short_hash),
-        Engine::Traefik => artifact("proxy/traefik/traefik.yml").map(short_hash),
-        Engine::Itsup => None,
-    };
+            .collect()
+    }
 
-    let mut projects = Vec::new();
-    for p in &plan.projects {
+    /// The proxy stack: its services hashed with what needs a restart (Traefik's static config
+    /// and ACME CA bundle), the port holder's image left out of its hash.
+    fn proxy_stack(&self, text: &str) -> anyhow::Result<DesiredStack> {
+        let (root, plan) = (self.root, self.plan);
+        let compose = parse_compose(text, "proxy/docker-compose.yml")?;
+        let shared_env = secrets::env_for(root, None)?;
+        let static_config = match plan.settings.engine {
+            // New entrypoints need a restart, and Traefik reads the ACME CA bundle only at
+            // start: fold both into the hash.
+            Engine::Traefik => [
+                "proxy/traefik/traefik.yml",
+                crate::render::traefik::ACME_CA_FILE,
+            ]
+            .iter()
+            .filter_map(|f| self.artifact(f))
+            .collect::<String>(),
+            _ => String::new(),
+        };
+        let pair = hand_over_pair(plan.settings.engine);
+        let mut services = Vec::new();
+        for (name, def) in services_of(&compose) {
+            let mut def = def.clone();
+            // The holder only keeps a network namespace alive: a new proxy image must not
+            // recreate it (that would close the ports), so its image is not hashed.
+            if pair.is_some_and(|(_, holder)| name == holder)
+                && let Value::Object(m) = &mut def
+            {
+                m.remove("image");
+            }
+            if !static_config.is_empty()
+                && name == PROXY_SERVICE_TRAEFIK
+                && let Value::Object(m) = &mut def
+            {
+                m.insert(
+                    "x-itsup-static-config".into(),
+                    Value::String(static_config.clone()),
+                );
+            }
+            let rollout = proxy_rollout(pair, name, &def);
+            // Traefik is admitted to (and drained from) the edge's backends.
+            let backends =
+                if plan.settings.engine == Engine::Traefik && name == PROXY_SERVICE_TRAEFIK {
+                    crate::render::traefik::edge_backends(plan)
+                } else {
+                    Vec::new()
+                };
+            services.push(service(
+                root,
+                Path::new("proxy"),
+                name,
+                &def,
+                rollout,
+                None,
+                backends,
+                false,
+                self.image_ids,
+                &shared_env,
+            ));
+        }
+        Ok(DesiredStack {
+            name: PROXY.into(),
+            compose_project: proxy_compose_project(plan),
+            enabled: true,
+            depends_on: Vec::new(),
+            services,
+            env: shared_env,
+            networks: self.networks(&compose),
+            compose_file: "proxy/docker-compose.yml".into(),
+        })
+    }
+
+    /// A hash of the proxy's own config file for the engines that reload it in place.
+    fn proxy_config_hash(&self) -> Option<String> {
+        let short_hash = |text: &str| {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(text.as_bytes()))[..24].to_string()
+        };
+        match self.plan.settings.engine {
+            Engine::Haproxy => self.artifact("proxy/haproxy/haproxy.cfg").map(short_hash),
+            Engine::Traefik => self.artifact("proxy/traefik/traefik.yml").map(short_hash),
+            Engine::Itsup => None,
+        }
+    }
+
+    /// One project's stack; `None` for a host-only project (nothing to run).
+    fn project_stack(&self, p: &ProjectPlan) -> anyhow::Result<Option<DesiredStack>> {
         let file = format!("upstream/{}/docker-compose.yml", p.name);
-        let Some(text) = artifact(&file) else {
-            // A host-only project has nothing to run.
-            continue;
+        let Some(text) = self.artifact(&file) else {
+            return Ok(None);
         };
         let compose = parse_compose(text, &file)?;
-        let env = secrets::env_for(root, Some(&p.name))?;
+        let env = secrets::env_for(self.root, Some(&p.name))?;
         let defs: BTreeMap<&str, &Value> = services_of(&compose).into_iter().collect();
         let mut services = Vec::new();
         for sp in &p.services {
             let Some(def) = defs.get(sp.name.as_str()) else {
                 continue;
             };
-            let mut port = None;
-            let mut backends = Vec::new();
-            let http = plan
-                .http
-                .iter()
-                .map(|r| (&r.project, &r.service, &r.backend));
-            let tcp = plan
-                .tcp
-                .iter()
-                .map(|r| (&r.project, &r.service, &r.backend));
-            for (project, service, backend) in http.chain(tcp) {
-                if *project == p.name && service.as_deref() == Some(sp.name.as_str()) {
-                    port = port.or(backend.servers.first().map(|s| s.port));
-                    if !backends.contains(&backend.name) {
-                        backends.push(backend.name.clone());
-                    }
-                }
-            }
+            let (port, backends) = served_by(self.plan, &p.name, &sp.name);
             services.push(service(
-                root,
+                self.root,
                 &Path::new("upstream").join(&p.name),
                 &sp.name,
                 def,
@@ -300,33 +320,44 @@ pub fn build(
                 port,
                 backends,
                 sp.proxy.is_some(),
-                image_ids,
+                self.image_ids,
                 &env,
             ));
         }
-        projects.push(DesiredStack {
+        Ok(Some(DesiredStack {
             name: p.name.clone(),
             compose_project: p.name.clone(),
             enabled: p.enabled,
             depends_on: p.depends_on.clone(),
             services,
             env,
-            networks: external_networks(&compose)
-                .into_iter()
-                .map(|n| {
-                    let s = network_subnet(&n);
-                    (n, s)
-                })
-                .collect(),
+            networks: self.networks(&compose),
             compose_file: file,
-        });
+        }))
     }
-    Ok(Desired {
-        proxy,
-        proxy_config,
-        projects,
-        engine: plan.settings.engine,
-    })
+}
+
+/// The proxy backends routing to a service (http and tcp rows) and the port they use.
+fn served_by(plan: &Plan, project: &str, service: &str) -> (Option<u16>, Vec<String>) {
+    let mut port = None;
+    let mut backends = Vec::new();
+    let http = plan
+        .http
+        .iter()
+        .map(|r| (&r.project, &r.service, &r.backend));
+    let tcp = plan
+        .tcp
+        .iter()
+        .map(|r| (&r.project, &r.service, &r.backend));
+    for (p, s, backend) in http.chain(tcp) {
+        if p == project && s.as_deref() == Some(service) {
+            port = port.or(backend.servers.first().map(|s| s.port));
+            if !backends.contains(&backend.name) {
+                backends.push(backend.name.clone());
+            }
+        }
+    }
+    (port, backends)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -37,15 +38,35 @@ pub async fn connect() -> anyhow::Result<Docker> {
         .context("cannot reach the Docker engine (is it running, may this user use it?)")
 }
 
+/// Set once a call of this process went unanswered for [`API_TIMEOUT`]. Every CLI run is its own
+/// process, so this is "the engine stalled during this run": the calls after it (a rollback's
+/// clean-up, the next readiness poll) fail at once instead of waiting the bound again each, and
+/// the journal lets the next apply finish what they could not.
+static STALLED: AtomicBool = AtomicBool::new(false);
+
 /// bollard's timeout says only "Timeout error": name the engine and the bound instead.
 fn stalled(e: bollard::errors::Error) -> anyhow::Error {
     match e {
-        bollard::errors::Error::RequestTimeoutError => anyhow::anyhow!(
-            "the Docker engine did not answer within {} s",
-            API_TIMEOUT.as_secs()
-        ),
+        bollard::errors::Error::RequestTimeoutError => {
+            STALLED.store(true, Ordering::Relaxed);
+            anyhow::anyhow!(
+                "the Docker engine did not answer within {} s",
+                API_TIMEOUT.as_secs()
+            )
+        }
         e => e.into(),
     }
+}
+
+/// Fails at once when an earlier call of this run found the engine stalled.
+fn answering() -> anyhow::Result<()> {
+    if STALLED.load(Ordering::Relaxed) {
+        anyhow::bail!(
+            "the Docker engine did not answer within {} s earlier in this run (no call waits on it again)",
+            API_TIMEOUT.as_secs()
+        );
+    }
+    Ok(())
 }
 
 /// One container of a Compose stack as Docker lists it.
@@ -73,6 +94,7 @@ pub struct Observed {
 
 /// Every container (running or not) that Compose labelled, in creation order.
 pub async fn stack_containers(docker: &Docker) -> anyhow::Result<Vec<Observed>> {
+    answering()?;
     let filters: HashMap<String, Vec<String>> = [(
         "label".to_string(),
         vec![labels::COMPOSE_PROJECT.to_string()],
@@ -126,6 +148,7 @@ pub async fn stack_containers(docker: &Docker) -> anyhow::Result<Vec<Observed>> 
 
 /// Local image IDs by reference (`name:tag` and `name@digest`), from one listing.
 pub async fn image_ids(docker: &Docker) -> anyhow::Result<HashMap<String, String>> {
+    answering()?;
     let images = docker
         .list_images(Some(ListImagesOptionsBuilder::new().all(false).build()))
         .await
@@ -169,6 +192,7 @@ pub async fn ensure_network(
     subnet: Option<&str>,
     root: &str,
 ) -> anyhow::Result<bool> {
+    answering()?;
     if docker
         .inspect_network(
             name,
@@ -220,6 +244,9 @@ pub async fn ensure_network(
 /// Removes a network itsup created, when nothing uses it any more (errors are not fatal:
 /// a network still in use is simply kept).
 pub async fn remove_network_if_unused(docker: &Docker, name: &str) -> bool {
+    if answering().is_err() {
+        return false;
+    }
     docker.remove_network(name).await.is_ok()
 }
 
@@ -309,6 +336,7 @@ async fn inspect(
     docker: &Docker,
     id: &str,
 ) -> anyhow::Result<bollard::models::ContainerInspectResponse> {
+    answering()?;
     docker
         .inspect_container(
             id,
@@ -362,6 +390,7 @@ pub async fn addresses(docker: &Docker, id: &str) -> anyhow::Result<HashMap<Stri
 /// Stops a container, giving it `grace` between SIGTERM and SIGKILL (the engine answers once it
 /// has stopped, so the call may take that long on top of [`API_TIMEOUT`]).
 pub async fn stop(docker: &Docker, id: &str, grace: Duration) -> anyhow::Result<()> {
+    answering()?;
     let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
     let bound = grace.saturating_add(API_TIMEOUT);
     docker
@@ -371,10 +400,13 @@ pub async fn stop(docker: &Docker, id: &str, grace: Duration) -> anyhow::Result<
         .await
         .or_else(not_modified)
         .map_err(|e| match e {
-            bollard::errors::Error::RequestTimeoutError => anyhow::anyhow!(
-                "the Docker engine did not answer within {} s (grace period included)",
-                bound.as_secs()
-            ),
+            bollard::errors::Error::RequestTimeoutError => {
+                STALLED.store(true, Ordering::Relaxed);
+                anyhow::anyhow!(
+                    "the Docker engine did not answer within {} s (grace period included)",
+                    bound.as_secs()
+                )
+            }
             e => e.into(),
         })
         .with_context(|| format!("cannot stop container {}", short(id)))
@@ -383,6 +415,7 @@ pub async fn stop(docker: &Docker, id: &str, grace: Duration) -> anyhow::Result<
 /// Stops a container with its own grace period (Compose's `stop_grace_period`, Docker's
 /// default otherwise), as `docker stop` does.
 pub async fn stop_own_grace(docker: &Docker, id: &str) -> anyhow::Result<()> {
+    answering()?;
     docker
         .stop_container(id, None::<bollard::query_parameters::StopContainerOptions>)
         .await
@@ -392,6 +425,7 @@ pub async fn stop_own_grace(docker: &Docker, id: &str) -> anyhow::Result<()> {
 
 /// Removes a container (forced: it may still be running after a failed start).
 pub async fn remove(docker: &Docker, id: &str) -> anyhow::Result<()> {
+    answering()?;
     docker
         .remove_container(
             id,
@@ -427,6 +461,7 @@ fn not_modified(e: bollard::errors::Error) -> Result<(), bollard::errors::Error>
 /// Runs a command in a container and returns its exit code (its output is read to the end, so
 /// the whole exchange is bounded, not only each request).
 pub async fn exec(docker: &Docker, id: &str, cmd: &[&str]) -> anyhow::Result<i64> {
+    answering()?;
     tokio::time::timeout(API_TIMEOUT, exec_unbounded(docker, id, cmd))
         .await
         .map_err(|_| stalled(bollard::errors::Error::RequestTimeoutError))
@@ -474,6 +509,7 @@ pub async fn project_networks(docker: &Docker, project: &str) -> anyhow::Result<
 
 /// Names of the networks carrying every one of `labels` (`key=value`).
 async fn networks_labelled(docker: &Docker, labels: Vec<String>) -> anyhow::Result<Vec<String>> {
+    answering()?;
     let filters: HashMap<String, Vec<String>> = [("label".to_string(), labels)].into();
     let nets = docker
         .list_networks(Some(

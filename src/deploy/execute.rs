@@ -595,6 +595,29 @@ async fn slots_released(runtime: &Runtime, backends: &[String]) -> bool {
     true
 }
 
+/// What one start-first rollout knows and has done so far: the old containers and their proxy
+/// addresses, and (as the phases progress) the new containers and the drain entries written,
+/// which a failure must undo.
+struct Handover<'a> {
+    ctx: &'a Ctx,
+    plan: &'a StackPlan,
+    s: &'a ServiceAction,
+    d: &'a DesiredService,
+    old: &'a [&'a Observed],
+    old_ids: Vec<&'a str>,
+    old_addrs: Vec<(String, Option<Ipv4Addr>)>,
+    old_ips: Vec<Ipv4Addr>,
+    /// Traefik replaced blue/green behind the edge.
+    edge: bool,
+    new_ids: Vec<String>,
+    new_ips: Vec<Ipv4Addr>,
+    drain_entries: Vec<String>,
+}
+
+/// The rollout itself, in phases: choose how the proxy admits, prepare it, start the new
+/// containers beside the old, wait until they are ready, admit them, drain the old (a failure
+/// up to here removes the new ones and restores the proxy), then stop the old and let the
+/// proxy forget them.
 async fn rollout_journaled(
     ctx: &Ctx,
     plan: &StackPlan,
@@ -604,10 +627,58 @@ async fn rollout_journaled(
     old: &[&Observed],
     line: &Line,
 ) -> anyhow::Result<String> {
-    let old_ids: Vec<&str> = old.iter().map(|c| c.id.as_str()).collect();
-    let edge = behind_edge(ctx, plan, s);
-    let mut admission = match (ctx.engine, d.routed || edge) {
-        (Engine::Traefik, true) if edge => Admission::Haproxy {
+    let mut old_addrs = Vec::new();
+    for c in old {
+        old_addrs.push((c.id.clone(), proxy_ip(ctx, &c.id).await));
+    }
+    let mut p = Handover {
+        ctx,
+        plan,
+        s,
+        d,
+        old,
+        old_ids: old.iter().map(|c| c.id.as_str()).collect(),
+        old_ips: old_addrs.iter().filter_map(|(_, ip)| *ip).collect(),
+        old_addrs,
+        edge: behind_edge(ctx, plan, s),
+        new_ids: Vec::new(),
+        new_ips: Vec::new(),
+        drain_entries: Vec::new(),
+    };
+    let mut admission = admission_for(&p);
+    line.step(match admission {
+        Admission::Itsup { .. } => "pinning the proxy to the old container",
+        _ => "parking free proxy slots",
+    });
+    admission
+        .prepare(&p.old_ips, ctx.ready_timeout)
+        .await
+        .context("cannot prepare the proxy")?;
+    let (count, drained) = match p.hand_over(&mut admission, stack, line).await {
+        Ok(done) => done,
+        Err(e) => {
+            p.undo(&mut admission, line).await;
+            return Err(e.context("rollout failed; the old container still serves"));
+        }
+    };
+    p.retire_old(&mut admission, line).await?;
+    let at = match (&admission, ctx.engine) {
+        (Admission::Itsup { .. }, _) => " through the itsup proxy's admin API",
+        (Admission::None, Engine::Itsup) if d.routed => {
+            " (no admin socket at proxy/itsup/run/ and no --proxy-admin: not drained at the itsup proxy)"
+        }
+        _ => "",
+    };
+    Ok(format!(
+        "start-first: {count} new container(s) admitted, old drained in {drained:.1} s and removed{at}"
+    ))
+}
+
+/// How the proxy in front admits and drains this service's containers (engine decision).
+fn admission_for(p: &Handover) -> Admission {
+    let (ctx, d) = (p.ctx, p.d);
+    match (ctx.engine, d.routed || p.edge) {
+        (Engine::Traefik, true) if p.edge => Admission::Haproxy {
             runtime: ctx.haproxy(),
             backends: d.backends.clone(),
             parked: Vec::new(),
@@ -630,28 +701,56 @@ async fn rollout_journaled(
             None => Admission::None,
         },
         _ => Admission::None,
-    };
-    let mut old_addrs = Vec::new();
-    for c in old {
-        old_addrs.push((c.id.clone(), proxy_ip(ctx, &c.id).await));
     }
-    let old_ips: Vec<Ipv4Addr> = old_addrs.iter().filter_map(|(_, ip)| *ip).collect();
+}
 
-    line.step(match admission {
-        Admission::Itsup { .. } => "pinning the proxy to the old container",
-        _ => "parking free proxy slots",
-    });
-    admission
-        .prepare(&old_ips, ctx.ready_timeout)
-        .await
-        .context("cannot prepare the proxy")?;
-    let mut new_ids: Vec<String> = Vec::new();
-    let mut new_ips: Vec<Ipv4Addr> = Vec::new();
-    let mut drain_entries: Vec<String> = Vec::new();
-    let result = async {
+impl Handover<'_> {
+    /// Start beside, wait ready, admit, drain the old: the new containers' count and the drain
+    /// time. Any error leaves what was done in `self` for [`Handover::undo`].
+    async fn hand_over(
+        &mut self,
+        admission: &mut Admission,
+        stack: &Stack,
+        line: &Line,
+    ) -> anyhow::Result<(usize, f64)> {
+        let new = self.start_beside(stack, line).await?;
+        self.wait_ready(&new, line).await?;
+        line.step("admitting the new container at the proxy");
+        admission
+            .admit(&self.new_ips, self.ctx.ready_timeout)
+            .await
+            .context("the proxy did not admit the new container")?;
+        line.step("draining the old container");
+        let drain_start = Instant::now();
+        if let Admission::Haproxy { .. } = admission {
+            self.drain_entries = self
+                .old_addrs
+                .iter()
+                .filter_map(|(_, ip)| Some(format!("{}:{}", (*ip)?, self.d.port?)))
+                .collect();
+            super::journal::draining(
+                &self.ctx.root,
+                &self.plan.compose_project,
+                &self.s.service,
+                &self.drain_entries,
+            )?;
+            // Best effort: the runtime API below is what actually drains.
+            let _ = drainfile::update(&self.ctx.root, &self.drain_entries, true);
+        }
+        admission
+            .drain(&self.ctx.docker, &self.old_addrs, self.ctx.drain_timeout)
+            .await
+            .context("cannot drain the old container")?;
+        Ok((new.len(), drain_start.elapsed().as_secs_f64()))
+    }
+
+    /// Compose scales the service to twice its size without touching the old containers; the
+    /// ones it added are the new ones.
+    async fn start_beside(&mut self, stack: &Stack, line: &Line) -> anyhow::Result<Vec<Observed>> {
         line.step("starting the new container beside the old one");
-        let scale = format!("{}={}", s.service, old.len() * 2);
-        ctx.compose
+        let scale = format!("{}={}", self.s.service, self.old.len() * 2);
+        self.ctx
+            .compose
             .run(
                 stack,
                 &[
@@ -661,118 +760,108 @@ async fn rollout_journaled(
                     "--no-recreate",
                     "--scale",
                     &scale,
-                    &s.service,
+                    &self.s.service,
                 ],
             )
             .await?;
-        let new: Vec<Observed> = current(ctx, &plan.compose_project, &s.service)
+        let new: Vec<Observed> = current(self.ctx, &self.plan.compose_project, &self.s.service)
             .await?
             .into_iter()
-            .filter(|c| !old_ids.contains(&c.id.as_str()))
+            .filter(|c| !self.old_ids.contains(&c.id.as_str()))
             .collect();
-        new_ids = new.iter().map(|c| c.id.clone()).collect();
+        self.new_ids = new.iter().map(|c| c.id.clone()).collect();
         if new.is_empty() {
             anyhow::bail!("compose started no new container");
         }
         for c in &new {
-            new_ips.extend(proxy_ip(ctx, &c.id).await);
+            self.new_ips.extend(proxy_ip(self.ctx, &c.id).await);
         }
-        if edge {
-            // Ready means routing: every expected router loaded, none in error (its ping
-            // answers long before its providers have delivered a configuration).
-            if new_ips.len() != new.len() {
-                anyhow::bail!("the new Traefik has no address on the proxy network");
-            }
-            line.step("waiting for the new Traefik to load its routers");
-            for ip in &new_ips {
-                super::traefik_api::wait_loaded(
-                    &ctx.docker,
-                    &ctx.root,
-                    &ctx.proxy_network,
-                    *ip,
-                    ctx.ready_timeout,
-                )
-                .await?;
-            }
-        } else {
-            wait_all_ready(ctx, d, &new, line).await?;
-        }
-        line.step("admitting the new container at the proxy");
-        admission
-            .admit(&new_ips, ctx.ready_timeout)
-            .await
-            .context("the proxy did not admit the new container")?;
-        line.step("draining the old container");
-        let drain_start = Instant::now();
-        if let Admission::Haproxy { .. } = admission {
-            drain_entries = old_addrs
-                .iter()
-                .filter_map(|(_, ip)| Some(format!("{}:{}", (*ip)?, d.port?)))
-                .collect();
-            super::journal::draining(&ctx.root, &plan.compose_project, &s.service, &drain_entries)?;
-            // Best effort: the runtime API below is what actually drains.
-            let _ = drainfile::update(&ctx.root, &drain_entries, true);
-        }
-        admission
-            .drain(&ctx.docker, &old_addrs, ctx.drain_timeout)
-            .await
-            .context("cannot drain the old container")?;
-        Ok((new.len(), drain_start.elapsed().as_secs_f64()))
+        Ok(new)
     }
-    .await;
-    let (count, drained) = match result {
-        Ok(done) => done,
-        Err(e) => {
-            // The new container goes, the old one keeps serving; then the slots are restored.
-            line.step("removing the new container");
-            admission.withdraw(&new_ips).await;
-            let leftovers = current(ctx, &plan.compose_project, &s.service)
+
+    /// Ready is healthy (or running without a check); a new Traefik behind the edge is ready
+    /// once it routes: every expected router loaded, none in error (its ping answers long
+    /// before its providers have delivered a configuration).
+    async fn wait_ready(&self, new: &[Observed], line: &Line) -> anyhow::Result<()> {
+        if !self.edge {
+            return wait_all_ready(self.ctx, self.d, new, line)
                 .await
-                .unwrap_or_default();
-            for c in leftovers
-                .iter()
-                .filter(|c| !old_ids.contains(&c.id.as_str()) || new_ids.contains(&c.id))
-            {
-                let _ = docker::remove(&ctx.docker, &c.id).await;
-            }
-            admission.abort(&new_ips, &old_ips, ctx.ready_timeout).await;
-            if !drain_entries.is_empty() {
-                let _ = drainfile::update(&ctx.root, &drain_entries, false);
-            }
-            return Err(e.context("rollout failed; the old container still serves"));
+                .map(|_| ());
         }
-    };
-    // Past this point the new containers serve and the old ones are drained: finishing the
-    // stop is all that is left, and its failure does not bring the old ones back.
-    super::journal::stopping(&ctx.root, &plan.compose_project, &s.service)?;
-    line.step("stopping the old container");
-    for c in old {
-        let stopped = async {
-            docker::stop(&ctx.docker, &c.id, d.grace).await?;
-            docker::remove(&ctx.docker, &c.id).await
+        if self.new_ips.len() != new.len() {
+            anyhow::bail!("the new Traefik has no address on the proxy network");
         }
-        .await;
-        if let Err(e) = stopped {
-            // A pinned itsup proxy file must not outlive the rollout: put the rendered one back.
-            if let Admission::Itsup { .. } = admission {
-                admission.finish(&old_ips, ctx.ready_timeout).await;
+        line.step("waiting for the new Traefik to load its routers");
+        for ip in &self.new_ips {
+            super::traefik_api::wait_loaded(
+                &self.ctx.docker,
+                &self.ctx.root,
+                &self.ctx.proxy_network,
+                *ip,
+                self.ctx.ready_timeout,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// After a failed hand-over: the new containers go, the old ones keep serving; then the
+    /// proxy's slots and the drain file are restored. Best effort: what fails here stays in
+    /// the journal for the next apply.
+    async fn undo(&self, admission: &mut Admission, line: &Line) {
+        let ctx = self.ctx;
+        line.step("removing the new container");
+        admission.withdraw(&self.new_ips).await;
+        let mut removed = true;
+        match current(ctx, &self.plan.compose_project, &self.s.service).await {
+            Ok(leftovers) => {
+                for c in leftovers.iter().filter(|c| {
+                    !self.old_ids.contains(&c.id.as_str()) || self.new_ids.contains(&c.id)
+                }) {
+                    removed &= docker::remove(&ctx.docker, &c.id).await.is_ok();
+                }
             }
-            return Err(e);
+            Err(_) => removed = false,
+        }
+        // HAProxy's parked slots are released once the new addresses are gone; a new container
+        // that could not be removed keeps its slot parked (no traffic to a container that
+        // never became ready) until the next apply's heal removes it and restores the slot.
+        if removed || !matches!(admission, Admission::Haproxy { .. }) {
+            admission
+                .abort(&self.new_ips, &self.old_ips, ctx.ready_timeout)
+                .await;
+        }
+        if !self.drain_entries.is_empty() {
+            let _ = drainfile::update(&ctx.root, &self.drain_entries, false);
         }
     }
-    line.step("waiting for the proxy to forget the old address");
-    admission.finish(&old_ips, ctx.ready_timeout).await;
-    if !drain_entries.is_empty() {
-        let _ = drainfile::update(&ctx.root, &drain_entries, false);
-    }
-    let at = match (&admission, ctx.engine) {
-        (Admission::Itsup { .. }, _) => " through the itsup proxy's admin API",
-        (Admission::None, Engine::Itsup) if d.routed => {
-            " (no admin socket at proxy/itsup/run/ and no --proxy-admin: not drained at the itsup proxy)"
+
+    /// Past the hand-over the new containers serve and the old ones are drained: stopping them
+    /// is all that is left, and its failure does not bring them back.
+    async fn retire_old(&self, admission: &mut Admission, line: &Line) -> anyhow::Result<()> {
+        let ctx = self.ctx;
+        super::journal::stopping(&ctx.root, &self.plan.compose_project, &self.s.service)?;
+        line.step("stopping the old container");
+        for c in self.old {
+            let stopped = async {
+                docker::stop(&ctx.docker, &c.id, self.d.grace).await?;
+                docker::remove(&ctx.docker, &c.id).await
+            }
+            .await;
+            if let Err(e) = stopped {
+                // A pinned itsup proxy file must not outlive the rollout: put the rendered one
+                // back.
+                if let Admission::Itsup { .. } = admission {
+                    admission.finish(&self.old_ips, ctx.ready_timeout).await;
+                }
+                return Err(e);
+            }
         }
-        _ => "",
-    };
-    Ok(format!(
-        "start-first: {count} new container(s) admitted, old drained in {drained:.1} s and removed{at}"
-    ))
+        line.step("waiting for the proxy to forget the old address");
+        admission.finish(&self.old_ips, ctx.ready_timeout).await;
+        if !self.drain_entries.is_empty() {
+            let _ = drainfile::update(&ctx.root, &self.drain_entries, false);
+        }
+        Ok(())
+    }
 }

@@ -132,7 +132,7 @@ impl Runtime {
     /// answers on the admin socket.
     pub async fn reload(&self, timeout: Duration) -> anyhow::Result<()> {
         let before = self.worker_pid().await.ok();
-        Self::send(&self.master, "reload").await?;
+        reload_master(&self.master).await?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Ok(pid) = self.worker_pid().await
@@ -171,6 +171,32 @@ fn parse_slots(out: &str, backend: &str) -> Vec<Slot> {
             })
         })
         .collect()
+}
+
+/// Asks an HAProxy master (master-worker mode) to reload through its CLI socket: the one
+/// master-socket client of the crate (apply's hand-overs and `itsup watch` both use it). The
+/// master re-executes and closes the connection; HAProxy 2.7+ first answers `Success=1` or
+/// `Success=0` (then the old workers keep serving), which is the success test; 2.6 answers
+/// nothing, and the caller's own check (a new worker, `haproxy -c` beforehand) decides.
+pub async fn reload_master(master: &Path) -> anyhow::Result<()> {
+    let mut stream = UnixStream::connect(master).await.with_context(|| {
+        format!(
+            "connecting to the HAProxy master socket {}",
+            master.display()
+        )
+    })?;
+    stream
+        .write_all(b"reload\n")
+        .await
+        .with_context(|| format!("HAProxy master socket {}", master.display()))?;
+    // The connection ends with the re-exec, so a read error here is the reload happening.
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
+    let text = String::from_utf8_lossy(&reply);
+    if text.contains("Success=0") {
+        anyhow::bail!("HAProxy master reported a failed reload: {}", text.trim());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ pub mod progress;
 pub mod proxy;
 pub mod secrets;
 pub mod state;
+pub mod swarm;
 pub mod traefik_api;
 
 use std::collections::BTreeSet;

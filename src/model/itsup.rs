@@ -40,6 +40,51 @@ pub struct ItsupConfig {
     /// services and forwards it upstream.
     #[serde(default)]
     pub dns: Dns,
+    /// What runs the stacks: `compose` (default: Docker Compose on this host, rolled out by
+    /// itsup) or `swarm` (Docker Swarm stacks, rolled out by Swarm; docs/swarm.md).
+    #[serde(default)]
+    pub orchestrator: Orchestrator,
+    /// Settings used with `orchestrator: swarm`.
+    #[serde(default)]
+    pub swarm: SwarmSettings,
+}
+
+/// What deploys the stacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Orchestrator {
+    /// Docker Compose on one host (itsup's own zero-downtime rollouts).
+    #[default]
+    Compose,
+    /// Docker Swarm: one stack per project, rolling updates, health gating and rollback by Swarm.
+    Swarm,
+}
+
+/// Docker Swarm settings (`orchestrator: swarm`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SwarmSettings {
+    /// Node label that marks the nodes running the proxy (a global service with host-mode
+    /// ports): `docker node update --label-add <label>=true NODE`.
+    #[serde(default = "default_ingress_label")]
+    pub ingress_label: String,
+    /// Prefix of every stack name (`<prefix><project>`, the proxy `<prefix>itsup-proxy`), so
+    /// that two platforms, or a platform and Compose projects of the same names, share an engine.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub stack_prefix: String,
+}
+
+impl Default for SwarmSettings {
+    fn default() -> Self {
+        SwarmSettings {
+            ingress_label: default_ingress_label(),
+            stack_prefix: String::new(),
+        }
+    }
+}
+
+fn default_ingress_label() -> String {
+    "itsup.ingress".to_string()
 }
 
 /// Image tags of the proxy stack's components.

@@ -36,6 +36,10 @@ pub fn build(v: &Validated) -> Plan {
         crowdsec: config.crowdsec.clone(),
         versions: config.versions.clone(),
         dns: None,
+        swarm: (config.orchestrator == crate::model::Orchestrator::Swarm).then(|| SwarmPlan {
+            ingress_label: config.swarm.ingress_label.clone(),
+            stack_prefix: config.swarm.stack_prefix.clone(),
+        }),
     };
     let settings = Settings {
         dns: dns_honeypot(config, settings.subnet),
@@ -86,9 +90,13 @@ pub fn build(v: &Validated) -> Plan {
     }
 }
 
-fn backend(project: &ValidProject, row: &Ingress, name: &str) -> Backend {
+fn backend(project: &ValidProject, row: &Ingress, name: &str, settings: &Settings) -> Backend {
     let (address, dns) = match (&row.service, &project.file.host) {
-        (Some(service), _) => (service_alias(&project.name, service), true),
+        // On Swarm, every task's own address: no IPVS for service VIPs here (docs/swarm.md).
+        (Some(service), _) => match &settings.swarm {
+            Some(swarm) => (swarm.tasks_name(&project.name, service), true),
+            None => (service_alias(&project.name, service), true),
+        },
         (None, Some(host)) => (host.clone(), false),
         // validate rejects rows with neither; keep the Plan total anyway.
         (None, None) => (project.name.clone(), true),
@@ -121,7 +129,7 @@ fn add_route(
     };
     let name = names.claim(&base);
     let hosts = row_hosts(row);
-    let backend = backend(project, row, &name);
+    let backend = backend(project, row, &name, settings);
     match row.router {
         Router::Http => {
             let https = !row
@@ -176,6 +184,7 @@ fn add_route(
                 service: row.service.clone(),
                 entrypoint: entrypoint_name(port, true, settings.https_port),
                 port,
+                allow_source_ips: row.allow_source_ips.clone(),
                 backend,
             });
         }

@@ -70,6 +70,34 @@ pub struct Settings {
     pub versions: Versions,
     /// The DNS honeypot, when `dns.enabled`.
     pub dns: Option<DnsHoneypot>,
+    /// Set with `orchestrator: swarm`: projects are Swarm stacks (docs/swarm.md).
+    pub swarm: Option<SwarmPlan>,
+}
+
+/// How the platform runs on Docker Swarm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwarmPlan {
+    /// Node label of the nodes that run the proxy.
+    pub ingress_label: String,
+    /// Prefix of every stack name.
+    pub stack_prefix: String,
+}
+
+impl SwarmPlan {
+    /// The stack a project is deployed as.
+    pub fn stack(&self, project: &str) -> String {
+        format!("{}{project}", self.stack_prefix)
+    }
+
+    /// The proxy's stack.
+    pub fn proxy_stack(&self) -> String {
+        format!("{}itsup-proxy", self.stack_prefix)
+    }
+
+    /// Docker DNS name of every task of a project's service (`tasks.<stack>_<service>`).
+    pub fn tasks_name(&self, project: &str, service: &str) -> String {
+        format!("tasks.{}_{service}", self.stack(project))
+    }
 }
 
 /// The DNS honeypot as rendered: where it listens, whom it asks, which image runs it.
@@ -98,6 +126,7 @@ impl Default for Settings {
             crowdsec: Crowdsec::default(),
             versions: Versions::default(),
             dns: None,
+            swarm: None,
         }
     }
 }
@@ -224,6 +253,7 @@ pub struct UdpRoute {
     pub service: Option<String>,
     pub entrypoint: String,
     pub port: u16,
+    pub allow_source_ips: Vec<String>,
     pub backend: Backend,
 }
 

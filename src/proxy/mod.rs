@@ -5,14 +5,18 @@
 //! connection): [`base`] (config, clock, routing, headers, breaker rules, batching, access
 //! log) → [`acme`] (automatic certificates) → [`tls`] (certificate store, SNI resolver, rustls
 //! configs) → [`upstream`] (server state, pool, direct HTTP/1.1 client, balancers, health checks)
-//! → [`middleware`] (route middlewares, rate limits, the shared Redis) → [`runtime`] (the swappable snapshot, reload, metrics, the connection supervisor) →
+//! → [`middleware`] (route middlewares, rate limits, the shared Redis) → [`runtime`] (the
+//! swappable snapshot, reload, metrics, the connection supervisor) → [`l4`] (TCP/UDP
+//! forwarding, SNI routing, PROXY protocol) →
 //! [`request`] (the request path) → [`serve`] (listeners, admin API, status page). [`start`] wires them together at start-up
 //! and drains at shutdown. Without the `full` feature (the fuzz build) only the parsers' side
-//! is built: `base` and the direct HTTP/1.1 client's framing in `upstream`.
+//! is built: `base`, the direct HTTP/1.1 client's framing in `upstream` and the ClientHello and
+//! PROXY-protocol readers in `l4`.
 
 #[cfg(feature = "full")]
 pub mod acme;
 pub mod base;
+pub mod l4;
 #[cfg(feature = "full")]
 pub mod middleware;
 #[cfg(feature = "full")]

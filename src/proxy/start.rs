@@ -12,12 +12,13 @@ use tokio::net::TcpListener;
 
 use super::base::batch;
 use super::config::{self, ProxyConfig, schema};
+use super::l4::listener::Listener as L4Listener;
 use super::request::context::Edge;
 use super::runtime::{reload, shared_states, state, supervisor};
 use super::serve::{admin, listener, tls_listener};
 use super::tls::store::{Source, Store};
 use super::tls::{cert_dir, certs, self_signed};
-use super::{acme, tls};
+use super::{acme, l4, tls};
 
 /// Command-line arguments of `itsup proxy`.
 #[derive(Debug, clap::Args)]
@@ -140,9 +141,16 @@ async fn serve(
             Some(f) => Arc::clone(f),
             None => fallback.insert(self_signed::make()?).clone(),
         };
-        let (edge, store) = tls_edge(tls, fallback, challenges.clone())
+        let (mut edge, store, terminator) = tls_edge(tls, fallback, challenges.clone())
             .with_context(|| format!("listener {}", l.address))?;
         stores.push(store);
+        // TCP routes of the same address share the port, chosen by SNI before TLS.
+        if let Some(t) = cfg.tcp.iter().find(|t| t.address == l.address) {
+            let l4 = L4Listener::build(t, true, Some(terminator), &shared.metrics.l4)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("tcp listener {}", t.address))?;
+            edge.l4 = Some(Arc::new(l4));
+        }
         eprintln!("itsup proxy: listening on {} (TLS)", sock.local_addr()?);
         tokio::spawn(tls_listener::serve(
             sock,
@@ -150,6 +158,56 @@ async fn serve(
             shared.clone(),
             settings.clone(),
             supervisor.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    let https: Vec<&str> = cfg
+        .listeners
+        .iter()
+        .filter(|l| l.tls.is_some())
+        .map(|l| l.address.as_str())
+        .collect();
+    for t in cfg
+        .tcp
+        .iter()
+        .filter(|t| !https.contains(&t.address.as_str()))
+    {
+        let terminator = match &t.tls {
+            Some(tls) => {
+                let fallback = match &fallback {
+                    Some(f) => Arc::clone(f),
+                    None => fallback.insert(self_signed::make()?).clone(),
+                };
+                let (_, store, terminator) = tls_edge(tls, fallback, None)
+                    .with_context(|| format!("tcp listener {}", t.address))?;
+                stores.push(store);
+                Some(terminator)
+            }
+            None => None,
+        };
+        let listener = L4Listener::build(t, false, terminator, &shared.metrics.l4)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("tcp listener {}", t.address))?;
+        let sock = TcpListener::bind(&t.address)
+            .await
+            .with_context(|| format!("binding {}", t.address))?;
+        eprintln!("itsup proxy: listening on {} (TCP)", sock.local_addr()?);
+        tokio::spawn(l4::tcp::serve(
+            sock,
+            Arc::new(listener),
+            shared.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    for u in &cfg.udp {
+        let sock = tokio::net::UdpSocket::bind(&u.address)
+            .await
+            .with_context(|| format!("binding {}/udp", u.address))?;
+        eprintln!("itsup proxy: listening on {} (UDP)", sock.local_addr()?);
+        tokio::spawn(l4::udp::serve(
+            sock,
+            u.clone(),
+            shared.clone(),
             stop_rx.clone(),
         ));
     }
@@ -216,12 +274,13 @@ async fn serve(
 }
 
 /// An HTTPS listener's certificate store (configured files now, the folder watched from now
-/// on) and its rustls config.
+/// on), its rustls config, and an acceptor on the same store without ALPN for TCP routes
+/// that terminate TLS.
 fn tls_edge(
     tls: &config::ListenerTls,
     fallback: Arc<rustls::sign::CertifiedKey>,
     challenges: Option<tls::resolver::AlpnChallenges>,
-) -> anyhow::Result<(tls_listener::TlsEdge, Arc<Store>)> {
+) -> anyhow::Result<(tls_listener::TlsEdge, Arc<Store>, tokio_rustls::TlsAcceptor)> {
     let store = Arc::new(Store::new(fallback, tls.unknown_sni));
     let files = tls
         .certificates
@@ -234,10 +293,14 @@ fn tls_edge(
             .with_context(|| format!("watching certificate folder {dir}"))?;
     }
     let server = tls::server::config(store.clone(), challenges)?;
+    let mut bare = (*server).clone();
+    bare.alpn_protocols.clear();
+    let terminator = tokio_rustls::TlsAcceptor::from(Arc::new(bare));
     let edge = tls_listener::TlsEdge {
         acceptor: tokio_rustls::TlsAcceptor::from(server),
         handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
         handshakes: Arc::new(tokio::sync::Semaphore::new(tls.max_handshakes)),
+        l4: None,
     };
-    Ok((edge, store))
+    Ok((edge, store, terminator))
 }

@@ -49,11 +49,9 @@ pub fn proxy_compose(plan: &Plan, templates: &Templates) -> Result<Artifact, Ren
         ),
         Engine::Itsup => itsup_image(plan),
     };
-    // The itsup proxy serves HTTP and HTTPS only (validate refuses tcp/udp rows for it).
     let ports: Vec<String> = plan
         .entrypoints
         .iter()
-        .filter(|e| s.engine != Engine::Itsup || e.name == "web" || e.name == "web-secure")
         .map(|e| format!("{0}:{0}{1}", e.port, if e.udp { "/udp" } else { "" }))
         .collect();
     // Engine traefik: the edge publishes the tcp ports, Traefik itself only the udp ones.
@@ -143,7 +141,11 @@ pub fn upstream_compose(
                         .collect();
                     if !routes.is_empty() {
                         let labels = traefik::labels(plan, &routes, templates)?;
-                        add_labels(svc, &labels);
+                        if plan.settings.swarm.is_some() {
+                            super::swarm::add_deploy_labels(svc, &labels);
+                        } else {
+                            add_labels(svc, &labels);
+                        }
                     }
                 }
             }
@@ -197,6 +199,9 @@ pub fn upstream_compose(
                 }
             }
         }
+    }
+    if plan.settings.swarm.is_some() {
+        super::swarm::stack(plan, project, &mut compose);
     }
     let path = format!("upstream/{}/docker-compose.yml", project.name);
     let text = to_yaml(&Value::Object(compose));

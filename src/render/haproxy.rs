@@ -118,7 +118,7 @@ fn needs_resolver(backend: &Backend) -> bool {
             .any(|s| s.address.parse::<std::net::IpAddr>().is_err())
 }
 
-fn server_opts(backend: &Backend, proxy_protocol: Option<u8>, http: bool) -> String {
+fn server_opts(backend: &Backend, proxy_protocol: Option<u8>, http: bool, swarm: bool) -> String {
     let mut opts = String::new();
     if needs_resolver(backend) {
         opts.push_str(" resolvers docker init-addr last,libc,none resolve-prefer ipv4");
@@ -128,10 +128,12 @@ fn server_opts(backend: &Backend, proxy_protocol: Option<u8>, http: bool) -> Str
         Some(_) => opts.push_str(" send-proxy-v2"),
         None => {}
     }
-    if backend.grpc {
-        if http {
-            opts.push_str(" proto h2");
-        }
+    if backend.grpc && http {
+        opts.push_str(" proto h2");
+    }
+    // On Swarm no `itsup agent` shares HAProxy's namespace (docs/swarm.md): gRPC backends get
+    // HAProxy's own checks.
+    if backend.grpc && !swarm {
         let server = backend.servers.first();
         let (addr, port) = server.map_or(("", 0), |s| (s.address.as_str(), s.port));
         opts.push_str(&format!(
@@ -144,6 +146,7 @@ fn server_opts(backend: &Backend, proxy_protocol: Option<u8>, http: bool) -> Str
 /// The full `haproxy.cfg` text for a Plan.
 pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, RenderError> {
     let s = &plan.settings;
+    let swarm = s.swarm.is_some();
     // A route without servers has no backend section; routing to it would not even load.
     let http: Vec<&HttpRoute> = plan
         .http
@@ -213,7 +216,7 @@ pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, Rende
             dns: r.backend.dns,
             servers: &r.backend.servers,
             strip,
-            server_opts: server_opts(&r.backend, None, true),
+            server_opts: server_opts(&r.backend, None, true, swarm),
         });
     }
     for r in &tcp {
@@ -223,7 +226,7 @@ pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, Rende
             dns: r.backend.dns,
             servers: &r.backend.servers,
             strip: None,
-            server_opts: server_opts(&r.backend, r.proxy_protocol, false),
+            server_opts: server_opts(&r.backend, r.proxy_protocol, false, swarm),
         });
     }
     let dns = http
@@ -236,6 +239,7 @@ pub fn render_config(plan: &Plan, templates: &Templates) -> Result<String, Rende
         "https_port": s.https_port,
         "stats_port": s.stats_port,
         "dns": dns,
+        "swarm": swarm,
         "slots": TEMPLATE_SLOTS,
         "https_host_chunks": chunks(&https_hosts),
         "plain_routes": plain_routes,

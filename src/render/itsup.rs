@@ -1,12 +1,13 @@
 //! Engine itsup: `proxy/itsup/proxy.yml` for `itsup proxy`, checked against the proxy's own
 //! config types (the same parser the running proxy uses) before it is written. Every http row
 //! with a name is served on the https port (certificates by SNI); the http port redirects to
-//! it, ACME HTTP-01 validations excepted.
+//! it, ACME HTTP-01 validations excepted. TCP rows become `tcp:` listeners (SNI rows on the
+//! https port share it with HTTPS, chosen before TLS), UDP rows `udp:` ports.
 
 use serde_json::json;
 
 use super::{Artifact, RenderError, Templates, to_yaml};
-use crate::plan::Plan;
+use crate::plan::{Plan, TcpTls};
 use crate::proxy::config::ProxyConfig;
 use crate::validate::middlewares_itsup;
 
@@ -22,13 +23,20 @@ const ACME_CA_MOUNTED: &str = "/etc/itsup/acme-ca.pem";
 /// `tls.sans`, else the domain), the CA settings of `itsup.yml`; `None` without https rows.
 fn acme(plan: &Plan) -> Option<serde_json::Value> {
     let mut sets: Vec<&[String]> = Vec::new();
-    for r in plan
+    let http = plan
         .http
         .iter()
         .filter(|r| r.https && !r.cert_names.is_empty())
-    {
-        if !sets.contains(&r.cert_names.as_slice()) {
-            sets.push(&r.cert_names);
+        .map(|r| r.cert_names.as_slice());
+    // TCP rows that terminate TLS need certificates for their SNI names too.
+    let tcp = plan
+        .tcp
+        .iter()
+        .filter(|r| r.tls == TcpTls::Terminate && !r.sni.is_empty())
+        .map(|r| r.sni.as_slice());
+    for names in http.chain(tcp) {
+        if !sets.contains(&names) {
+            sets.push(names);
         }
     }
     if sets.is_empty() {
@@ -42,6 +50,43 @@ fn acme(plan: &Plan) -> Option<serde_json::Value> {
         "ca_bundle": plan.settings.acme_ca_pem.as_ref().map(|_| ACME_CA_MOUNTED),
         "certificates": sets,
     }))
+}
+
+/// The `tcp` listeners: one per port, its rows as routes (SNI or catch-all).
+fn tcp_listeners(plan: &Plan) -> Vec<serde_json::Value> {
+    let mut ports: Vec<u16> = plan.tcp.iter().map(|r| r.port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+        .into_iter()
+        .map(|port| {
+            let rows: Vec<_> = plan
+                .tcp
+                .iter()
+                .filter(|r| r.port == port && !r.backend.servers.is_empty())
+                .collect();
+            let routes: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "name": r.name,
+                        "sni": r.sni,
+                        "tls": (if r.tls == TcpTls::Terminate { "terminate" } else { "passthrough" }),
+                        "servers": r.backend.servers,
+                        "proxy_protocol": r.proxy_protocol,
+                        "allow": r.allow_source_ips,
+                    })
+                })
+                .collect();
+            let shared = port == plan.settings.https_port;
+            json!({
+                "port": port,
+                "tls": !shared && rows.iter().any(|r| r.tls == TcpTls::Terminate),
+                "routes": routes,
+            })
+        })
+        .filter(|l| l["routes"].as_array().is_some_and(|r| !r.is_empty()))
+        .collect()
 }
 
 /// The rows' middlewares in `proxy.yml`: `<row>-allowlist` for `allow_source_ips` first,
@@ -147,10 +192,18 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
         &json!({
             "http_port": plan.settings.http_port,
             "https_port": plan.settings.https_port,
-            "https": plan.http.iter().any(|r| r.https),
+            "https": plan.http.iter().any(|r| r.https)
+                || plan.tcp.iter().any(|r| r.port == plan.settings.https_port),
             "admin_port": ADMIN_PORT,
             "acme": acme(plan),
             "routes": routes,
+            "tcp": tcp_listeners(plan),
+            "udp": plan.udp.iter().filter(|r| !r.backend.servers.is_empty()).map(|r| json!({
+                "name": r.name,
+                "port": r.port,
+                "servers": r.backend.servers,
+                "allow": r.allow_source_ips,
+            })).collect::<Vec<_>>(),
         }),
     )?;
     let invalid = |message: String| RenderError::Template {

@@ -9,6 +9,7 @@ pub mod compose;
 pub mod haproxy;
 pub mod itsup;
 pub mod merge;
+pub mod swarm;
 pub mod templates;
 pub mod traefik;
 
@@ -63,6 +64,22 @@ pub enum RenderError {
 
 /// Every artifact for the Plan's engine, sorted by path.
 pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, RenderError> {
+    let mut out = match &plan.settings.swarm {
+        Some(swarm) => swarm::render_proxy(plan, swarm, templates)?,
+        None => proxy(plan, templates)?,
+    };
+    let upstream: Vec<Option<Artifact>> = plan
+        .projects
+        .par_iter()
+        .map(|project| compose::upstream_compose(plan, project, templates))
+        .collect::<Result<_, _>>()?;
+    out.extend(upstream.into_iter().flatten());
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// The proxy stack's files on Docker Compose.
+fn proxy(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, RenderError> {
     let mut out = vec![compose::proxy_compose(plan, templates)?];
     match plan.settings.engine {
         Engine::Traefik => {
@@ -75,13 +92,6 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
         ]),
         Engine::Itsup => out.extend(itsup::render(plan, templates)?),
     }
-    let upstream: Vec<Option<Artifact>> = plan
-        .projects
-        .par_iter()
-        .map(|project| compose::upstream_compose(plan, project, templates))
-        .collect::<Result<_, _>>()?;
-    out.extend(upstream.into_iter().flatten());
-    out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 

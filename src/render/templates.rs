@@ -37,6 +37,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../tpl/crowdsec-acquis.yaml"),
     ),
     ("itsup-proxy.yml", include_str!("../../tpl/itsup-proxy.yml")),
+    ("swarm-proxy.yml", include_str!("../../tpl/swarm-proxy.yml")),
 ];
 
 /// Compiled templates.

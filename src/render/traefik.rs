@@ -164,6 +164,7 @@ pub fn render(plan: &Plan, templates: &Templates) -> Result<Vec<Artifact>, Rende
             "acme_ca_file": s.acme_ca_pem.as_ref().map(|_| ACME_CA_MOUNTED),
             "dashboard": s.dashboard_domain.is_some(),
             "crowdsec": s.crowdsec.enabled,
+            "swarm": s.swarm.is_some(),
         }),
     )?;
     if let Some(overrides) = &plan.traefik_overrides {
@@ -277,13 +278,19 @@ pub fn labels(
     routes: &[&HttpRoute],
     templates: &Templates,
 ) -> Result<Vec<(String, String)>, RenderError> {
+    // On Swarm the labels are read by Traefik's swarm provider (and sit under `deploy.labels`).
+    let provider = if plan.settings.swarm.is_some() {
+        "swarm"
+    } else {
+        "docker"
+    };
     let views: Vec<HttpView> = routes
         .iter()
-        .map(|r| http_view(plan, r, "docker"))
+        .map(|r| http_view(plan, r, provider))
         .collect();
     let text = templates.text(
         "traefik-labels.txt",
-        &json!({"network": plan.settings.network, "routes": views}),
+        &json!({"network": plan.settings.network, "routes": views, "provider": provider}),
     )?;
     let mut labels = Vec::new();
     for (n, line) in text.lines().enumerate() {

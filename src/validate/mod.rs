@@ -12,6 +12,7 @@ pub mod middlewares_itsup;
 pub mod names;
 mod rules;
 mod schema;
+mod swarm;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
@@ -260,6 +261,9 @@ fn platform_config(
     for (pointer, message) in dns::problems(&config) {
         fail(&pointer, message);
     }
+    for (pointer, message) in swarm::platform_problems(&config) {
+        fail(&pointer, message);
+    }
     if config.proxy.http_port == config.proxy.https_port {
         fail(
             "/proxy/httpsPort",
@@ -370,8 +374,9 @@ fn check_project(
         .compose
         .as_ref()
         .and_then(|c| c.doc.value.as_object().cloned());
-    let problems =
+    let mut problems =
         rules::project_problems(&file, compose.as_ref(), config, subnet, middleware_names);
+    problems.extend(swarm::project_problems(&file, compose.as_ref(), config));
     for p in &problems {
         let src = match (&source.compose, p.in_compose) {
             (Some(c), true) => c,

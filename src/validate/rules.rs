@@ -337,10 +337,4 @@ fn engine_problems(out: &mut Vec<Problem>, i: usize, row: &Ingress, engine: Engi
             ),
         ));
     }
-    if engine == Engine::Itsup && row.router != Router::Http {
-        out.push(at(
-            p("router"),
-            "engine itsup routes HTTP only; use engine traefik or haproxy for tcp/udp rows".into(),
-        ));
-    }
 }

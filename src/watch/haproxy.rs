@@ -3,14 +3,14 @@
 //! to reload (hitless: the listeners are handed over through `expose-fd listeners`). An
 //! external HAProxy is driven the same way through its master socket.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
+
+use crate::deploy::haproxy::reload_master;
 
 /// Config file name inside the config directory.
 pub const CONFIG: &str = "haproxy.cfg";
@@ -39,7 +39,7 @@ pub enum ApplyError {
 
 /// Owns the HAProxy process (or the link to an external one).
 #[derive(Debug)]
-pub struct Supervisor {
+pub struct HaproxyProcess {
     opts: HaproxyOptions,
     child: Option<Child>,
     /// Reloads requested since start (the initial start is not one).
@@ -48,11 +48,11 @@ pub struct Supervisor {
     pub starts: u64,
 }
 
-impl Supervisor {
+impl HaproxyProcess {
     pub fn new(opts: HaproxyOptions) -> anyhow::Result<Self> {
         std::fs::create_dir_all(opts.dir.join("run"))
             .with_context(|| format!("creating {}", opts.dir.join("run").display()))?;
-        Ok(Supervisor {
+        Ok(HaproxyProcess {
             opts,
             child: None,
             reloads: 0,
@@ -90,10 +90,10 @@ impl Supervisor {
         // rename(2) is atomic: HAProxy (or a restart of it) never reads a half-written file.
         candidate.commit().map_err(anyhow::Error::from)?;
         if let Some(master) = self.opts.external_master.clone() {
-            reload(&master).await?;
+            reload_master(&master).await?;
             self.reloads += 1;
         } else if self.running() {
-            reload(&self.opts.dir.join(MASTER_SOCKET)).await?;
+            reload_master(&self.opts.dir.join(MASTER_SOCKET)).await?;
             self.reloads += 1;
         } else {
             self.start().await?;
@@ -210,25 +210,6 @@ fn cap_for(hard: u64) -> Option<u64> {
     (fits < WANTED).then_some(fits.max(100))
 }
 
-/// Asks an HAProxy master to reload through its CLI socket.
-pub async fn reload(master: &Path) -> anyhow::Result<()> {
-    let mut stream = UnixStream::connect(master).await.with_context(|| {
-        format!(
-            "connecting to the HAProxy master socket {}",
-            master.display()
-        )
-    })?;
-    stream.write_all(b"reload\n").await?;
-    // The master answers (or just closes) once it has re-executed; its reply is informative only.
-    let mut reply = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut reply)).await;
-    let text = String::from_utf8_lossy(&reply);
-    if text.contains("Success=0") {
-        bail!("HAProxy master reported a failed reload: {}", text.trim());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,7 +239,7 @@ mod tests {
             "haproxy is required (.ci/setup.sh installs it)"
         );
         let dir = tempfile::tempdir()?;
-        let mut sup = Supervisor::new(HaproxyOptions {
+        let mut sup = HaproxyProcess::new(HaproxyOptions {
             bin: "haproxy".into(),
             dir: dir.path().to_path_buf(),
             external_master: None,

@@ -27,8 +27,8 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
-use haproxy::{ApplyError, HaproxyOptions, Supervisor};
-use routes::Outcome;
+use haproxy::{ApplyError, HaproxyOptions, HaproxyProcess};
+use routes::Routing;
 
 /// Command-line arguments of `itsup watch`.
 #[derive(Debug, Clone, clap::Args)]
@@ -112,7 +112,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
         let bound = status::serve(addr, shared.clone()).await?;
         println!("status: http://{bound}/status");
     }
-    let mut supervisor = Supervisor::new(HaproxyOptions {
+    let mut haproxy = HaproxyProcess::new(HaproxyOptions {
         bin: args.haproxy.clone(),
         dir: args.dir.clone(),
         external_master: args.master_socket.clone(),
@@ -134,7 +134,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
     let templates = crate::render::Templates::embedded().context("loading the HAProxy template")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
     let mut live_config: Option<String> = None;
-    let mut shown: Option<Outcome> = None;
+    let mut shown: Option<Routing> = None;
     let mut crashes = 0u32;
 
     loop {
@@ -154,11 +154,11 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
                 match crate::render::haproxy::render_config(&plan, &templates) {
                     Err(e) => error = Some(format!("rendering the HAProxy config failed: {e}")),
                     Ok(config) if live_config.as_ref() != Some(&config) => {
-                        match supervisor.apply(&config).await {
+                        match haproxy.apply(&config).await {
                             Ok(()) => {
                                 live_config = Some(config);
                                 tracing::info!(
-                                    reloads = supervisor.reloads,
+                                    reloads = haproxy.reloads,
                                     merged_events = merged,
                                     "HAProxy config applied"
                                 );
@@ -188,7 +188,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
                 if let Ok(mut s) = shared.lock() {
                     s.generation += 1;
                     s.events = events.load(Ordering::Relaxed);
-                    s.reloads = supervisor.reloads;
+                    s.reloads = haproxy.reloads;
                     s.last_error = error.clone();
                     // Problems describe the labels as they are now; routes only what is live.
                     s.problems = outcome.problems.clone();
@@ -198,7 +198,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
                 }
                 shown = Some(outcome);
             }
-            exit = supervisor.exited() => {
+            exit = haproxy.exited() => {
                 crashes += 1;
                 let wait = Duration::from_millis(250 * u64::from(crashes.min(20)));
                 tracing::error!("haproxy exited ({exit}); starting it again in {wait:?}");
@@ -210,7 +210,7 @@ async fn watch(args: WatchArgs) -> anyhow::Result<i32> {
             _ = sigterm.recv() => break,
         }
     }
-    supervisor.stop(Duration::from_secs(5)).await;
+    haproxy.stop(Duration::from_secs(5)).await;
     Ok(0)
 }
 

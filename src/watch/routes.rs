@@ -29,9 +29,9 @@ pub struct Options {
 
 /// The effective routes and the findings behind them.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Routing {
     pub routes: Vec<RouteView>,
-    pub problems: Vec<Problem>,
+    pub problems: Vec<ContainerIssue>,
 }
 
 /// One effective route, as printed and served on the status port.
@@ -50,7 +50,7 @@ pub struct RouteView {
 
 /// Something about one container that the user should fix or know.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Problem {
+pub struct ContainerIssue {
     pub container: String,
     pub severity: Severity,
     pub message: String,
@@ -73,14 +73,50 @@ struct Claimant {
     out: Vec<String>,
 }
 
+/// Claims per route key, each by (project, service).
+type Claims = BTreeMap<RouteKey, BTreeMap<(String, String), Claimant>>;
+
 /// Maps containers to routes. The result depends only on the set of containers, not on
 /// their order, so identical states render identical configs (and cause no reload).
-pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
+///
+/// Three phases: every labelled container claims its routes, each route goes to its oldest
+/// claimant, and the routes become the Plan the shared renderer takes.
+pub fn build(containers: &[Container], opts: &Options) -> (Plan, Routing) {
+    let mut problems = Vec::new();
+    let claims = collect_claims(containers, opts, &mut problems);
+
+    let mut routes = Routes::default();
+    let mut names = BTreeSet::new();
+    for (key, claimants) in claims {
+        let Some((owner, winner)) = award(&key, claimants, &mut problems) else {
+            continue;
+        };
+        let name = unique_name(&mut names, &key);
+        routes.add(key, owner, winner, name, opts);
+    }
+    routes.sort();
+    problems.sort_by(|a, b| (&a.container, &a.message).cmp(&(&b.container, &b.message)));
+
+    let Routes { http, tcp, views } = routes;
+    (
+        plan_of(opts, http, tcp),
+        Routing {
+            routes: views,
+            problems,
+        },
+    )
+}
+
+/// Phase 1: the routes each labelled container claims, oldest container first; containers
+/// whose labels are wrong or that are not on the proxy network are reported and skipped.
+fn collect_claims(
+    containers: &[Container],
+    opts: &Options,
+    problems: &mut Vec<ContainerIssue>,
+) -> Claims {
     let mut sorted: Vec<&Container> = containers.iter().collect();
     sorted.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
-
-    let mut problems = Vec::new();
-    let mut claims: BTreeMap<RouteKey, BTreeMap<(String, String), Claimant>> = BTreeMap::new();
+    let mut claims = Claims::new();
     for c in sorted {
         if !labels::is_labelled(c) {
             continue;
@@ -89,7 +125,7 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
             Ok(Some(claim)) => claim,
             Ok(None) => continue,
             Err(findings) => {
-                problems.extend(findings.into_iter().map(|f| Problem {
+                problems.extend(findings.into_iter().map(|f| ContainerIssue {
                     container: c.name.clone(),
                     severity: f.severity,
                     message: f.message,
@@ -98,7 +134,7 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
             }
         };
         let Some(ip) = c.ip else {
-            problems.push(Problem {
+            problems.push(ContainerIssue {
                 container: c.name.clone(),
                 severity: Severity::Warning,
                 message: format!(
@@ -140,42 +176,64 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
             }
         }
     }
+    claims
+}
 
-    let mut http = Vec::new();
-    let mut tcp = Vec::new();
-    let mut views = Vec::new();
-    let mut names = BTreeSet::new();
-    for (key, claimants) in claims {
-        let mut ranked: Vec<((String, String), Claimant)> = claimants.into_iter().collect();
-        ranked.sort_by(|(a_owner, a), (b_owner, b)| (&a.since, a_owner).cmp(&(&b.since, b_owner)));
-        let mut ranked = ranked.into_iter();
-        let Some(((project, service), mut winner)) = ranked.next() else {
-            continue;
-        };
-        for ((lost_project, lost_service), loser) in ranked {
-            let route = describe(&key);
-            let containers = loser
-                .servers
-                .iter()
-                .map(|(name, _)| name.clone())
-                .chain(loser.out.iter().cloned());
-            for container in containers {
-                problems.push(Problem {
-                    container,
-                    severity: Severity::Error,
-                    message: format!(
-                        "conflict: {route} is claimed by {lost_project}/{lost_service} and by \
-                         {project}/{service}; the older claim ({project}/{service}) keeps it"
-                    ),
-                });
-            }
-        }
-        winner
+/// Phase 2: the oldest claim on a route wins it; every container of a losing claim gets a
+/// conflict error naming both services.
+fn award(
+    key: &RouteKey,
+    claimants: BTreeMap<(String, String), Claimant>,
+    problems: &mut Vec<ContainerIssue>,
+) -> Option<((String, String), Claimant)> {
+    let mut ranked: Vec<((String, String), Claimant)> = claimants.into_iter().collect();
+    ranked.sort_by(|(a_owner, a), (b_owner, b)| (&a.since, a_owner).cmp(&(&b.since, b_owner)));
+    let mut ranked = ranked.into_iter();
+    let ((project, service), mut winner) = ranked.next()?;
+    for ((lost_project, lost_service), loser) in ranked {
+        let route = describe(key);
+        let containers = loser
             .servers
-            .sort_by(|a, b| (&a.1.address, a.1.port, &a.0).cmp(&(&b.1.address, b.1.port, &b.0)));
-        winner.out.sort();
+            .iter()
+            .map(|(name, _)| name.clone())
+            .chain(loser.out.iter().cloned());
+        for container in containers {
+            problems.push(ContainerIssue {
+                container,
+                severity: Severity::Error,
+                message: format!(
+                    "conflict: {route} is claimed by {lost_project}/{lost_service} and by \
+                     {project}/{service}; the older claim ({project}/{service}) keeps it"
+                ),
+            });
+        }
+    }
+    winner
+        .servers
+        .sort_by(|a, b| (&a.1.address, a.1.port, &a.0).cmp(&(&b.1.address, b.1.port, &b.0)));
+    winner.out.sort();
+    Some(((project, service), winner))
+}
+
+/// The Plan rows and the printed views, collected route by route.
+#[derive(Default)]
+struct Routes {
+    http: Vec<HttpRoute>,
+    tcp: Vec<TcpRoute>,
+    views: Vec<RouteView>,
+}
+
+impl Routes {
+    /// Adds the winner of one route: a Plan row when it has a server in rotation, a view always.
+    fn add(
+        &mut self,
+        key: RouteKey,
+        (project, service): (String, String),
+        winner: Claimant,
+        name: String,
+        opts: &Options,
+    ) {
         let servers: Vec<Server> = winner.servers.iter().map(|(_, s)| s.clone()).collect();
-        let name = unique_name(&mut names, &key);
         let backend = Backend {
             name: name.clone(),
             servers: servers.clone(),
@@ -186,7 +244,7 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
         // for the host (no backend matches), and the renderer never sees an empty backend.
         match key.mode {
             _ if servers.is_empty() => {}
-            Mode::Http => http.push(HttpRoute {
+            Mode::Http => self.http.push(HttpRoute {
                 name,
                 project: project.clone(),
                 service: Some(service.clone()),
@@ -199,7 +257,7 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
                 middlewares: Vec::new(),
                 backend,
             }),
-            Mode::Tcp => tcp.push(TcpRoute {
+            Mode::Tcp => self.tcp.push(TcpRoute {
                 name,
                 project: project.clone(),
                 service: Some(service.clone()),
@@ -212,7 +270,7 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
                 backend,
             }),
         }
-        views.push(RouteView {
+        self.views.push(RouteView {
             mode: key.mode,
             host: key.host,
             path: key.path,
@@ -226,14 +284,19 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
         });
     }
 
-    // Longest path first: the renderer emits rules in Plan order and HAProxy takes the first match.
-    http.sort_by(|a: &HttpRoute, b: &HttpRoute| {
-        let len = |r: &HttpRoute| r.path_prefix.as_deref().map_or(0, str::len);
-        len(b).cmp(&len(a)).then_with(|| a.name.cmp(&b.name))
-    });
-    tcp.sort_by(|a, b| a.name.cmp(&b.name));
-    problems.sort_by(|a, b| (&a.container, &a.message).cmp(&(&b.container, &b.message)));
+    /// Longest path first: the renderer emits rules in Plan order and HAProxy takes the first
+    /// match.
+    fn sort(&mut self) {
+        self.http.sort_by(|a: &HttpRoute, b: &HttpRoute| {
+            let len = |r: &HttpRoute| r.path_prefix.as_deref().map_or(0, str::len);
+            len(b).cmp(&len(a)).then_with(|| a.name.cmp(&b.name))
+        });
+        self.tcp.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+}
 
+/// Phase 3: the Plan the shared HAProxy renderer takes (no projects: the containers run).
+fn plan_of(opts: &Options, http: Vec<HttpRoute>, tcp: Vec<TcpRoute>) -> Plan {
     let settings = Settings {
         engine: Engine::Haproxy,
         http_port: opts.http_port,
@@ -253,7 +316,7 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
             udp: false,
         },
     ];
-    let plan = Plan {
+    Plan {
         settings,
         projects: Vec::new(),
         http,
@@ -264,14 +327,7 @@ pub fn build(containers: &[Container], opts: &Options) -> (Plan, Outcome) {
         middleware_overrides: None,
         // The watcher renders HAProxy only, which requests no certificates.
         certificates: Default::default(),
-    };
-    (
-        plan,
-        Outcome {
-            routes: views,
-            problems,
-        },
-    )
+    }
 }
 
 fn describe(key: &RouteKey) -> String {
@@ -312,7 +368,7 @@ fn unique_name(taken: &mut BTreeSet<String>, key: &RouteKey) -> String {
     name
 }
 
-impl std::fmt::Display for Outcome {
+impl std::fmt::Display for Routing {
     /// The table printed on every change: one line per route, then the problems.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.routes.is_empty() {

@@ -1,17 +1,13 @@
 //! Serves the effective routes as JSON on a local port, so scripts (and `itsup hosts`) can ask
 //! a running watcher what it routes without parsing its log.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -28,7 +24,7 @@ pub struct Status {
     pub rejected: u64,
     /// Routes currently live in HAProxy.
     pub routes: Vec<super::routes::RouteView>,
-    pub problems: Vec<super::routes::Problem>,
+    pub problems: Vec<super::routes::ContainerIssue>,
     /// Last check or reload error, if the latest state is not live.
     pub last_error: Option<String>,
 }
@@ -41,34 +37,18 @@ pub async fn serve(addr: SocketAddr, status: Shared) -> anyhow::Result<SocketAdd
         .await
         .map_err(|e| anyhow::anyhow!("binding the status port {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!("status port: accept failed: {e}");
-                    continue;
-                }
-            };
-            let status = status.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| answer(req, status.clone()));
-                if let Err(e) = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!("status port: connection error: {e}");
-                }
-            });
-        }
-    });
+    let handler = move |req| answer(req, status.clone());
+    tokio::spawn(crate::http_serve::serve(
+        "watch status",
+        listener,
+        Default::default(),
+        handler,
+        std::future::pending(),
+    ));
     Ok(local)
 }
 
-async fn answer(
-    req: Request<Incoming>,
-    status: Shared,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(req: Request<Incoming>, status: Shared) -> Response<Full<Bytes>> {
     let body = match req.uri().path() {
         "/" | "/status" => {
             let snapshot = status.lock().map(|s| s.clone()).unwrap_or_default();
@@ -90,7 +70,7 @@ async fn answer(
                 b"not found: try /status or /routes\n",
             ))),
     };
-    Ok(response.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+    response.unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
 #[cfg(test)]

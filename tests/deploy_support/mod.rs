@@ -177,6 +177,14 @@ impl Fixture {
         Fixture::example_with("  engine: traefik\n")
     }
 
+    /// The bundled example with engine itsup (`image`: the itsup binary's image, for the
+    /// proxy), with the same edits as [`Fixture::example`].
+    pub fn example_itsup(image: &str) -> Fixture {
+        Fixture::example_with(&format!(
+            "  engine: itsup\n  image: {image}\n  itsupImage: {image}\n"
+        ))
+    }
+
     /// The example's copy with `proxy_lines` (the engine and its images) in `proxy:`.
     fn example_with(proxy_lines: &str) -> Fixture {
         let f = Fixture::bare();

@@ -365,6 +365,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     /// The TLS listeners, in config order.
     pub tls: Vec<SocketAddr>,
+    /// The `tcp:` listeners of ports of their own, then the `udp:` ports, in config order.
+    pub l4: Vec<SocketAddr>,
     pub admin: SocketAddr,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
@@ -434,6 +436,16 @@ impl Proxy {
                 {
                     let _ = tx.send((2, a));
                 }
+                if let Some(a) = line
+                    .strip_prefix("itsup proxy: listening on ")
+                    .and_then(|rest| {
+                        rest.strip_suffix(" (TCP)")
+                            .or_else(|| rest.strip_suffix(" (UDP)"))
+                    })
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                {
+                    let _ = tx.send((3, a));
+                }
                 for (prefix, kind) in [
                     ("itsup proxy: listening on ", 0),
                     ("itsup proxy: admin on ", 1),
@@ -455,12 +467,13 @@ impl Proxy {
                 out_lines.lock().expect("lock").push(line);
             }
         });
-        let (mut addr, mut admin, mut tls) = (None, None, Vec::new());
+        let (mut addr, mut admin, mut tls, mut l4) = (None, None, Vec::new(), Vec::new());
         // Listeners are bound in config order, the admin API last.
         while admin.is_none() {
             match rx.recv_timeout(Duration::from_secs(20)) {
                 Ok((0, a)) => addr = Some(a),
                 Ok((2, a)) => tls.push(a),
+                Ok((3, a)) => l4.push(a),
                 Ok((_, a)) => admin = Some(a),
                 Err(_) => panic!(
                     "proxy did not start; stderr: {:?}",
@@ -472,6 +485,7 @@ impl Proxy {
             child,
             addr: addr.or_else(|| tls.first().copied()).expect("a listener"),
             tls,
+            l4,
             admin: admin.expect("admin"),
             dir,
             config: path,

@@ -219,3 +219,24 @@ impl Pebble {
         self.dir.join("root.pem")
     }
 }
+
+/// The certificate served on 127.0.0.1:`port` for `name`, verified by `openssl s_client`
+/// against pebble's issuing root (`root.pem` in `dir`, see [`Pebble::fetch_root`]) for that
+/// name: its serial, or why not.
+pub fn served_serial(dir: &Path, port: u16, name: &str) -> Result<String, String> {
+    let out = Command::new("bash")
+        .args(["-o", "pipefail", "-c"])
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -servername {name} -CAfile root.pem \
+               -verify_return_error -verify_hostname {name} </dev/null 2>/dev/null \
+             | openssl x509 -noout -serial"
+        ))
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}

@@ -599,3 +599,25 @@ pub fn htpasswd(user: &str, password: &str) -> String {
     assert!(out.status.success(), "openssl passwd: {out:?}");
     format!("{user}:{}", String::from_utf8_lossy(&out.stdout).trim())
 }
+
+/// Writes `bytes` on a TCP connection to 127.0.0.1:port; what comes back within a few seconds.
+pub fn raw_exchange(port: u16, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    let _ = s.write_all(bytes);
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = s.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        if reply.windows(4).any(|w| w == b"\r\n\r\n") && reply.ends_with(b"\n") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&reply).into_owned()
+}

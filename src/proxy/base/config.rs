@@ -11,7 +11,10 @@ use std::path::Path;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::address::parse_cidr;
+use super::address::{check_host_pattern, valid_host_port};
 pub use super::config_acme::AcmeConfig;
+pub use super::config_l4::{TcpListener, TcpRoute, TcpTlsMode, UdpListener};
 pub use super::config_middleware::{Middleware, RedisConfig};
 pub use super::config_tls::{CertPair, Hsts, ListenerTls, RedirectHttps, UnknownSni, UpstreamTls};
 
@@ -46,6 +49,12 @@ pub struct ProxyConfig {
     /// Automatic certificates from an ACME CA (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme: Option<AcmeConfig>,
+    /// TCP listeners and their routes (SNI or catch-all); see `config_l4`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<TcpListener>,
+    /// UDP ports forwarded per client session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub udp: Vec<UdpListener>,
     /// Named middlewares that routes list in their `middlewares`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub middlewares: BTreeMap<String, Middleware>,
@@ -742,46 +751,21 @@ impl ProxyConfig {
         if let Some(acme) = &self.acme {
             errors.extend(acme.check());
         }
+        let addresses = |tls: bool| -> Vec<&str> {
+            self.listeners
+                .iter()
+                .filter(|l| l.tls.is_some() == tls)
+                .map(|l| l.address.as_str())
+                .collect()
+        };
+        super::config_l4::check(
+            &self.tcp,
+            &self.udp,
+            &addresses(true),
+            &addresses(false),
+            &mut errors,
+        );
         errors
-    }
-}
-
-/// Parses `10.0.0.0/8` or a bare IP (as a host route).
-pub fn parse_cidr(text: &str) -> Option<ipnet::IpNet> {
-    text.parse::<ipnet::IpNet>().ok().or_else(|| {
-        text.parse::<std::net::IpAddr>()
-            .ok()
-            .map(ipnet::IpNet::from)
-    })
-}
-
-fn check_host_pattern(host: &str) -> Result<(), String> {
-    let bare = host.strip_prefix("*.").unwrap_or(host);
-    if bare.is_empty() || bare.contains('*') {
-        return Err(format!("`{host}`: `*` is only allowed as a leading `*.`"));
-    }
-    if !bare
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    {
-        return Err(format!("`{host}` is not a host name"));
-    }
-    Ok(())
-}
-
-fn valid_host_port(addr: &str) -> bool {
-    if addr.parse::<SocketAddr>().is_ok() {
-        return true;
-    }
-    match addr.rsplit_once(':') {
-        Some((host, port)) => {
-            !host.is_empty()
-                && port.parse::<u16>().is_ok_and(|p| p != 0)
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        }
-        None => false,
     }
 }
 

@@ -71,6 +71,8 @@ pub fn render(shared: &Shared, snap: &Snapshot) -> String {
         m.https_redirects_total.load(Ordering::Relaxed) as i64,
     );
     tls_metrics(&mut out, &m.tls);
+    h2_goaway_metrics(&mut out, &m.h2_goaway);
+    l4_metrics(&mut out, &m.l4);
     middleware_metrics(&mut out, shared);
 
     let routes = shared.all_route_metrics();
@@ -250,6 +252,109 @@ fn tls_metrics(out: &mut String, t: &super::metrics::TlsMetrics) {
         "counter",
         "TLS connections that chose HTTP/2 by ALPN.",
         t.alpn_h2.load(Ordering::Relaxed) as i64,
+    );
+}
+
+/// HTTP/2 connections closed by the server, by the error code of its GOAWAY.
+fn h2_goaway_metrics(out: &mut String, g: &super::metrics::H2GoawayMetrics) {
+    out.push_str("# HELP itsup_proxy_h2_goaway_total HTTP/2 client connections closed by the proxy's GOAWAY, by error code (enhance_your_calm: abuse).\n# TYPE itsup_proxy_h2_goaway_total counter\n");
+    for (reason, c) in [
+        ("enhance_your_calm", &g.enhance_your_calm),
+        ("protocol_error", &g.protocol_error),
+        ("compression_error", &g.compression_error),
+        ("flow_control_error", &g.flow_control_error),
+        ("frame_size_error", &g.frame_size_error),
+        ("other", &g.other),
+    ] {
+        let _ = writeln!(
+            out,
+            "itsup_proxy_h2_goaway_total{{reason=\"{reason}\"}} {}",
+            c.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// The TCP/UDP listeners' counters: per route (`route`, `protocol` labels), then what the
+/// listeners refused before choosing a route (`reason` label).
+fn l4_metrics(out: &mut String, l4: &super::metrics::L4Metrics) {
+    type Field = fn(&super::metrics::L4RouteMetrics) -> i64;
+    let series: [(&str, &str, &str, Field); 7] = [
+        (
+            "itsup_proxy_l4_connections_total",
+            "counter",
+            "Connections (UDP: sessions) forwarded per route.",
+            |r| r.connections_total.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_active_connections",
+            "gauge",
+            "Open connections (UDP: sessions) per route.",
+            |r| r.active.load(Ordering::Relaxed),
+        ),
+        (
+            "itsup_proxy_l4_received_bytes_total",
+            "counter",
+            "Bytes from clients to servers per route.",
+            |r| r.bytes_in.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_sent_bytes_total",
+            "counter",
+            "Bytes from servers to clients per route.",
+            |r| r.bytes_out.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_denied_total",
+            "counter",
+            "Clients refused by allow_source_ips per route.",
+            |r| r.denied.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_connect_failures_total",
+            "counter",
+            "Connections that reached no server per route.",
+            |r| r.connect_failures.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "itsup_proxy_l4_idle_timeouts_total",
+            "counter",
+            "Connections closed by idle_ms per route.",
+            |r| r.idle_timeouts.load(Ordering::Relaxed) as i64,
+        ),
+    ];
+    let routes = l4.routes();
+    for (name, kind, help, field) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in &routes {
+            let _ = writeln!(
+                out,
+                "{name}{{route=\"{}\",protocol=\"{}\"}} {}",
+                escape(&r.name),
+                r.protocol,
+                field(r)
+            );
+        }
+    }
+    out.push_str("# HELP itsup_proxy_l4_refused_total Connections or datagrams refused before a route was chosen.\n# TYPE itsup_proxy_l4_refused_total counter\n");
+    for (reason, c) in [
+        ("max_connections", &l4.refused_max_connections),
+        ("no_route", &l4.no_route),
+        ("bad_hello", &l4.bad_hello),
+        ("proxy_header", &l4.proxy_refused),
+        ("max_sessions", &l4.udp_sessions_refused),
+    ] {
+        let _ = writeln!(
+            out,
+            "itsup_proxy_l4_refused_total{{reason=\"{reason}\"}} {}",
+            c.load(Ordering::Relaxed)
+        );
+    }
+    gauge(
+        out,
+        "itsup_proxy_l4_proxy_headers_total",
+        "counter",
+        "PROXY protocol headers accepted from trusted senders.",
+        l4.proxy_accepted.load(Ordering::Relaxed) as i64,
     );
 }
 

@@ -175,10 +175,12 @@ async fn connection(
     if h2 {
         // Boxed: the h2 connection state is large and rare; keeping it out of the common
         // HTTP/1 task keeps every idle keep-alive connection smaller.
+        let shared = ctx.shared.clone();
         let svc =
             service_fn(move |req: hyper::Request<Incoming>| forward::handle(ctx.clone(), req));
         let conn = builders.h2.serve_connection(TokioIo::new(io), svc);
         if let Err(e) = Box::pin(drive(conn, &watch)).await {
+            super::h2_goaway::count(&shared.metrics.h2_goaway, &e);
             tracing::debug!(%peer, error = %e, "client connection error");
         }
     } else if let Err(e) = serve_h1(io, ctx, &builders.h1).await {

@@ -2,6 +2,7 @@
 //! with the per-server [`view`] both share. Nothing below depends on this layer.
 
 pub mod admin;
+mod h2_goaway;
 pub mod listener;
 pub mod status_page;
 pub mod tls_listener;

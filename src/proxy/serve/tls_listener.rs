@@ -26,6 +26,9 @@ use tokio_rustls::server::TlsStream;
 
 use super::listener::{Active, Builders, ConnSettings, drive, poll_read_watched, supervised};
 use crate::proxy::base::headers::PeerInfo;
+use crate::proxy::l4::front::{self, Outcome};
+use crate::proxy::l4::listener::Listener as L4Listener;
+use crate::proxy::l4::rewind::Rewound;
 use crate::proxy::request::context::{ConnCtx, Edge};
 use crate::proxy::request::forward;
 use crate::proxy::runtime::state::Shared;
@@ -38,6 +41,9 @@ pub struct TlsEdge {
     pub handshake_timeout: Duration,
     /// One permit per handshake in progress.
     pub handshakes: Arc<Semaphore>,
+    /// TCP routes sharing this port, chosen by SNI before TLS (`tcp:` entry of the same
+    /// address); other names are served as HTTPS.
+    pub l4: Option<Arc<L4Listener>>,
 }
 
 pub async fn serve(
@@ -81,12 +87,12 @@ impl Drop for Handshaking {
 
 /// The TLS handshake within the listener's limits; `None` when it did not succeed (counted).
 async fn handshake(
-    stream: TcpStream,
+    stream: Rewound<TcpStream>,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     tls: &TlsEdge,
     watch: &ConnWatch,
-) -> Option<TlsStream<TcpStream>> {
+) -> Option<TlsStream<Rewound<TcpStream>>> {
     let m = &shared.metrics.tls;
     // A flood of handshakes costs CPU per ClientHello: past the cap, close at once.
     let Ok(_permit) = tls.handshakes.clone().try_acquire_owned() else {
@@ -127,6 +133,14 @@ async fn connection(
     supervisor: Arc<Supervisor>,
 ) {
     let _ = stream.set_nodelay(true);
+    // TCP routes by SNI come first; their connections never reach the HTTP side.
+    let (stream, client) = match &tls.l4 {
+        Some(l4) => match front::serve(l4, stream, peer, None, &shared.metrics.l4).await {
+            Outcome::Done => return,
+            Outcome::Https { stream, client } => (stream, client),
+        },
+        None => (Rewound::new(Bytes::new(), stream), peer),
+    };
     let _active = Active::start(&shared);
     let watch = Arc::new(ConnWatch::default());
     let _registration = supervisor.register(watch.clone());
@@ -135,7 +149,7 @@ async fn connection(
     };
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let ctx = Arc::new(
-        ConnCtx::new(shared, PeerInfo::over_tls(peer.ip()), watch.clone()).with_edge(Edge {
+        ConnCtx::new(shared, PeerInfo::over_tls(client.ip()), watch.clone()).with_edge(Edge {
             tls: true,
             redirect_https: None,
         }),
@@ -151,10 +165,14 @@ async fn connection(
             .tls
             .alpn_h2
             .fetch_add(1, Ordering::Relaxed);
+        let shared = ctx.shared.clone();
         let svc =
             service_fn(move |req: hyper::Request<Incoming>| forward::handle(ctx.clone(), req));
         let conn = builders.h2.serve_connection(TokioIo::new(io), svc);
-        Box::pin(drive(conn, &watch)).await.map_err(Into::into)
+        Box::pin(drive(conn, &watch)).await.map_err(|e| {
+            super::h2_goaway::count(&shared.metrics.h2_goaway, &e);
+            e.into()
+        })
     } else {
         serve_h1(io, ctx, &builders.h1).await
     };
@@ -204,7 +222,7 @@ async fn serve_h1(
 /// A TLS stream that tells the supervisor when bytes moved (idle timeout) and replays bytes
 /// hyper read past an upgrade request.
 struct Secure {
-    inner: TlsStream<TcpStream>,
+    inner: TlsStream<Rewound<TcpStream>>,
     watch: Arc<ConnWatch>,
     prefix: Option<Bytes>,
 }
