@@ -218,8 +218,9 @@ fn known(kind: &str) -> &'static [&'static str] {
 }
 
 impl Fields<'_> {
+    /// `key` is a pointer tail already (`users/0`, `customResponseHeaders/<escaped>`).
     fn ptr(&self, key: &str) -> String {
-        format!("{}/{}", self.at, escape_pointer(key))
+        format!("{}/{key}", self.at)
     }
 
     fn seen(&self, _key: &str) {}
