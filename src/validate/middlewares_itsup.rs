@@ -389,7 +389,7 @@ pub fn duration_ms(text: &str) -> Option<u64> {
         "h" => n * 3600e3,
         _ => return None,
     };
-    (ms >= 1.0 && ms < 1e15).then_some(ms as u64)
+    (1.0..1e15).contains(&ms).then_some(ms as u64)
 }
 
 fn rate_limit(t: &mut Fields<'_>) -> (Value, Option<String>) {
@@ -492,7 +492,7 @@ mod tests {
             "X-Key"
         );
         assert_eq!(by_name["h"].middleware["headers"]["frame_options"], "DENY");
-        for (_, t) in &by_name {
+        for t in by_name.values() {
             let m: crate::proxy::config::Middleware =
                 serde_json::from_value(t.middleware.clone()).expect("proxy form");
             let _ = m.kind();

@@ -111,6 +111,7 @@ impl<'a> Exchange<'a> {
     }
 
     /// The route for host and path, or `404`.
+    #[allow(clippy::result_large_err)] // the error is the answer itself, returned at once
     fn route(&mut self, req: &Request<Incoming>) -> Result<Routed<'a>, Response<ProxyBody>> {
         let snap = self.snap;
         let Some(found) = snap.table.find(self.host(), req.uri().path()) else {
