@@ -1687,12 +1687,12 @@ fn engine_itsup_renders_middlewares_yml_kinds_it_can_honour() {
     let route = &config["routes"][0];
     assert_eq!(
         route["middlewares"],
-        serde_json::json!(["shop-web-allowlist", "limit", "auth", "secure"]),
+        serde_json::json!(["shop-web-80-allowlist", "limit", "auth", "secure"]),
         "{text}"
     );
     let m = &config["middlewares"];
     assert_eq!(
-        m["shop-web-allowlist"]["ip_allow_list"]["source_range"][0], "10.0.0.0/8",
+        m["shop-web-80-allowlist"]["ip_allow_list"]["source_range"][0], "10.0.0.0/8",
         "{text}"
     );
     assert_eq!(m["limit"]["rate_limit"]["period_ms"], 60_000);

@@ -218,8 +218,9 @@ fn known(kind: &str) -> &'static [&'static str] {
 }
 
 impl Fields<'_> {
+    /// `key` is a pointer tail already (`users/0`, `customResponseHeaders/<escaped>`).
     fn ptr(&self, key: &str) -> String {
-        format!("{}/{}", self.at, escape_pointer(key))
+        format!("{}/{key}", self.at)
     }
 
     fn seen(&self, _key: &str) {}
@@ -388,7 +389,7 @@ pub fn duration_ms(text: &str) -> Option<u64> {
         "h" => n * 3600e3,
         _ => return None,
     };
-    (ms >= 1.0 && ms < 1e15).then_some(ms as u64)
+    (1.0..1e15).contains(&ms).then_some(ms as u64)
 }
 
 fn rate_limit(t: &mut Fields<'_>) -> (Value, Option<String>) {
@@ -491,7 +492,7 @@ mod tests {
             "X-Key"
         );
         assert_eq!(by_name["h"].middleware["headers"]["frame_options"], "DENY");
-        for (_, t) in &by_name {
+        for t in by_name.values() {
             let m: crate::proxy::config::Middleware =
                 serde_json::from_value(t.middleware.clone()).expect("proxy form");
             let _ = m.kind();

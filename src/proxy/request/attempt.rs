@@ -19,7 +19,7 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 
 use crate::proxy::base::config::{AllDownPolicy, UpstreamProtocol};
 use crate::proxy::request::context::Claim;
-use crate::proxy::request::forward::{Exchange, Routed};
+use crate::proxy::request::exchange::{Exchange, Routed};
 use crate::proxy::runtime::state::{ClusterRt, RouteRt};
 use crate::proxy::runtime::supervisor::ConnWatch;
 use crate::proxy::upstream::body::UpBody;

@@ -7,29 +7,25 @@
 //! upgrade tunnel) or `fail`.
 
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode, Version};
 
-use crate::proxy::base::access_log::Entry;
-use crate::proxy::base::clock::{ms_at, unix_ms};
 use crate::proxy::base::config::UpstreamProtocol;
 use crate::proxy::base::headers;
-use crate::proxy::middleware::{Passed, RequestView};
-use crate::proxy::request::answer::{finish_error, from_middleware, with_log};
+use crate::proxy::middleware::RequestView;
+use crate::proxy::request::answer::{finish_error, from_middleware};
 use crate::proxy::request::attempt::{self, Answered, Failed};
 use crate::proxy::request::body::{ProxyBody, Tail};
 use crate::proxy::request::challenge;
 use crate::proxy::request::context::{ConnCtx, Tunnel};
+use crate::proxy::request::exchange::{Exchange, Routed};
 use crate::proxy::request::redirect;
 use crate::proxy::request::rewrite;
-use crate::proxy::runtime::state::{ClusterRt, RouteRt, Snapshot};
 use crate::proxy::upstream::lb::Balancer;
 
 pub use crate::proxy::request::answer::canned;
@@ -84,32 +80,6 @@ async fn proxy(ctx: &ConnCtx, req: Request<Incoming>, h1: bool) -> Response<Prox
     }
 }
 
-/// What one request carries from phase to phase.
-pub(crate) struct Exchange<'a> {
-    pub(crate) ctx: &'a ConnCtx,
-    pub(crate) snap: &'a Snapshot,
-    /// An HTTP/1 request: the supervisor keeps its response deadline.
-    pub(crate) h1: bool,
-    pub(crate) start: Instant,
-    /// `start` on the proxy's millisecond clock.
-    pub(crate) now: u64,
-    /// The authority (absolute URI) or `Host` header as received.
-    host_value: Option<HeaderValue>,
-    /// The real client: the peer, or the address a trusted proxy forwarded.
-    pub(crate) client: IpAddr,
-    log: Option<Box<Entry>>,
-    /// What the route's middlewares keep for the response side.
-    passed: Passed,
-}
-
-/// The route a request matched, with its cluster.
-pub(crate) struct Routed<'a> {
-    pub(crate) route: &'a RouteRt,
-    pub(crate) cluster: &'a ClusterRt,
-    /// Length of the matched path prefix (for `strip_prefix`).
-    pub(crate) prefix_len: usize,
-}
-
 /// The request as it goes upstream, with what the response phase needs to know about it.
 struct Outbound {
     req: Request<Incoming>,
@@ -120,49 +90,6 @@ struct Outbound {
 }
 
 impl<'a> Exchange<'a> {
-    /// Host, client address and the (sampled) access-log entry.
-    fn begin(ctx: &'a ConnCtx, snap: &'a Snapshot, req: &Request<Incoming>, h1: bool) -> Self {
-        let start = Instant::now();
-        let host_value: Option<HeaderValue> = match req.uri().authority() {
-            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-            None => req.headers().get(header::HOST).cloned(),
-        };
-        let client = headers::client_ip(ctx.peer.ip, req.headers(), |ip| snap.is_trusted(ip));
-        let mut ex = Self {
-            ctx,
-            snap,
-            h1,
-            start,
-            now: ms_at(start),
-            host_value,
-            client,
-            log: None,
-            passed: Passed::default(),
-        };
-        ex.log = snap.access_log.as_ref().filter(|l| l.sample()).map(|sink| {
-            Box::new(Entry {
-                sink: sink.clone(),
-                start,
-                time_ms: unix_ms(),
-                client,
-                method: req.method().as_str().to_string(),
-                host: ex.host().unwrap_or("").to_string(),
-                path: req.uri().path().to_string(),
-                status: 0,
-                bytes: 0,
-                upstream: None,
-                route: None,
-                retries: 0,
-            })
-        });
-        ex
-    }
-
-    /// The request's host as text, when it is valid UTF-8.
-    pub(crate) fn host(&self) -> Option<&str> {
-        self.host_value.as_ref().and_then(|v| v.to_str().ok())
-    }
-
     /// Answers the proxy gives before routing: ACME HTTP-01 validations and the redirect of
     /// plain HTTP to HTTPS.
     fn early_answer(&mut self, req: &Request<Incoming>) -> Option<Response<ProxyBody>> {
@@ -184,6 +111,7 @@ impl<'a> Exchange<'a> {
     }
 
     /// The route for host and path, or `404`.
+    #[allow(clippy::result_large_err)] // the error is the answer itself, returned at once
     fn route(&mut self, req: &Request<Incoming>) -> Result<Routed<'a>, Response<ProxyBody>> {
         let snap = self.snap;
         let Some(found) = snap.table.find(self.host(), req.uri().path()) else {
@@ -413,14 +341,5 @@ impl<'a> Exchange<'a> {
             return self.answer(resp);
         }
         finish_error(status, body, self.log.take())
-    }
-
-    /// An answer the proxy made itself, logged with its status.
-    pub(crate) fn answer(&mut self, resp: Response<ProxyBody>) -> Response<ProxyBody> {
-        let mut log = self.log.take();
-        if let Some(entry) = log.as_mut() {
-            entry.status = resp.status().as_u16();
-        }
-        with_log(resp, log)
     }
 }

@@ -1,6 +1,6 @@
 //! Layer 4, the request path: [`forward`] takes one client request through named phases
 //! (routing, header rewrite, then [`attempt`]: server choice, the upstream exchange and
-//! retries; then the response) over one per-request context; [`rewrite`] builds the upstream
+//! retries; then the response) over one per-request [`exchange`] context; [`rewrite`] builds the upstream
 //! URI; [`answer`] the proxy's own answers; the per-connection [`context`] and the client-side
 //! response [`body`]; [`challenge`] answers ACME HTTP-01 validation requests before routing;
 //! the HTTP→HTTPS [`redirect`]. Depends on the layers below.
@@ -10,6 +10,7 @@ pub mod attempt;
 pub mod body;
 pub mod challenge;
 pub mod context;
+pub mod exchange;
 pub mod forward;
 pub mod redirect;
 pub mod rewrite;
