@@ -14,33 +14,8 @@ cd "$(dirname "$0")/.."
 DURATION=${1:-5s}
 ROUNDS=${BENCH_ROUNDS:-5}
 CONNS=50
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-BIN=${ITSUP_BIN:-}
-if [ -z "$BIN" ]; then
-  cargo build --release --bin itsup >&2
-  BIN=$CARGO_TARGET_DIR/release/itsup
-fi
-for tool in wrk haproxy nginx openssl python3; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (run .ci/setup.sh)" >&2; exit 1; }
-done
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "port $1 did not open" >&2; exit 1
-}
+source bench/lib.bash
+need_tools wrk haproxy nginx openssl python3
 
 BACKEND=$(free_port); HAPROXY=$(free_port); ITSUP=$(free_port); ADMIN=$(free_port)
 
