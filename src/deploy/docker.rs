@@ -426,7 +426,7 @@ pub async fn stop_own_grace(docker: &Docker, id: &str) -> anyhow::Result<()> {
 /// Removes a container (forced: it may still be running after a failed start).
 pub async fn remove(docker: &Docker, id: &str) -> anyhow::Result<()> {
     answering()?;
-    docker
+    let removed = docker
         .remove_container(
             id,
             Some(
@@ -436,15 +436,44 @@ pub async fn remove(docker: &Docker, id: &str) -> anyhow::Result<()> {
                     .build(),
             ),
         )
-        .await
-        .or_else(|e| match e {
-            bollard::errors::Error::DockerResponseServerError {
+        .await;
+    match removed {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        // An apply killed mid-removal leaves the engine finishing it: wait for that instead.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409,
+            message,
+        }) if message.contains("already in progress") => wait_removed(docker, id).await,
+        Err(e) => Err(stalled(e)),
+    }
+    .with_context(|| format!("cannot remove container {}", short(id)))
+}
+
+/// Waits (bounded by [`API_TIMEOUT`]) until a container the engine is already removing is gone.
+async fn wait_removed(docker: &Docker, id: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + API_TIMEOUT;
+    loop {
+        match docker
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            } => Ok(()),
-            e => Err(e),
-        })
-        .map_err(stalled)
-        .with_context(|| format!("cannot remove container {}", short(id)))
+            }) => return Ok(()),
+            Err(e) => return Err(stalled(e)),
+            Ok(_) if tokio::time::Instant::now() >= deadline => anyhow::bail!(
+                "the engine was still removing it after {} s",
+                API_TIMEOUT.as_secs()
+            ),
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 fn not_modified(e: bollard::errors::Error) -> Result<(), bollard::errors::Error> {
