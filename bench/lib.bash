@@ -36,3 +36,24 @@ wait_port() {
   done
   echo "port $1 did not open" >&2; exit 1
 }
+
+# nginx_conf NAME BODY: $WORK/NAME/nginx.conf for one nginx worker in the foreground, logs and
+# temporary files under $WORK/NAME, BODY inside its http block.
+nginx_conf() { # name, body of the http block
+  mkdir -p "$WORK/$1"
+  cat >"$WORK/$1/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+user root;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/$1/body;
+  proxy_temp_path $WORK/$1/proxy;
+  keepalive_requests 1000000;
+  $2
+}
+CONF
+}

@@ -21,25 +21,6 @@ need_tools wrk haproxy nginx python3
 
 BACKEND=$(free_port); NGINX_PROXY=$(free_port); HAPROXY=$(free_port); ITSUP=$(free_port); ADMIN=$(free_port)
 
-nginx_conf() { # name, body of the http block
-  mkdir -p "$WORK/$1"
-  cat >"$WORK/$1/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-user root;
-pid $WORK/$1/nginx.pid;
-error_log $WORK/$1/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/$1/body;
-  proxy_temp_path $WORK/$1/proxy;
-  keepalive_requests 1000000;
-  $2
-}
-CONF
-}
-
 nginx_conf backend "server { listen 127.0.0.1:$BACKEND; location / { default_type text/plain; return 200 'ok'; } }"
 nginx_conf proxy "upstream be { server 127.0.0.1:$BACKEND; keepalive 128; }
   server { listen 127.0.0.1:$NGINX_PROXY; location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"

@@ -15,21 +15,7 @@ source bench/lib.bash
 need_tools wrk nginx python3
 
 BACKEND=$(free_port); ITSUP=$(free_port); ADMIN=$(free_port)
-mkdir -p "$WORK/backend"
-cat >"$WORK/backend/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-user root;
-pid $WORK/backend/nginx.pid;
-error_log $WORK/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/backend/body;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$BACKEND; location / { default_type text/plain; return 200 'ok'; } }
-}
-CONF
+nginx_conf backend "server { listen 127.0.0.1:$BACKEND; location / { default_type text/plain; return 200 'ok'; } }"
 cat >"$WORK/proxy.yml" <<CONF
 listeners: [{address: "127.0.0.1:$ITSUP"}]
 admin: {address: "127.0.0.1:$ADMIN"}

@@ -19,24 +19,12 @@ BACKEND=$(free_port); HAPROXY=$(free_port); ITSUP=$(free_port); ADMIN=$(free_por
 
 mkdir -p "$WORK/backend/www"
 head -c $((4 * 1024 * 1024)) /dev/zero >"$WORK/backend/www/big"
-cat >"$WORK/backend/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-user root;
-pid $WORK/backend/nginx.pid;
-error_log $WORK/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_requests 1000000;
+nginx_conf backend "sendfile on;
   server {
     listen 127.0.0.1:$BACKEND;
     root $WORK/backend/www;
     location = / { default_type text/plain; return 200 'ok'; }
-  }
-}
-CONF
+  }"
 # maxconn 5000 (and the same cap on itsup): HAProxy asks for 2 x maxconn descriptors and refuses
 # to start when the hard limit (20000 on these machines) is lower; the bench opens at most 50.
 cat >"$WORK/haproxy.cfg" <<CONF

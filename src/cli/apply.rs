@@ -399,13 +399,7 @@ fn print_dry_run(
     stale: &[String],
 ) {
     if args.format == Format::Json {
-        let files: Vec<_> = changes
-            .iter()
-            .map(|c| {
-                json!({"path": c.path, "change": match c.kind {
-                    ChangeKind::Create => "create", ChangeKind::Modify => "modify", ChangeKind::Delete => "delete" }})
-            })
-            .collect();
+        let files = changes_json(changes);
         let networks: Vec<_> = stale
             .iter()
             .map(|n| json!({"network": n, "action": "prune"}))
@@ -414,13 +408,7 @@ fn print_dry_run(
         out_line(&serde_json::to_string_pretty(&out).unwrap_or_default());
         return;
     }
-    let color = global.color.enabled();
-    for c in changes {
-        out_line(crate::output::unified(c, color).trim_end_matches('\n'));
-    }
-    if !changes.is_empty() {
-        out_line("");
-    }
+    print_changes(global, changes);
     for p in plans {
         if p.services.is_empty() {
             out_line(&format!("{}: removed (nothing left running)", p.stack));
@@ -525,6 +513,32 @@ fn print_results(
 }
 
 /// Prints a line to stdout; a closed pipe (`| head`) is not an error worth a panic.
+/// The rendered files a dry run would change, as the JSON report lists them.
+pub(super) fn changes_json(changes: &[crate::output::Change]) -> Vec<serde_json::Value> {
+    changes
+        .iter()
+        .map(|c| {
+            let change = match c.kind {
+                ChangeKind::Create => "create",
+                ChangeKind::Modify => "modify",
+                ChangeKind::Delete => "delete",
+            };
+            json!({"path": c.path, "change": change})
+        })
+        .collect()
+}
+
+/// The rendered files a dry run would change, as unified diffs, then a blank line.
+pub(super) fn print_changes(global: &Global, changes: &[crate::output::Change]) {
+    let color = global.color.enabled();
+    for c in changes {
+        out_line(crate::output::unified(c, color).trim_end_matches('\n'));
+    }
+    if !changes.is_empty() {
+        out_line("");
+    }
+}
+
 pub(super) fn out_line(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();

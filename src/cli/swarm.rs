@@ -115,24 +115,11 @@ fn print_dry_run(
     plans: &[StackPlan],
 ) {
     if args.format == Format::Json {
-        let files: Vec<_> = changes
-            .iter()
-            .map(|c| {
-                json!({"path": c.path, "change": match c.kind {
-                    ChangeKind::Create => "create", ChangeKind::Modify => "modify", ChangeKind::Delete => "delete" }})
-            })
-            .collect();
-        let out = json!({"files": files, "stacks": plans});
+        let out = json!({"files": super::apply::changes_json(changes), "stacks": plans});
         out_line(&serde_json::to_string_pretty(&out).unwrap_or_default());
         return;
     }
-    let color = global.color.enabled();
-    for c in changes {
-        out_line(crate::output::unified(c, color).trim_end_matches('\n'));
-    }
-    if !changes.is_empty() {
-        out_line("");
-    }
+    super::apply::print_changes(global, changes);
     for p in plans {
         let suffix = if p.removed {
             " (stack removed with its networks)"
